@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Self
 
 __all__ = ["DecodeStatus", "Encoding", "Endian"]
 
 
-class _NamedEnum(str, Enum):
+class _NamedEnum(StrEnum):
     """A string enum parsed case-insensitively from its name."""
 
     @classmethod
@@ -26,9 +26,6 @@ class _NamedEnum(str, Enum):
                 pass
         names = ", ".join(m.name for m in cls)
         raise ValueError(f"{value!r} is not one of {names}")
-
-    def __str__(self) -> str:
-        return str(self.value)
 
 
 class DecodeStatus(_NamedEnum):

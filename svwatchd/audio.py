@@ -1,0 +1,333 @@
+"""Audio input for the decoders: WAV files, raw files and raw socket bytes to float32 mono.
+
+Engines want mono float32 samples in [-1, 1) at their own rate (16000 Hz by
+default). This is the one place that turns a declared :class:`AudioFormat` into
+that, so byte order, signedness, channel mixing and resampling are done once.
+
+Decoding is libsndfile's (``soundfile``); the one layout it cannot read, unsigned
+PCM wider than one byte, is reinterpreted with numpy. Resampling is ``soxr`` at
+'HQ' quality, one-shot for files and :class:`soxr.ResampleStream` for sockets, so
+a socket fed the bytes of a file yields the same samples as the file.
+
+Bad audio raises :class:`AudioDecodeError`; genuine OS failures (missing file,
+permission denied) pass through as ``OSError``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+import soundfile as sf
+import soxr
+
+from svwatchd.enums import Encoding, Endian
+from svwatchd.errors import InvalidInputError
+
+__all__ = [
+    "DEFAULT_RATE",
+    "MAX_RATE",
+    "MIN_RATE",
+    "AudioDecodeError",
+    "AudioFormat",
+    "RawStreamDecoder",
+    "Samples",
+    "WavInfo",
+    "duration_seconds",
+    "is_riff",
+    "probe_wav",
+    "read_audio",
+]
+
+Samples = npt.NDArray[np.float32]
+"""A 1-D float32 array of mono samples in [-1, 1)."""
+
+StrPath = str | os.PathLike[str]
+
+MIN_RATE: Final = 8000
+MAX_RATE: Final = 48000
+DEFAULT_RATE: Final = 16000
+_QUALITY: Final = "HQ"
+
+# libsndfile subtype <-> (encoding, bytes per sample). PCM_S8 never occurs in WAV
+# (8-bit WAV is unsigned) but is how libsndfile reads signed 8-bit raw.
+_SUBTYPES: Final[dict[str, tuple[Encoding, int]]] = {
+    "PCM_U8": (Encoding.UPCM, 1),
+    "PCM_S8": (Encoding.SPCM, 1),
+    "PCM_16": (Encoding.SPCM, 2),
+    "PCM_24": (Encoding.SPCM, 3),
+    "PCM_32": (Encoding.SPCM, 4),
+    "ULAW": (Encoding.ULAW, 1),
+    "ALAW": (Encoding.ALAW, 1),
+}
+_RAW_SUBTYPE: Final = {layout: subtype for subtype, layout in _SUBTYPES.items()}
+_WAV_SUBTYPES: Final = ", ".join(s for s in _SUBTYPES if s != "PCM_S8")
+# The RIFF tag decides the byte order: libsndfile's info reports "FILE" for RIFF.
+_RIFF_TAGS: Final = {b"RIFF": Endian.LITTLE, b"RIFX": Endian.BIG}
+
+
+class AudioDecodeError(InvalidInputError):
+    """An audio source cannot be decoded; ``source`` names it, ``problem`` says why.
+
+    A subclass of ``InvalidInputError``, hence of ``SvwatchdError`` and ``ValueError``:
+    the input is at fault, and retrying will not help.
+    """
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"Cannot decode {source}: {problem}")
+        self.source = source
+        self.problem = problem
+
+    def __reduce__(self) -> tuple[type[AudioDecodeError], tuple[str, str]]:
+        # Rebuild from the attributes, so the error survives pickling (process pools).
+        return type(self), (self.source, self.problem)
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    """How a source's samples are laid out; validated on creation (``ValueError``).
+
+    ``encoding`` and ``endian`` also accept member names ("ulaw", "big") and are
+    stored as members. ``endian`` only matters for samples wider than one byte.
+    """
+
+    filetype: Literal["WAV", "RAW"]
+    encoding: Encoding
+    sampwidth: int
+    samprate: int
+    channels: int = 1
+    endian: Endian = Endian.LITTLE
+
+    def __post_init__(self) -> None:
+        if self.filetype not in ("WAV", "RAW"):
+            raise ValueError(f"filetype must be 'WAV' or 'RAW', not {self.filetype!r}")
+        object.__setattr__(self, "encoding", Encoding.parse(self.encoding))
+        object.__setattr__(self, "endian", Endian.parse(self.endian))
+        for name in ("sampwidth", "samprate", "channels"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name} must be an integer, not {value!r}")
+        if not MIN_RATE <= self.samprate <= MAX_RATE:
+            raise ValueError(f"sample rate {self.samprate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz")
+        if self.encoding in (Encoding.ULAW, Encoding.ALAW) and self.sampwidth != 1:
+            raise ValueError(f"{self.encoding.value} samples are 1 byte wide, not {self.sampwidth}")
+        if not 1 <= self.sampwidth <= 4:
+            raise ValueError(f"sample width must be 1 to 4 bytes, not {self.sampwidth}")
+        if self.channels < 1:
+            raise ValueError(f"channels must be at least 1, not {self.channels}")
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes per frame (one sample of every channel)."""
+        return self.sampwidth * self.channels
+
+
+@dataclass(frozen=True)
+class WavInfo:
+    """What :func:`probe_wav` learns from a WAV header: the format and the frame count."""
+
+    format: AudioFormat
+    frames: int
+
+    @property
+    def duration(self) -> float:
+        """Length of the audio in seconds."""
+        return self.frames / self.format.samprate
+
+
+def is_riff(path: StrPath) -> bool:
+    """True when the file starts with a RIFF or RIFX tag, i.e. claims to be a WAV file."""
+    with open(path, "rb") as f:
+        return f.read(4) in _RIFF_TAGS
+
+
+def probe_wav(path: StrPath) -> WavInfo:
+    """Read a WAV header into a :class:`WavInfo` without decoding the samples.
+
+    Raises :class:`AudioDecodeError` for a file that is not RIFF/RIFX WAVE, has an
+    invalid header, an encoding other than 8-bit unsigned, 16/24/32-bit signed PCM,
+    mu-law or A-law, a rate outside 8000..48000 Hz, or no frames.
+    """
+    return _read_wav(path, samples=False)[0]
+
+
+def read_audio(path: StrPath, fmt: AudioFormat, *, target_rate: int = DEFAULT_RATE) -> Samples:
+    """Decode a whole file to mono float32 at ``target_rate`` (channels averaged, soxr 'HQ').
+
+    For ``fmt.filetype == 'WAV'`` the header is authoritative and the rest of ``fmt``
+    is not consulted. For 'RAW' the bytes are read as ``fmt`` says; a trailing
+    partial frame is dropped. Raises :class:`AudioDecodeError` for undecodable or
+    empty audio.
+    """
+    source = os.fspath(path)
+    if fmt.filetype == "WAV":
+        info, wav_frames = _read_wav(path, samples=True)
+        assert wav_frames is not None
+        frames, rate = wav_frames, info.format.samprate
+    else:
+        with open(path, "rb") as f:
+            frames = _decode_frames(f.read(), fmt)
+        if len(frames) == 0:
+            raise AudioDecodeError(source, "the raw file holds no complete audio frame")
+        rate = fmt.samprate
+    return _resample(_mono(frames), rate, _check_rate(target_rate))
+
+
+def duration_seconds(path: StrPath, fmt: AudioFormat) -> float:
+    """Length of a file's audio in seconds, from the WAV header or the raw file's size."""
+    if fmt.filetype == "WAV":
+        return probe_wav(path).duration
+    return os.path.getsize(path) // fmt.frame_bytes / fmt.samprate
+
+
+class RawStreamDecoder:
+    """Decode headerless audio arriving in arbitrary chunks (a TCP socket) incrementally.
+
+    Chunks may split frames; the remainder waits for the next :meth:`feed`. Output
+    is mono float32 at ``target_rate``; the concatenation of every ``feed`` and the
+    final :meth:`flush` equals :func:`read_audio` on the same bytes as a raw file
+    (up to resampler rounding). After ``flush`` the decoder is finished: ``feed``
+    raises ``RuntimeError`` and further ``flush`` calls return nothing.
+    """
+
+    def __init__(self, fmt: AudioFormat, *, target_rate: int = DEFAULT_RATE) -> None:
+        if fmt.filetype != "RAW":
+            raise ValueError("RawStreamDecoder decodes headerless audio: fmt.filetype must be RAW")
+        self.format = fmt
+        self.target_rate = _check_rate(target_rate)
+        self._pending = bytearray()
+        self._frames = 0
+        self._finished = False
+        self._stream: Any = None
+        if fmt.samprate != target_rate:
+            self._stream = soxr.ResampleStream(
+                fmt.samprate, target_rate, 1, dtype="float32", quality=_QUALITY
+            )
+
+    @property
+    def seconds_received(self) -> float:
+        """Seconds of source audio received so far, counting complete frames only."""
+        return self._frames / self.format.samprate
+
+    def feed(self, data: bytes) -> Samples:
+        """Decode the complete frames now available; return the samples ready so far."""
+        if self._finished:
+            raise RuntimeError("RawStreamDecoder.feed() after flush(): the stream has ended")
+        self._pending += data
+        usable = len(self._pending) - len(self._pending) % self.format.frame_bytes
+        if usable == 0:
+            return _EMPTY.copy()
+        frames = _decode_frames(bytes(self._pending[:usable]), self.format)
+        del self._pending[:usable]
+        self._frames += len(frames)
+        return self._resample(_mono(frames), last=False)
+
+    def flush(self) -> Samples:
+        """End the stream: drop any partial frame and return the resampler's last samples."""
+        if self._finished:
+            return _EMPTY.copy()
+        self._finished = True
+        self._pending.clear()
+        return self._resample(_EMPTY, last=True)
+
+    def _resample(self, mono: Samples, *, last: bool) -> Samples:
+        if self._stream is None:
+            return mono
+        return np.asarray(self._stream.resample_chunk(mono, last=last), dtype=np.float32)
+
+
+_EMPTY: Final[Samples] = np.zeros(0, dtype=np.float32)
+
+
+def _check_rate(rate: int) -> int:
+    if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
+        raise ValueError(f"target_rate must be a positive integer, not {rate!r}")
+    return rate
+
+
+def _read_wav(path: StrPath, *, samples: bool) -> tuple[WavInfo, npt.NDArray[np.float32] | None]:
+    """Open a WAV file, validate its header and, if ``samples``, read its frames (n, ch)."""
+    source = os.fspath(path)
+    with open(path, "rb") as f:  # opened here so OS errors stay OSError
+        tag = f.read(4)
+        if tag not in _RIFF_TAGS:
+            raise AudioDecodeError(source, "not a valid RIFF/WAVE file (no RIFF or RIFX tag)")
+        f.seek(0)
+        try:
+            with sf.SoundFile(f) as snd:
+                info = _wav_info(source, snd, _RIFF_TAGS[tag])
+                frames = snd.read(dtype="float32", always_2d=True) if samples else None
+        except sf.SoundFileError as exc:
+            detail = str(getattr(exc, "error_string", exc)).strip().rstrip(".")
+            raise AudioDecodeError(source, f"not a valid RIFF/WAVE file ({detail})") from None
+    return info, None if frames is None else np.asarray(frames, dtype=np.float32)
+
+
+def _wav_info(source: str, snd: Any, endian: Endian) -> WavInfo:
+    """Check what libsndfile read from a WAV header and turn it into a WavInfo."""
+    if snd.format not in ("WAV", "WAVEX"):
+        raise AudioDecodeError(source, f"not a valid RIFF/WAVE file (read as {snd.format})")
+    layout = _SUBTYPES.get(snd.subtype)
+    if layout is None or snd.subtype == "PCM_S8":
+        raise AudioDecodeError(
+            source, f"unsupported WAV sample encoding {snd.subtype} (supported: {_WAV_SUBTYPES})"
+        )
+    try:
+        fmt = AudioFormat("WAV", layout[0], layout[1], snd.samplerate, snd.channels, endian)
+    except ValueError as exc:
+        raise AudioDecodeError(source, f"bad WAV header, {exc}") from None
+    if snd.frames <= 0:
+        raise AudioDecodeError(source, "the WAV file holds no audio frames")
+    return WavInfo(fmt, int(snd.frames))
+
+
+def _decode_frames(data: bytes, fmt: AudioFormat) -> npt.NDArray[np.float32]:
+    """Decode the complete frames of raw bytes to float32 of shape (frames, channels).
+
+    The one sample converter for raw audio, shared by read_audio and RawStreamDecoder.
+    """
+    count = len(data) // fmt.frame_bytes
+    if count == 0:
+        return np.zeros((0, fmt.channels), dtype=np.float32)
+    data = data[: count * fmt.frame_bytes]
+    subtype = _RAW_SUBTYPE.get((fmt.encoding, fmt.sampwidth))
+    if subtype is not None:
+        frames = sf.read(
+            io.BytesIO(data),
+            format="RAW",
+            subtype=subtype,
+            endian=fmt.endian.value,
+            samplerate=fmt.samprate,
+            channels=fmt.channels,
+            dtype="float32",
+            always_2d=True,
+        )[0]
+        return np.asarray(frames, dtype=np.float32)
+    # Unsigned PCM of 2-4 bytes, which libsndfile cannot read: left-justify each
+    # sample in 32 bits (little-endian), flip the sign bit (offset binary -> two's
+    # complement) and scale like libsndfile does for signed PCM.
+    width = fmt.sampwidth
+    raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, width)
+    if fmt.endian is Endian.BIG:
+        raw = raw[:, ::-1]
+    wide = np.zeros((len(raw), 4), dtype=np.uint8)
+    wide[:, 4 - width :] = raw
+    signed = (wide.view("<u4")[:, 0] ^ np.uint32(0x8000_0000)).view("<i4")
+    return (signed.astype(np.float32) / np.float32(2**31)).reshape(-1, fmt.channels)
+
+
+def _mono(frames: npt.NDArray[np.float32]) -> Samples:
+    """Mix (frames, channels) down to one channel by averaging."""
+    if frames.shape[1] == 1:
+        return np.ascontiguousarray(frames[:, 0])
+    return np.ascontiguousarray(frames.mean(axis=1, dtype=np.float32))
+
+
+def _resample(samples: Samples, rate: int, target_rate: int) -> Samples:
+    if rate == target_rate:
+        return samples
+    return np.asarray(soxr.resample(samples, rate, target_rate, quality=_QUALITY), np.float32)

@@ -1,0 +1,181 @@
+"""Stream metadata: the reserved audio-format fields, normalised, and free tags.
+
+A Stream's metadata is split once, at construction, into the reserved format
+fields (``samprate``, ``sampwidth``, ``encoding``, ``channels``, ``endian``),
+each parsed into one canonical form, and free tags kept as given. Every
+failure is an :class:`~svwatchd.errors.InvalidStreamError` naming the source
+and the field, so a bad stream never reaches a server.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Final, TypeAlias
+
+from svwatchd.enums import Encoding, Endian
+from svwatchd.errors import InvalidStreamError
+
+__all__ = [
+    "FORMAT_FIELDS",
+    "MAX_SAMPRATE",
+    "MIN_SAMPRATE",
+    "TagValue",
+    "match_metadata",
+    "parse_format_field",
+    "parse_samprate",
+    "split_metadata",
+]
+
+TagValue: TypeAlias = str | int | float | bool
+
+FORMAT_FIELDS: Final = ("samprate", "sampwidth", "encoding", "channels", "endian")
+MIN_SAMPRATE: Final = 8000
+MAX_SAMPRATE: Final = 48000
+MAX_CHANNELS: Final = 64
+_TAG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+_SAMPRATE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>k|khz|hz)?\s*$", re.IGNORECASE)
+
+
+def parse_samprate(value: object) -> int:
+    """Parse a sample rate in Hz: an int, or a string such as ``'16000'``, ``'8k'``, ``'44.1k'``.
+
+    Raises ``ValueError`` for anything else, for a fractional rate in Hz, and for
+    a rate outside 8000..48000.
+    """
+    hz: Decimal
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a sample rate")
+    if isinstance(value, int):
+        hz = Decimal(value)
+    elif isinstance(value, float) and math.isfinite(value):
+        hz = Decimal(repr(value))
+    elif isinstance(value, str) and (m := _SAMPRATE.match(value)):
+        try:
+            hz = Decimal(m["num"])
+        except InvalidOperation:  # pragma: no cover - the regex admits only decimals
+            raise ValueError(f"{value!r} is not a sample rate") from None
+        if (m["unit"] or "").lower() in ("k", "khz"):
+            hz *= 1000
+    else:
+        raise ValueError(f"{value!r} is not a sample rate (use Hz, e.g. 16000, or '8k', '44.1k')")
+    if hz != hz.to_integral_value():
+        raise ValueError(f"{value!r} is not a whole number of Hz")
+    rate = int(hz)
+    if not MIN_SAMPRATE <= rate <= MAX_SAMPRATE:
+        raise ValueError(f"{rate} Hz is outside {MIN_SAMPRATE}..{MAX_SAMPRATE}")
+    return rate
+
+
+def _parse_small_int(value: object, low: int, high: int, what: str) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a {what}")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int):
+        raise ValueError(f"{value!r} is not a {what}")
+    if not low <= value <= high:
+        raise ValueError(f"{value} is outside {low}..{high}")
+    return value
+
+
+def parse_format_field(name: str, value: object) -> int | Encoding | Endian:
+    """Parse one reserved format field into its canonical form (raises ``ValueError``)."""
+    if name == "samprate":
+        return parse_samprate(value)
+    if name == "sampwidth":
+        return _parse_small_int(value, 1, 4, "sample width in bytes (1-4)")
+    if name == "channels":
+        return _parse_small_int(value, 1, MAX_CHANNELS, "channel count")
+    if name == "encoding":
+        return Encoding.parse(value)
+    if name == "endian":
+        return Endian.parse(value)
+    raise KeyError(name)
+
+
+def _check_tag(source: str, key: object, value: object) -> TagValue:
+    if not isinstance(key, str) or not _TAG_KEY.match(key):
+        raise InvalidStreamError(
+            f"Stream {source}: metadata name {key!r} is not valid (letters, digits, '_', '.', "
+            "'-'; starting with a letter or '_'; at most 128 characters)",
+            source=source,
+            field=str(key),
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidStreamError(
+            f"Stream {source}: metadata {key!r} is {value!r}; a tag must be a finite number",
+            source=source,
+            field=key,
+        )
+    if not isinstance(value, str | int | float | bool):
+        raise InvalidStreamError(
+            f"Stream {source}: metadata {key!r} is a {type(value).__name__}; a tag must be a "
+            "string, number or bool",
+            source=source,
+            field=key,
+        )
+    if key == "recorded_at":
+        try:
+            datetime.fromisoformat(str(value))
+        except ValueError:
+            raise InvalidStreamError(
+                f"Stream {source}: metadata 'recorded_at' is {value!r}, not an ISO 8601 time "
+                "(e.g. 2026-11-24T09:30:00+01:00)",
+                source=source,
+                field=key,
+            ) from None
+    return value
+
+
+def split_metadata(
+    source: str, metadata: Mapping[str, object]
+) -> tuple[dict[str, int | Encoding | Endian], dict[str, TagValue]]:
+    """Split metadata into parsed format fields and free tags, validating both.
+
+    Raises :class:`InvalidStreamError` naming ``source`` and the field at fault.
+    """
+    fmt: dict[str, int | Encoding | Endian] = {}
+    tags: dict[str, TagValue] = {}
+    for key, value in metadata.items():
+        if key in FORMAT_FIELDS:
+            try:
+                fmt[key] = parse_format_field(key, value)
+            except ValueError as exc:
+                raise InvalidStreamError(
+                    f"Stream {source}: {key} {exc}", source=source, field=key
+                ) from None
+        else:
+            tags[key] = _check_tag(source, key, value)
+    return fmt, tags
+
+
+def match_metadata(
+    fmt: Mapping[str, object], tags: Mapping[str, object], query: Mapping[str, object]
+) -> bool:
+    """True if every field of ``query`` exists in ``fmt`` or ``tags`` with the same value.
+
+    Format fields are compared in canonical form (``'8k'`` equals 8000); tags as
+    given. The one rule behind ``Stream.tagsmatch`` and the server's tag queries.
+    """
+    for key, want in query.items():
+        if key in FORMAT_FIELDS:
+            try:
+                want = parse_format_field(key, want)
+            except ValueError:
+                return False
+            if key not in fmt or fmt[key] != want:
+                return False
+        elif key not in tags or not _same(tags[key], want):
+            return False
+    return True
+
+
+def _same(a: object, b: object) -> bool:
+    # bool is an int in Python; a tag True must not match 1, nor "1".
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b

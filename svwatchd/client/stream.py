@@ -1,0 +1,470 @@
+"""Streams: audio sources described for decoding, as the vendor's ``stream`` module specifies.
+
+A :class:`Stream` is a file (WAV or headerless raw) or a TCP socket address,
+with its audio format and free metadata tags. It is validated completely at
+construction, so a bad stream never reaches a server. Once passed to
+``Server.decodestreams`` it remembers that server and its server-side id, and
+its lifecycle methods (``refresh``, ``pause``, ``resume``, ...) act through it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from svwatchd.audio import AudioDecodeError, AudioFormat, WavInfo, is_riff, probe_wav
+from svwatchd.client.metadata import TagValue, match_metadata, split_metadata
+from svwatchd.client.select import FileSelector, walk_many
+from svwatchd.enums import DecodeStatus, Encoding, Endian
+from svwatchd.errors import InvalidStreamError, StreamsError, StreamStateError
+
+if TYPE_CHECKING:
+    from svwatchd.client.server import Server
+    from svwatchd.client.speechdata import Utterance
+
+__all__ = ["DecodeStatus", "Encoding", "Endian", "Stream", "createdirstreams", "createstreams"]
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_WAV_EXTS = (".wav", ".wave")
+
+Source = str | os.PathLike[str] | tuple[str, int]
+
+
+def _socket_address(source: object) -> tuple[str, int] | None:
+    if isinstance(source, tuple | list) and len(source) == 2:
+        host, port = source
+        if not isinstance(host, str) or not host.strip():
+            raise InvalidStreamError(
+                f"Socket source {source!r}: host must be a non-empty string", source=str(source)
+            )
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise InvalidStreamError(
+                f"Socket source {source!r}: port must be an integer in 1..65535",
+                source=str(source),
+            )
+        return host.strip(), port
+    return None
+
+
+class Stream:
+    """An audio source for decoding: a file path or a ``(host, port)`` socket address.
+
+    ``metadata`` holds the reserved format fields (``samprate``, ``sampwidth``,
+    ``encoding``, ``channels``, ``endian``) and free tags. Headerless sources
+    (raw files, sockets) need ``samprate`` and ``encoding``, and ``sampwidth``
+    for linear PCM; a WAV file's format comes from its header, and metadata
+    that contradicts it is an error naming both values.
+
+    ``status``, ``start`` and ``end`` are ``None`` until the stream is submitted;
+    they change only when refreshed from the server.
+    """
+
+    status: DecodeStatus | None
+    start: datetime | None
+    end: datetime | None
+
+    def __init__(self, source: Source, **metadata: Any) -> None:
+        address = _socket_address(source)
+        self._address = address
+        self._path: str | None = None
+        self._size: int | None = None
+        self._filetype: Literal["WAV", "RAW"] | None = None
+        self._frames: int | None = None
+        if address is None:
+            if not isinstance(source, str | os.PathLike) or not os.fspath(source):
+                raise InvalidStreamError(
+                    f"Stream source {source!r} is neither a file path nor a (host, port) pair",
+                    source=str(source),
+                )
+            self._path = os.path.abspath(os.fspath(source))
+        name = self._path if self._path is not None else self.sourcename()
+        fmt, tags = split_metadata(name, metadata)
+        self._tags: dict[str, TagValue] = tags
+        self._format = self._resolve_format(name, fmt)
+        self._id = uuid.uuid4().hex
+        self._server: Server | None = None
+        self.status = None
+        self.start = None
+        self.end = None
+        self.error: str | None = None
+        self._stats: dict[str, Any] = {}
+        self._sourceseconds: float | None = None
+        self._listeners: list[dict[str, Any]] = []
+
+    # -- construction -------------------------------------------------------------
+
+    def _resolve_format(self, name: str, fmt: dict[str, int | Encoding | Endian]) -> AudioFormat:
+        if self._path is not None:
+            try:
+                st = os.stat(self._path)
+            except OSError as exc:
+                raise InvalidStreamError(
+                    f"Cannot read {name}: {exc.strerror or exc}", source=name
+                ) from None
+            if not os.path.isfile(self._path):
+                raise InvalidStreamError(f"Cannot read {name}: not a regular file", source=name)
+            self._size = st.st_size
+            if self._path.lower().endswith(_WAV_EXTS) or is_riff(self._path):
+                self._filetype = "WAV"
+                try:
+                    info = probe_wav(self._path)
+                except AudioDecodeError as exc:
+                    raise InvalidStreamError(str(exc), source=name) from None
+                self._frames = info.frames
+                self._check_against_header(name, fmt, info)
+                return info.format
+            self._filetype = "RAW"
+        return self._headerless_format(name, fmt)
+
+    @staticmethod
+    def _check_against_header(
+        name: str, fmt: Mapping[str, int | Encoding | Endian], info: WavInfo
+    ) -> None:
+        for key, given in fmt.items():
+            actual = getattr(info.format, key)
+            if given != actual:
+                raise InvalidStreamError(
+                    f"Stream {name}: metadata {key}={given} contradicts the WAV header's "
+                    f"{key}={actual}; drop the field or fix the file",
+                    source=name,
+                    field=key,
+                )
+
+    def _headerless_format(
+        self, name: str, fmt: Mapping[str, int | Encoding | Endian]
+    ) -> AudioFormat:
+        kind = "raw file" if self._path is not None else "socket"
+        for required in ("samprate", "encoding"):
+            if required not in fmt:
+                raise InvalidStreamError(
+                    f"Stream {name}: a {kind} has no header, so '{required}' must be given "
+                    "(samprate and encoding, and sampwidth for SPCM/UPCM)",
+                    source=name,
+                    field=required,
+                )
+        encoding = Encoding.parse(fmt["encoding"])
+        if encoding in (Encoding.ULAW, Encoding.ALAW):
+            width = fmt.get("sampwidth", 1)
+            if width != 1:
+                raise InvalidStreamError(
+                    f"Stream {name}: sampwidth must be 1 for {encoding.value}, not {width}",
+                    source=name,
+                    field="sampwidth",
+                )
+        elif "sampwidth" not in fmt:
+            raise InvalidStreamError(
+                f"Stream {name}: headerless {encoding.value} needs 'sampwidth' (bytes per "
+                "sample, 1-4)",
+                source=name,
+                field="sampwidth",
+            )
+        else:
+            width = fmt["sampwidth"]
+        return AudioFormat(
+            filetype="RAW",
+            encoding=encoding,
+            sampwidth=int(width),
+            samprate=int(fmt["samprate"]),
+            channels=int(fmt.get("channels", 1)),
+            endian=Endian.parse(fmt.get("endian", Endian.LITTLE)),
+        )
+
+    # -- identity -----------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The stream's id on the server, chosen by the client (random unless set).
+
+        Resending a stream with the same id never creates a second stream, which
+        makes a retried submission safe.
+        """
+        return self._id
+
+    @id.setter
+    def id(self, value: str) -> None:
+        if self._server is not None:
+            raise StreamStateError(
+                f"Stream {self.sourcename()} is already submitted as {self._id}; its id is fixed",
+                stream_id=self._id,
+            )
+        if not isinstance(value, str) or not _ID.match(value):
+            raise InvalidStreamError(
+                f"Stream id {value!r} is not valid (1-128 of letters, digits, '.', '_', ':', '-')",
+                source=self.sourcename(),
+                field="id",
+            )
+        self._id = value
+
+    @property
+    def source(self) -> str | tuple[str, int]:
+        """The absolute file path, or the ``(host, port)`` socket address."""
+        if self._address is not None:
+            return self._address
+        assert self._path is not None
+        return self._path
+
+    @property
+    def metadata(self) -> dict[str, object]:
+        """Format fields (canonical values) and tags, as one dict."""
+        fmt = self._format
+        out: dict[str, object] = {
+            "samprate": fmt.samprate,
+            "sampwidth": fmt.sampwidth,
+            "encoding": fmt.encoding,
+            "channels": fmt.channels,
+            "endian": fmt.endian,
+        }
+        out.update(self._tags)
+        return out
+
+    @property
+    def tags(self) -> dict[str, TagValue]:
+        """The free metadata tags, as given."""
+        return dict(self._tags)
+
+    @property
+    def format(self) -> AudioFormat:
+        """The audio format, from the WAV header or the metadata."""
+        return self._format
+
+    def frames(self) -> int | None:
+        """Number of audio frames of a WAV file (from its header), else ``None``."""
+        return self._frames
+
+    def __repr__(self) -> str:
+        status = self.status.value if self.status else "unsubmitted"
+        return f"<Stream {self._id} {self.sourcename()} {status}>"
+
+    # -- the spec's source methods -----------------------------------------------
+
+    def sourcename(self) -> str:
+        """Base filename, or ``<port>@<host>`` for a socket."""
+        if self._address is not None:
+            return f"{self._address[1]}@{self._address[0]}"
+        assert self._path is not None
+        return os.path.basename(self._path)
+
+    def getfiletype(self) -> Literal["RAW", "WAV"] | None:
+        """``'WAV'`` or ``'RAW'`` for a file, ``None`` for a socket."""
+        return self._filetype
+
+    def fromfile(self) -> bool:
+        """True if the source is a file."""
+        return self._path is not None
+
+    def fromsocket(self) -> bool:
+        """True if the source is a TCP socket."""
+        return self._address is not None
+
+    def fromwavfile(self) -> bool:
+        """True if the source is a WAV file."""
+        return self._filetype == "WAV"
+
+    def fromrawfile(self) -> bool:
+        """True if the source is a headerless raw file."""
+        return self._filetype == "RAW"
+
+    def size(self) -> int | None:
+        """Size of the source file in bytes when the Stream was made, or ``None`` for a socket."""
+        return self._size
+
+    def encoding(self) -> Encoding:
+        """The source's sample encoding."""
+        return self._format.encoding
+
+    def endian(self) -> Endian:
+        """The source's byte order."""
+        return self._format.endian
+
+    def sampwidth(self) -> int:
+        """Bytes per sample."""
+        return self._format.sampwidth
+
+    def samprate(self) -> int:
+        """Sample rate in Hz."""
+        return self._format.samprate
+
+    def channels(self) -> int:
+        """Number of audio channels."""
+        return self._format.channels
+
+    def tagsmatch(self, metadata: Mapping[str, object]) -> bool:
+        """True if every field in ``metadata`` exists here with the same value.
+
+        Format fields are compared in canonical form (``'8k'`` equals 8000);
+        tags are compared as given.
+        """
+        return match_metadata(self.metadata, self._tags, metadata)
+
+    # -- status predicates ---------------------------------------------------------
+
+    def isqueued(self) -> bool:
+        """True if the stream is queued for decoding."""
+        return self.status is DecodeStatus.QUEUED
+
+    def isactive(self) -> bool:
+        """True if the stream is being decoded."""
+        return self.status is DecodeStatus.ACTIVE
+
+    def ispaused(self) -> bool:
+        """True if decoding is paused."""
+        return self.status is DecodeStatus.PAUSED
+
+    def isdone(self) -> bool:
+        """True if decoding has finished for any reason: DONE, ERROR, CLOSED or DELETED."""
+        return self.status is not None and self.status.finished
+
+    def iserror(self) -> bool:
+        """True if decoding was aborted by an error (see ``error`` for the reason)."""
+        return self.status is DecodeStatus.ERROR
+
+    def isclosed(self) -> bool:
+        """True if decoding was aborted on request."""
+        return self.status is DecodeStatus.CLOSED
+
+    def isdeleted(self) -> bool:
+        """True if the stream was deleted from the server."""
+        return self.status is DecodeStatus.DELETED
+
+    # -- server side ---------------------------------------------------------------
+
+    def _require_server(self) -> Server:
+        if self._server is None:
+            raise StreamStateError(
+                f"Stream {self.sourcename()} has not been submitted to a server; pass it to "
+                "Server.decodestreams first",
+                stream_id=self._id,
+            )
+        return self._server
+
+    def _bind(self, server: Server) -> None:
+        """Remember the server this stream was submitted to (called by the Server)."""
+        self._server = server
+
+    def _apply(self, record: Mapping[str, Any]) -> None:
+        """Take the server's view of this stream (called by the Server on refresh)."""
+        self.status = DecodeStatus.parse(record["status"])
+        self.start = _parse_time(record.get("start"))
+        self.end = _parse_time(record.get("end"))
+        self.error = record.get("error")
+        self._stats = dict(record.get("stats") or {})
+        self._sourceseconds = record.get("sourceseconds")
+        self._listeners = list(record.get("listeners") or [])
+
+    def refresh(self) -> None:
+        """Refresh the stream's state from its server."""
+        self._require_server().refreshstreams(self)
+
+    def joinstart(self, timeout: float | None = None) -> bool:
+        """Wait for decoding to start; True if it started (state is refreshed)."""
+        self._require_server().joinstartstreams(self, timeout=timeout)
+        return self.status is not None and self.status is not DecodeStatus.QUEUED
+
+    def stats(self) -> dict[str, Any]:
+        """Decoding stats as of the last refresh (audio seconds, real-time factor, counts...)."""
+        self._require_server()
+        return dict(self._stats)
+
+    def sourceseconds(self) -> float | None:
+        """Seconds of source audio the server had received as of the last refresh, or None."""
+        self._require_server()
+        return self._sourceseconds
+
+    def listenerinfo(self) -> list[dict[str, Any]]:
+        """Who was listening to this stream as of the last refresh."""
+        self._require_server()
+        return [dict(x) for x in self._listeners]
+
+    def pause(self) -> bool:
+        """Pause decoding; True once the stream is PAUSED."""
+        return self._require_server().pausestreams(self)
+
+    def resume(self, fromtime: datetime | int | None = None) -> bool:
+        """Resume decoding: from the pause (None), from a datetime, or from now (-1)."""
+        return self._require_server().resumestreams(self, fromtime=fromtime)
+
+    def close(self) -> bool:
+        """Stop decoding (CLOSED); results so far are kept."""
+        return self._require_server().closestreams(self)
+
+    def delete(self) -> bool:
+        """Close the stream and remove all its artifacts from the server."""
+        return self._require_server().deletestreams(self)
+
+    def utterances(self) -> list[Utterance]:
+        """The utterances committed so far, in time order."""
+        return self._require_server().utterances(self)
+
+    def listen(self) -> Iterator[Utterance]:
+        """Iterate over utterances as they are decoded, until the stream finishes."""
+        return self._require_server().listen(self)
+
+
+def _parse_time(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+def createstreams(sources: Iterable[Source], **metadata: Any) -> list[Stream]:
+    """Create a Stream for each source, each with the given metadata.
+
+    Every source is tried; if any fail, one :class:`StreamsError` lists each
+    failure (``.errors``) and carries the Streams that were made (``.streams``).
+    """
+    streams: list[Stream] = []
+    errors: list[InvalidStreamError] = []
+    for source in sources:
+        try:
+            streams.append(Stream(source, **metadata))
+        except InvalidStreamError as exc:
+            errors.append(exc)
+    if errors:
+        raise StreamsError(errors, streams)
+    return streams
+
+
+def createdirstreams(
+    dirs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    exts: Iterable[str] | str | None = None,
+    filters: Iterable[str] | str | None = None,
+    recursive: bool = True,
+    **metadata: Any,
+) -> list[Stream]:
+    """Create Streams for the audio files in a directory (or list of directories).
+
+    ``exts``: extensions to include, with or without the dot, any case (None:
+    every file). ``filters``: regular expressions searched in each file's full
+    absolute path; a file is included when one matches. ``recursive``: descend
+    into subdirectories. Files come in sorted order. A missing directory, or
+    files that cannot become Streams, raise one :class:`StreamsError` listing
+    every failure, with the good Streams in ``.streams``.
+    """
+    if isinstance(dirs, str | os.PathLike):
+        dirs = [dirs]
+    try:
+        selector = FileSelector.create(exts, filters)
+    except ValueError as exc:
+        raise InvalidStreamError(f"createdirstreams: {exc}", source=str(dirs)) from None
+    roots = [os.fspath(d) for d in dirs]
+    missing = [
+        InvalidStreamError(f"Cannot read directory {d}: it does not exist", source=d)
+        for d in roots
+        if not os.path.isdir(d)
+    ]
+    try:
+        streams = createstreams(
+            walk_many(selector, [d for d in roots if os.path.isdir(d)], recursive=recursive),
+            **metadata,
+        )
+    except StreamsError as exc:
+        raise StreamsError(missing + exc.errors, exc.streams) from None
+    if missing:
+        raise StreamsError(missing, streams)
+    return streams

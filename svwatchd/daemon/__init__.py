@@ -1,0 +1,1 @@
+"""svwatchd, the directory-watching ingestion daemon."""

@@ -1,0 +1,108 @@
+"""svserver's settings, and the allow-lists that guard what it may read and connect to."""
+
+from __future__ import annotations
+
+import hmac
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from svwatchd.errors import InvalidInputError
+from svwatchd.server.engines import EngineConfig
+
+__all__ = [
+    "DEFAULT_PORT",
+    "PathNotAllowedError",
+    "ServerConfig",
+    "SocketNotAllowedError",
+    "parse_hostport",
+]
+
+DEFAULT_PORT = 8750
+
+
+class PathNotAllowedError(InvalidInputError):
+    """A file path lies outside every ``--allow-root`` (after resolving ``..`` and symlinks)."""
+
+
+class SocketNotAllowedError(InvalidInputError):
+    """A socket address is not on the ``--allow-socket`` list."""
+
+
+def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int | None]:
+    """Split ``HOST[:PORT]`` (``[v6]:PORT`` for IPv6) into host and port."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise ValueError(f"{text!r} has no host")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"{text!r} has no valid port (1-65535)")
+    return host, int(port_text)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything svserver is started with."""
+
+    data_dir: Path = Path("svserver-data")
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    allow_roots: tuple[Path, ...] = ()
+    allow_sockets: tuple[tuple[str, int | None], ...] = ()
+    workers: int = 1
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    token: str | None = None
+    max_upload_bytes: int = 2 * 1024**3
+    max_request_bytes: int = 32 * 1024**2
+    maxactive: int | None = None
+
+    def __post_init__(self) -> None:
+        roots = tuple(Path(os.path.realpath(r)) for r in self.allow_roots)
+        object.__setattr__(self, "allow_roots", roots)
+        object.__setattr__(
+            self, "allow_sockets", tuple((h.lower(), p) for h, p in self.allow_sockets)
+        )
+
+    def check_path(self, path: str) -> Path:
+        """Return the resolved path if it lies under an allowed root, else raise.
+
+        ``..`` components and symlinks are resolved first, so neither can escape.
+        """
+        if not os.path.isabs(path):
+            raise PathNotAllowedError(f"Path {path!r} is not absolute; send an absolute path")
+        real = Path(os.path.realpath(path))
+        for root in self.allow_roots:
+            if real == root or root in real.parents:
+                return real
+        roots = ", ".join(str(r) for r in self.allow_roots) or "none configured"
+        raise PathNotAllowedError(
+            f"Path {path} resolves to {real}, outside the server's allowed roots ({roots}); "
+            "start svserver with --allow-root covering it, or upload the file"
+        )
+
+    def check_socket(self, host: str, port: int) -> None:
+        """Raise unless ``host:port`` is allowed by ``--allow-socket``."""
+        h = host.lower()
+        for allowed_host, allowed_port in self.allow_sockets:
+            if h == allowed_host and allowed_port in (None, port):
+                return
+        raise SocketNotAllowedError(
+            f"Socket source {host}:{port} is not allowed; start svserver with "
+            f"--allow-socket {host} (or {host}:{port})"
+        )
+
+    def token_ok(self, presented: str | None) -> bool:
+        """Constant-time check of a bearer token (always true when no token is configured)."""
+        if self.token is None:
+            return True
+        if presented is None:
+            return False
+        return hmac.compare_digest(presented.encode(), self.token.encode())

@@ -1,0 +1,112 @@
+"""What svserver receives and answers about streams: submissions and stream records.
+
+``StreamSpec`` is a validated submission (the HTTP layer builds it); a record is
+the JSON-ready dict the client applies to its ``Stream`` on every refresh.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from svwatchd.audio import AudioFormat
+from svwatchd.server.store import StreamRow
+
+__all__ = ["Listener", "StreamSpec", "iso", "record", "tombstone_record"]
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """One stream as submitted: its id, its source, its format and tags."""
+
+    id: str
+    kind: Literal["file", "upload", "socket"]
+    format: AudioFormat
+    tags: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None  # file: the path on the server; upload: the client's file name
+    host: str | None = None
+    port: int | None = None
+    mtime: float | None = None  # the client's file mtime (uploads), to anchor wall time
+
+    def canonical(self) -> str:
+        """A stable JSON form; the same submission twice gives the same text."""
+        data = asdict(self)
+        data.pop("mtime")
+        data["format"] = {k: str(v) for k, v in asdict(self.format).items()}
+        return json.dumps(data, sort_keys=True)
+
+    @property
+    def source(self) -> str:
+        """How the stream names its source: a path, or ``host:port``."""
+        if self.kind == "socket":
+            return f"{self.host}:{self.port}"
+        return self.path or ""
+
+
+@dataclass
+class Listener:
+    """Someone following a stream's utterances live."""
+
+    address: str
+    since: float
+    sent: int = 0
+
+    def info(self) -> dict[str, Any]:
+        """The listener as ``listenerinfo()`` reports it."""
+        return {"address": self.address, "since": iso(self.since), "sent": self.sent}
+
+
+def iso(epoch: float | None) -> str | None:
+    """An epoch time as ISO 8601 UTC with microseconds, or None."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+def tombstone_record(stream_id: str) -> dict[str, Any]:
+    """The record of a deleted stream: only its id and DELETED."""
+    return {"id": stream_id, "status": "DELETED"}
+
+
+def record(
+    row: StreamRow,
+    counts: tuple[int, int] = (0, 0),
+    listeners: list[Listener] | None = None,
+) -> dict[str, Any]:
+    """The JSON-ready view of one stream, as refresh and getstreams return it."""
+    if row.status == "DELETED":
+        return tombstone_record(row.id)
+    decoded = row.decoded_seconds
+    return {
+        "id": row.id,
+        "status": row.status,
+        "error": row.error,
+        "kind": row.kind,
+        "source": row.source,
+        "filetype": row.filetype,
+        "format": {
+            "encoding": row.encoding,
+            "sampwidth": row.sampwidth,
+            "samprate": row.samprate,
+            "channels": row.channels,
+            "endian": row.endian,
+        },
+        "tags": row.tags,
+        "attempts": row.attempts,
+        "created": iso(row.created),
+        "start": iso(row.started),
+        "end": iso(row.ended),
+        "sourceseconds": row.sourceseconds,
+        "stats": {
+            "audio_seconds_received": row.sourceseconds,
+            "audio_seconds_decoded": decoded,
+            "decode_seconds": row.decode_wall,
+            "real_time_factor": (row.decode_wall / decoded) if decoded > 0 else None,
+            "queue_wait": row.queue_wait,
+            "utterances": counts[0],
+            "words": counts[1],
+        },
+        "listeners": [x.info() for x in listeners or []],
+    }

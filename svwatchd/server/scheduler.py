@@ -1,0 +1,224 @@
+"""The queue: which streams decode now, on how many slots, and committing what they yield.
+
+``maxactive`` counts decode slots (one job on one worker), not streams: short
+files are packed several to a job (the engine may pack them into shared
+windows) and are all ACTIVE together. While a live socket stream is
+connected, one slot is kept free for it, so a backlog of files never starves
+live audio.
+
+A file job's utterances are committed with the stream's final state in one
+transaction, so a crash mid-decode leaves nothing to duplicate: the stream is
+re-queued at the next start and decoded again from the beginning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, Protocol
+
+import structlog
+
+from svwatchd.audio import AudioDecodeError, AudioFormat, Samples, read_audio
+from svwatchd.client.speechdata import Utterance
+from svwatchd.server.service import StreamService
+from svwatchd.server.store import StreamRow
+
+__all__ = ["Executor", "Scheduler"]
+
+log = structlog.get_logger("svserver.scheduler")
+
+SHORT_CLIP_SECONDS = 20.0
+
+
+class Executor(Protocol):
+    """The worker pool seam: submit clips, get each clip's utterances back."""
+
+    def submit(self, clips: list[Samples]) -> Future[list[list[Utterance]]]:
+        """Decode the clips; the future's result has one list of utterances per clip."""
+
+    def info(self) -> dict[str, Any]:
+        """Engine, model and worker facts for sysinfo."""
+
+
+class Scheduler:
+    """Moves QUEUED streams to ACTIVE on free slots and commits their results."""
+
+    def __init__(
+        self,
+        service: StreamService,
+        executor: Executor,
+        *,
+        maxactive: Callable[[], int],
+        pack_max: Callable[[], int],
+        sample_rate: int = 16000,
+    ) -> None:
+        self.service = service
+        self.store = service.store
+        self.executor = executor
+        self._maxactive = maxactive
+        self._pack_max = pack_max
+        self.sample_rate = sample_rate
+        self._file_jobs: set[asyncio.Task[None]] = set()
+        self.live: dict[str, Any] = {}  # stream id -> live session (see live.py)
+        self.start_live: Callable[[StreamRow], Any] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.jobs_done = 0
+        self.audio_seconds_decoded = 0.0
+
+    @property
+    def busy(self) -> int:
+        """Slots in use by file jobs."""
+        return len(self._file_jobs)
+
+    def start(self) -> None:
+        """Start dispatching on the running loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="scheduler")
+
+    async def stop(self) -> None:
+        """Stop dispatching and abandon running jobs; their streams stay ACTIVE in the
+        store and go back to QUEUED at the next start (nothing is marked ERROR)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for job in list(self._file_jobs):
+            job.cancel()
+        for job in list(self._file_jobs):
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self.dispatch()
+            except Exception:  # keep the queue alive; the error is logged with its stream
+                log.exception("scheduler.dispatch_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.service.wake.wait(), 0.5)
+            self.service.wake.clear()
+
+    def dispatch(self) -> None:
+        """Start whatever the free slots allow: live sockets first, then file batches."""
+        maxactive = max(1, self._maxactive())
+        queued = self.store.with_status("QUEUED", limit=1000)
+        for row in [r for r in queued if r.kind == "socket"]:
+            if len(self.live) >= maxactive or self.start_live is None:
+                break
+            self._activate([row])
+            self.live[row.id] = self.start_live(row)
+        file_cap = maxactive - 1 if self.live else maxactive
+        files = [r for r in queued if r.kind != "socket"]
+        while files and len(self._file_jobs) < file_cap:
+            batch = self._next_batch(files)
+            files = files[len(batch) :]
+            self._activate(batch)
+            task = asyncio.get_running_loop().create_task(self._file_job(batch))
+            self._file_jobs.add(task)
+            task.add_done_callback(self._file_jobs.discard)
+
+    def _next_batch(self, files: list[StreamRow]) -> list[StreamRow]:
+        """Short files are packed together (up to ``pack_max``); a long one goes alone."""
+
+        def short(r: StreamRow) -> bool:
+            return r.sourceseconds is not None and r.sourceseconds <= SHORT_CLIP_SECONDS
+
+        if not short(files[0]):
+            return files[:1]
+        batch = []
+        for r in files:
+            if len(batch) >= max(1, self._pack_max()):
+                break
+            if short(r):
+                batch.append(r)
+        return batch
+
+    def _activate(self, rows: list[StreamRow]) -> None:
+        now = time.time()
+        for row in rows:
+            self.store.update(row.id, status="ACTIVE", started=now, queue_wait=now - row.queued)
+        self.service.poke()
+
+    async def _file_job(self, rows: list[StreamRow]) -> None:
+        clips: list[Samples] = []
+        decodable: list[StreamRow] = []
+        for row in rows:
+            try:
+                clips.append(await asyncio.to_thread(self._load, row))
+                decodable.append(row)
+            except (AudioDecodeError, OSError) as exc:
+                self._fail(row, _describe(row, exc))
+        if not decodable:
+            return
+        began = time.monotonic()
+        try:
+            results: list[list[Utterance]] = await asyncio.wrap_future(self.executor.submit(clips))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            for row in decodable:
+                self._fail(row, f"decoding {row.source} failed: {exc}")
+            return
+        wall = time.monotonic() - began
+        seconds = [len(c) / self.sample_rate for c in clips]
+        total = sum(seconds) or 1.0
+        for row, utts, secs in zip(decodable, results, seconds, strict=True):
+            self._commit(row, utts, secs, wall * secs / total)
+        self.jobs_done += 1
+        self.audio_seconds_decoded += sum(seconds)
+        await self.service.notify()
+
+    def _load(self, row: StreamRow) -> Samples:
+        assert row.path is not None
+        fmt = AudioFormat(
+            filetype=row.filetype or "RAW",  # type: ignore[arg-type]
+            encoding=row.encoding,  # type: ignore[arg-type]
+            sampwidth=row.sampwidth,
+            samprate=row.samprate,
+            channels=row.channels,
+            endian=row.endian,  # type: ignore[arg-type]
+        )
+        if row.filetype == "WAV":
+            # The server reads the header itself: the file is the authority.
+            from svwatchd.audio import probe_wav
+
+            fmt = probe_wav(row.path).format
+        return read_audio(row.path, fmt, target_rate=self.sample_rate)
+
+    def _commit(self, row: StreamRow, utts: list[Utterance], seconds: float, wall: float) -> None:
+        now = self.store.one(row.id)
+        if now is None or now.status not in ("ACTIVE", "PAUSED"):
+            return  # closed or deleted while decoding: the abort wins
+        final: dict[str, Any] = {
+            "decoded_seconds": seconds,
+            "decode_wall": wall,
+            "sourceseconds": seconds,
+        }
+        if now.status == "PAUSED":
+            final["resume_status"] = "DONE"
+        else:
+            final.update(status="DONE", ended=time.time())
+        anchor = now.anchor
+        self.store.add_utterances(
+            row.id,
+            [(u, None if anchor is None else anchor + u.end) for u in utts],
+            skip_before=now.skip_before,
+            **final,
+        )
+        log.info("stream.done", stream_id=row.id, source=row.source, utterances=len(utts))
+
+    def _fail(self, row: StreamRow, message: str) -> None:
+        self.store.update(row.id, status="ERROR", error=message, ended=time.time())
+        log.warning("stream.error", stream_id=row.id, source=row.source, error=message)
+        self.service.poke()
+
+
+def _describe(row: StreamRow, exc: BaseException) -> str:
+    if isinstance(exc, AudioDecodeError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"Cannot read {row.source}: {exc.strerror or exc}"
+    return f"{row.source}: {exc}"
