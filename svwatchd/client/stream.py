@@ -236,7 +236,8 @@ class Stream:
         return self._frames
 
     def __repr__(self) -> str:
-        status = self.status.value if self.status else "unsubmitted"
+        status = getattr(self, "status", None)
+        status = status.value if status else "unsubmitted"
         return f"<Stream {self._id} {self.sourcename()} {status}>"
 
     # -- the spec's source methods -----------------------------------------------
@@ -344,6 +345,33 @@ class Stream:
     def _bind(self, server: Server) -> None:
         """Remember the server this stream was submitted to (called by the Server)."""
         self._server = server
+
+    @classmethod
+    def _from_record(cls, record: Mapping[str, Any], server: Server) -> Stream:
+        """A Stream as the server describes it (``getstreams``): no local file is needed."""
+        self = cls.__new__(cls)
+        fmt = record["format"]
+        if record["kind"] == "socket":
+            host, _, port = str(record["source"]).rpartition(":")
+            self._address, self._path = (host, int(port)), None
+        else:
+            self._address, self._path = None, str(record["source"])
+        self._filetype = record.get("filetype")
+        self._size = None
+        self._frames = None
+        self._tags = dict(record.get("tags") or {})
+        self._format = AudioFormat(
+            filetype=self._filetype or "RAW",
+            encoding=Encoding.parse(fmt["encoding"]),
+            sampwidth=int(fmt["sampwidth"]),
+            samprate=int(fmt["samprate"]),
+            channels=int(fmt["channels"]),
+            endian=Endian.parse(fmt["endian"]),
+        )
+        self._id = str(record["id"])
+        self._server = server
+        self._apply(record)
+        return self
 
     def _apply(self, record: Mapping[str, Any]) -> None:
         """Take the server's view of this stream (called by the Server on refresh)."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from svwatchd.errors import InvalidInputError
-from svwatchd.server.engines import EngineConfig
+from svwatchd.server.engines.base import EngineConfig
 
 __all__ = [
     "DEFAULT_PORT",

@@ -34,6 +34,8 @@ class StreamSpec:
         """A stable JSON form; the same submission twice gives the same text."""
         data = asdict(self)
         data.pop("mtime")
+        if data["kind"] == "upload":  # the same file, whether its path or its bytes were sent
+            data["kind"] = "file"
         data["format"] = {k: str(v) for k, v in asdict(self.format).items()}
         return json.dumps(data, sort_keys=True)
 

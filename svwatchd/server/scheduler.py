@@ -128,7 +128,7 @@ class Scheduler:
 
         if not short(files[0]):
             return files[:1]
-        batch = []
+        batch: list[StreamRow] = []
         for r in files:
             if len(batch) >= max(1, self._pack_max()):
                 break

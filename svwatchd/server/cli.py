@@ -1,0 +1,106 @@
+"""The ``svserver`` command: ``svserver serve [options]``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from svwatchd.errors import SvwatchdError
+from svwatchd.logs import configure_logging
+from svwatchd.server.config import DEFAULT_PORT, ServerConfig, parse_hostport
+
+__all__ = ["build_parser", "config_from_args", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by the docs and tests)."""
+    parser = argparse.ArgumentParser(prog="svserver", description="svwatchd's speech server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server in the foreground")
+    serve.add_argument("--data-dir", default=os.environ.get("SVSERVER_DATA_DIR", "svserver-data"))
+    serve.add_argument("--listen", default=f"127.0.0.1:{DEFAULT_PORT}", metavar="HOST:PORT")
+    serve.add_argument("--allow-root", action="append", default=[], metavar="DIR")
+    serve.add_argument("--allow-socket", action="append", default=[], metavar="HOST[:PORT]")
+    serve.add_argument("--workers", type=int, default=None, help="decode processes")
+    serve.add_argument("--threads", type=int, default=None, help="threads per worker")
+    serve.add_argument("--maxactive", type=int, default=None, help="decode slots")
+    serve.add_argument("--token-file", default=None, metavar="FILE")
+    serve.add_argument("--engine", choices=["whisper", "pocketsphinx"], default="whisper")
+    serve.add_argument("--model", default=None, metavar="DIR", help="a CTranslate2 Whisper dir")
+    serve.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    serve.add_argument("--compute-type", default=None)
+    serve.add_argument("--language", default=None)
+    serve.add_argument("--max-upload", type=int, default=2 * 1024**3, metavar="BYTES")
+    serve.add_argument("--log-format", choices=["json", "console"], default="json")
+    serve.add_argument("--log-level", default="info")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """Turn parsed options into a validated ServerConfig (ValueError/SvwatchdError if bad)."""
+    from svwatchd.server.engines import EngineConfig, default_workers_and_threads
+
+    host, port = parse_hostport(args.listen, DEFAULT_PORT)
+    assert port is not None
+    workers, threads = default_workers_and_threads(os.cpu_count() or 1)
+    token = None
+    if args.token_file:
+        token = Path(args.token_file).read_text().strip()
+        if not token:
+            raise ValueError(f"token file {args.token_file} is empty")
+    for root in args.allow_root:
+        if not Path(root).is_dir():
+            raise ValueError(f"--allow-root {root} is not a directory")
+    return ServerConfig(
+        data_dir=Path(args.data_dir),
+        host=host,
+        port=port,
+        allow_roots=tuple(Path(r) for r in args.allow_root),
+        allow_sockets=tuple(parse_hostport(s) for s in args.allow_socket),
+        workers=args.workers or workers,
+        engine=EngineConfig(
+            name=args.engine,
+            model_dir=args.model,
+            device=args.device,
+            compute_type=args.compute_type,
+            threads=args.threads or threads,
+            language=args.language,
+        ),
+        token=token,
+        max_upload_bytes=args.max_upload,
+        maxactive=args.maxactive,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_format, args.log_level)
+    try:
+        config = config_from_args(args)
+    except (ValueError, OSError, SvwatchdError) as exc:
+        print(f"svserver: {exc}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    from svwatchd.server.app import create_app
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(config),
+            host=config.host,
+            port=config.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
+    )
+    server.run()
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
