@@ -72,13 +72,13 @@ def _stream_or_404(service: StreamService, stream_id: str) -> None:
 
 
 @router.post("/streams", summary="Submit streams for decoding (idempotent by id)")
-async def submit(body: SubmitRequest, request: Request) -> dict[str, Any]:
+async def submit(body: SubmitRequest, request: Request) -> Response:
     try:
         specs = [s.to_spec() for s in body.streams]
     except ValueError as exc:
         raise ApiError(400, "bad_format", str(exc)) from None
     records, rejected = _service(request).submit(specs)
-    return {"streams": records, "rejected": [r.as_dict() for r in rejected]}
+    return _records(records, rejected=[r.as_dict() for r in rejected])
 
 
 @router.put("/uploads/{stream_id}", status_code=201, summary="Upload a file's bytes")
@@ -109,48 +109,51 @@ async def upload(stream_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/streams/refresh", summary="States of the given streams (one request)")
-async def refresh(body: IdsRequest, request: Request) -> dict[str, Any]:
+async def refresh(body: IdsRequest, request: Request) -> Response:
     records, missing = _service(request).records(body.ids)
-    return {"streams": records, "missing": missing}
+    return _records(records, missing=missing)
 
 
 @router.post("/streams/query", summary="Streams not deleted, matching any metadata dict")
-async def query(body: QueryRequest, request: Request) -> dict[str, Any]:
-    return {"streams": _service(request).query(body.match)}
+async def query(body: QueryRequest, request: Request) -> Response:
+    return _records(_service(request).query(body.match))
 
 
-def _bulk_answer(service: StreamService, ids: list[str], results: dict[str, bool]) -> Any:
+def _records(records: list[str], **rest: Any) -> Response:
+    """``{"streams": [...], **rest}`` around records that are JSON text already."""
+    extra = "".join(f",{json.dumps(k)}:{json.dumps(v)}" for k, v in rest.items())
+    body = '{"streams":[' + ",".join(records) + "]" + extra + "}"
+    return Response(body, media_type="application/json")
+
+
+def _bulk_answer(service: StreamService, ids: list[str], results: dict[str, bool]) -> Response:
     records, _ = service.records(ids)
-    return {"results": results, "streams": records}
+    return _records(records, results=results)
 
 
 @router.post("/streams/pause", summary="Pause decoding")
-async def pause(body: IdsRequest, request: Request) -> dict[str, Any]:
+async def pause(body: IdsRequest, request: Request) -> Response:
     service = _service(request)
-    result: dict[str, Any] = _bulk_answer(service, body.ids, service.pause(body.ids))
-    return result
+    return _bulk_answer(service, body.ids, service.pause(body.ids))
 
 
 @router.post("/streams/resume", summary="Resume decoding, optionally from a time")
-async def resume(body: ResumeRequest, request: Request) -> dict[str, Any]:
+async def resume(body: ResumeRequest, request: Request) -> Response:
     service = _service(request)
     fromtime = epoch_of(body.fromtime)
-    result: dict[str, Any] = _bulk_answer(service, body.ids, service.resume(body.ids, fromtime))
-    return result
+    return _bulk_answer(service, body.ids, service.resume(body.ids, fromtime))
 
 
 @router.post("/streams/close", summary="Abort decoding (results so far are kept)")
-async def close(body: IdsRequest, request: Request) -> dict[str, Any]:
+async def close(body: IdsRequest, request: Request) -> Response:
     service = _service(request)
-    result: dict[str, Any] = _bulk_answer(service, body.ids, service.close(body.ids))
-    return result
+    return _bulk_answer(service, body.ids, service.close(body.ids))
 
 
 @router.post("/streams/delete", summary="Close and remove every artifact; keep a tombstone")
-async def delete(body: IdsRequest, request: Request) -> dict[str, Any]:
+async def delete(body: IdsRequest, request: Request) -> Response:
     service = _service(request)
-    result: dict[str, Any] = _bulk_answer(service, body.ids, service.delete(body.ids))
-    return result
+    return _bulk_answer(service, body.ids, service.delete(body.ids))
 
 
 @router.get("/streams/{stream_id}/utterances", summary="Committed utterances, in time order")

@@ -12,9 +12,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from svwatchd.audio import AudioFormat
-from svwatchd.server.store import StreamRow
 
-__all__ = ["Listener", "StreamSpec", "iso", "record", "tombstone_record"]
+__all__ = ["Listener", "StreamSpec", "iso"]
 
 
 @dataclass(frozen=True)
@@ -65,50 +64,3 @@ def iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
-
-
-def tombstone_record(stream_id: str) -> dict[str, Any]:
-    """The record of a deleted stream: only its id and DELETED."""
-    return {"id": stream_id, "status": "DELETED"}
-
-
-def record(
-    row: StreamRow,
-    counts: tuple[int, int] = (0, 0),
-    listeners: list[Listener] | None = None,
-) -> dict[str, Any]:
-    """The JSON-ready view of one stream, as refresh and getstreams return it."""
-    if row.status == "DELETED":
-        return tombstone_record(row.id)
-    decoded = row.decoded_seconds
-    return {
-        "id": row.id,
-        "status": row.status,
-        "error": row.error,
-        "kind": row.kind,
-        "source": row.source,
-        "filetype": row.filetype,
-        "format": {
-            "encoding": row.encoding,
-            "sampwidth": row.sampwidth,
-            "samprate": row.samprate,
-            "channels": row.channels,
-            "endian": row.endian,
-        },
-        "tags": row.tags,
-        "attempts": row.attempts,
-        "created": iso(row.created),
-        "start": iso(row.started),
-        "end": iso(row.ended),
-        "sourceseconds": row.sourceseconds,
-        "stats": {
-            "audio_seconds_received": row.sourceseconds,
-            "audio_seconds_decoded": decoded,
-            "decode_seconds": row.decode_wall,
-            "real_time_factor": (row.decode_wall / decoded) if decoded > 0 else None,
-            "queue_wait": row.queue_wait,
-            "utterances": counts[0],
-            "words": counts[1],
-        },
-        "listeners": [x.info() for x in listeners or []],
-    }

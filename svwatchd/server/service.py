@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -22,7 +23,7 @@ from svwatchd.client.metadata import match_metadata
 from svwatchd.client.speechdata import Utterance
 from svwatchd.errors import InvalidInputError
 from svwatchd.server.config import PathNotAllowedError, ServerConfig, SocketNotAllowedError
-from svwatchd.server.records import Listener, StreamSpec, record, tombstone_record
+from svwatchd.server.records import Listener, StreamSpec
 from svwatchd.server.store import Store, StreamRow
 
 __all__ = ["Rejection", "StreamService"]
@@ -73,7 +74,7 @@ class StreamService:
 
     # -- submission ---------------------------------------------------------------------
 
-    def submit(self, specs: Sequence[StreamSpec]) -> tuple[list[dict[str, Any]], list[Rejection]]:
+    def submit(self, specs: Sequence[StreamSpec]) -> tuple[list[str], list[Rejection]]:
         """Create (or find again) each stream; idempotent by id.
 
         The same id with the same source returns the existing stream (a retried
@@ -107,13 +108,7 @@ class StreamService:
         if new_rows:
             self.store.insert_streams(new_rows)
         if requeue:
-            self.store.update_many(
-                requeue, status="QUEUED", error=None, queued=now, started=None, ended=None
-            )
-            with self.store.transaction() as db:
-                for sid in requeue:
-                    db.execute("UPDATE streams SET attempts = attempts + 1 WHERE id=?", (sid,))
-                    db.execute("DELETE FROM utterances WHERE stream_id=?", (sid,))
+            self.store.retry(requeue)
         if new_rows or requeue:
             self.poke()
         accepted = [s.id for s in specs if s.id not in {r.id for r in rejected}]
@@ -220,30 +215,30 @@ class StreamService:
 
     # -- queries ------------------------------------------------------------------------
 
-    def records(self, ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[str]]:
-        """Records of the given streams in order (tombstones as DELETED), and unknown ids."""
-        rows = self.store.get(ids)
-        live = [i for i in ids if i in rows and rows[i].status != "DELETED"]
-        counts = self.store.utterance_counts(live)
-        out: list[dict[str, Any]] = []
-        missing: list[str] = []
-        for sid in ids:
-            row = rows.get(sid)
-            if row is None:
-                missing.append(sid)
-            elif row.status == "DELETED":
-                out.append(tombstone_record(sid))
-            else:
-                out.append(record(row, counts.get(sid, (0, 0)), self._listeners.get(sid)))
-        return out, missing
+    def records(self, ids: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Records (JSON text) of the given streams in order, and the unknown ids."""
+        found = self.store.records_json(ids)
+        out = [self._with_listeners(sid, found[sid]) for sid in ids if sid in found]
+        return out, [sid for sid in ids if sid not in found]
 
-    def query(self, matchers: Sequence[Mapping[str, object]]) -> list[dict[str, Any]]:
-        """Every stream not deleted whose metadata matches any matcher (all if none)."""
-        rows = self.store.all_live()
-        if matchers:
-            rows = [r for r in rows if any(_row_matches(r, m) for m in matchers)]
-        counts = self.store.utterance_counts([r.id for r in rows])
-        return [record(r, counts.get(r.id, (0, 0)), self._listeners.get(r.id)) for r in rows]
+    def query(self, matchers: Sequence[Mapping[str, object]]) -> list[str]:
+        """Records (JSON text) of every stream not deleted matching any matcher (all if none)."""
+        out = []
+        for sid, tags, rec in self.store.live_records_json():
+            if matchers:
+                parsed = json.loads(rec)
+                if not any(match_metadata(parsed["format"], json.loads(tags), m) for m in matchers):
+                    continue
+            out.append(self._with_listeners(sid, rec))
+        return out
+
+    def _with_listeners(self, stream_id: str, rec: str) -> str:
+        listeners = self._listeners.get(stream_id)
+        if not listeners:
+            return rec
+        data = json.loads(rec)
+        data["listeners"] = [x.info() for x in listeners]
+        return json.dumps(data)
 
     def utterances(self, stream_id: str) -> list[Utterance]:
         """The committed utterances, in time order, without those skipped by resume."""
@@ -364,17 +359,6 @@ class StreamService:
             out[sid] = True
         self.poke()
         return out
-
-
-def _row_matches(row: StreamRow, query: Mapping[str, object]) -> bool:
-    fmt = {
-        "samprate": row.samprate,
-        "sampwidth": row.sampwidth,
-        "encoding": row.encoding,
-        "channels": row.channels,
-        "endian": row.endian,
-    }
-    return match_metadata(fmt, row.tags, query)
 
 
 def epoch_of(fromtime: datetime | int | float | None) -> float | None:

@@ -53,7 +53,9 @@ CREATE TABLE IF NOT EXISTS streams (
     decoded_bytes INTEGER NOT NULL DEFAULT 0,   -- socket: spooled bytes already decoded
     decoded_seconds REAL NOT NULL DEFAULT 0,
     decode_wall REAL NOT NULL DEFAULT 0,
-    queue_wait REAL
+    queue_wait REAL,
+    utterance_count INTEGER NOT NULL DEFAULT 0,  -- committed, not skipped
+    word_count INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS streams_status ON streams(status, seq);
 CREATE TABLE IF NOT EXISTS utterances (
@@ -72,8 +74,32 @@ _COLUMNS = (
     "id, seq, kind, source, path, host, port, filetype, encoding, sampwidth, samprate, "
     "channels, endian, tags, spec, status, error, attempts, created, queued, started, ended, "
     "anchor, skip_before, resume_status, sourceseconds, received_bytes, decoded_bytes, "
-    "decoded_seconds, decode_wall, queue_wait"
+    "decoded_seconds, decode_wall, queue_wait, utterance_count, word_count"
 )
+
+
+def _when(col: str) -> str:
+    return f"strftime('%Y-%m-%dT%H:%M:%fZ', {col}, 'unixepoch')"
+
+
+# A stream's record (what refresh and getstreams answer), built by SQLite itself:
+# refreshing 10k streams must not cost 10k Python dicts.
+_RECORD_JSON = f"""
+CASE WHEN status = 'DELETED' THEN json_object('id', id, 'status', 'DELETED') ELSE json_object(
+  'id', id, 'status', status, 'error', error, 'kind', kind, 'source', source,
+  'filetype', filetype,
+  'format', json_object('encoding', encoding, 'sampwidth', sampwidth, 'samprate', samprate,
+                        'channels', channels, 'endian', endian),
+  'tags', json(tags), 'attempts', attempts,
+  'created', {_when("created")}, 'start', {_when("started")}, 'end', {_when("ended")},
+  'sourceseconds', sourceseconds,
+  'stats', json_object(
+    'audio_seconds_received', sourceseconds, 'audio_seconds_decoded', decoded_seconds,
+    'decode_seconds', decode_wall,
+    'real_time_factor', CASE WHEN decoded_seconds > 0 THEN decode_wall / decoded_seconds END,
+    'queue_wait', queue_wait, 'utterances', utterance_count, 'words', word_count),
+  'listeners', json('[]')) END
+"""
 
 
 class SchemaError(SvwatchdError):
@@ -115,6 +141,8 @@ class StreamRow:
     decoded_seconds: float
     decode_wall: float
     queue_wait: float | None
+    utterance_count: int
+    word_count: int
 
     @classmethod
     def _from_sql(cls, row: sqlite3.Row) -> StreamRow:
@@ -210,6 +238,29 @@ class Store:
                     out[r["id"]] = StreamRow._from_sql(r)
         return out
 
+    def records_json(self, ids: Sequence[str]) -> dict[str, str]:
+        """Each known stream's record as JSON text, by id (tombstones as DELETED)."""
+        out: dict[str, str] = {}
+        with self._lock:
+            for i in range(0, len(ids), 900):
+                chunk = list(ids[i : i + 900])
+                marks = ",".join("?" * len(chunk))
+                out.update(
+                    self._db.execute(
+                        f"SELECT id, {_RECORD_JSON} FROM streams WHERE id IN ({marks})", chunk
+                    ).fetchall()
+                )
+        return out
+
+    def live_records_json(self) -> list[tuple[str, str, str]]:
+        """(id, tags JSON, record JSON) of every stream not deleted, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT id, tags, {_RECORD_JSON} FROM streams "
+                "WHERE status != 'DELETED' ORDER BY seq"
+            ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
     def one(self, stream_id: str) -> StreamRow | None:
         """One stream, or None."""
         return self.get([stream_id]).get(stream_id)
@@ -302,11 +353,21 @@ class Store:
                         int(skipped),
                     ),
                 )
+            self._recount(db, stream_id)
             if stream_values:
                 sets = ", ".join(f"{k} = :{k}" for k in stream_values)
                 db.execute(
                     f"UPDATE streams SET {sets} WHERE id = :_id", dict(stream_values, _id=stream_id)
                 )
+
+    @staticmethod
+    def _recount(db: sqlite3.Connection, stream_id: str) -> None:
+        db.execute(
+            "UPDATE streams SET (utterance_count, word_count) = (SELECT COUNT(*), "
+            "COALESCE(SUM(json_array_length(words)), 0) FROM utterances "
+            "WHERE stream_id = :id AND skipped = 0) WHERE id = :id",
+            {"id": stream_id},
+        )
 
     def skip_utterances_before(self, stream_id: str, wall: float) -> None:
         """Mark the stream's utterances that ended before ``wall`` as skipped."""
@@ -315,6 +376,7 @@ class Store:
                 "UPDATE utterances SET skipped=1 WHERE stream_id=? AND wall_end < ?",
                 (stream_id, wall),
             )
+            self._recount(db, stream_id)
 
     def utterances(self, stream_id: str, *, after: int = -1) -> list[tuple[int, UtteranceRow]]:
         """The stream's utterances with index > ``after``, in order, skipped ones included."""
@@ -333,21 +395,18 @@ class Store:
             out.append((r["idx"], UtteranceRow(utt, r["wall_end"], bool(r["skipped"]))))
         return out
 
-    def utterance_counts(self, ids: Sequence[str]) -> dict[str, tuple[int, int]]:
-        """(utterances, words) committed per stream, skipped ones excluded."""
-        out: dict[str, tuple[int, int]] = {}
-        with self._lock:
-            for i in range(0, len(ids), 900):
-                chunk = list(ids[i : i + 900])
-                marks = ",".join("?" * len(chunk))
-                for r in self._db.execute(
-                    "SELECT stream_id, COUNT(*), COALESCE(SUM(json_array_length(words)), 0) "
-                    f"FROM utterances WHERE skipped=0 AND stream_id IN ({marks}) "
-                    "GROUP BY stream_id",
-                    chunk,
-                ):
-                    out[r[0]] = (r[1], r[2])
-        return out
+    def retry(self, ids: Sequence[str]) -> None:
+        """Re-queue streams that ended in ERROR: one more attempt, from a clean slate."""
+        now = time.time()
+        with self.transaction() as db:
+            for sid in ids:
+                db.execute("DELETE FROM utterances WHERE stream_id=?", (sid,))
+                db.execute(
+                    "UPDATE streams SET status='QUEUED', error=NULL, queued=?, started=NULL, "
+                    "ended=NULL, attempts=attempts+1, utterance_count=0, word_count=0, "
+                    "decoded_seconds=0, decode_wall=0, decoded_bytes=0 WHERE id=?",
+                    (now, sid),
+                )
 
     def tombstone(self, stream_id: str) -> None:
         """Delete the stream's utterances and mark it DELETED (the id stays reserved)."""
