@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token-file", default=None, metavar="FILE")
     serve.add_argument("--engine", choices=["whisper", "pocketsphinx"], default="whisper")
     serve.add_argument("--model", default=None, metavar="DIR", help="a CTranslate2 Whisper dir")
+    serve.add_argument(
+        "--model-sha256",
+        default=None,
+        metavar="FILE",
+        help="sha256sum manifest the --model files must match (checked at start)",
+    )
     serve.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     serve.add_argument("--compute-type", default=None)
     serve.add_argument("--language", default=None)
@@ -41,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """Turn parsed options into a validated ServerConfig (ValueError/SvwatchdError if bad)."""
     from svwatchd.server.engines import EngineConfig, default_workers_and_threads
+    from svwatchd.server.engines.model import read_sha256_manifest
 
     host, port = parse_hostport(args.listen, DEFAULT_PORT)
     assert port is not None
@@ -67,6 +74,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             compute_type=args.compute_type,
             threads=args.threads or threads,
             language=args.language,
+            model_sha256=read_sha256_manifest(args.model_sha256) if args.model_sha256 else (),
         ),
         token=token,
         max_upload_bytes=args.max_upload,

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import time
 from collections.abc import Iterator, Sequence
 from itertools import pairwise
@@ -353,6 +354,30 @@ def test_missing_model_file_is_refused(model_copy: Path, tmp_path: Path) -> None
     (copy / "tokenizer.json").unlink()
     with pytest.raises(ModelIntegrityError, match=r"tokenizer\.json is missing"):
         verify_model(copy, BUNDLED_WHISPER_SHA256)
+
+
+@pytest.mark.slow
+def test_operator_model_dir_is_reported_not_verified_and_never_downloads(
+    model_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the engine tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    engine = load_engine(EngineConfig(model_dir=str(model_copy)))
+    info = engine.info()
+    assert info["model_verified"] is False and info["model"] == "tiny.en"
+    assert info["model_digest"] == combined_digest(BUNDLED_WHISPER_SHA256)  # same four files
+    assert normalise(text_of(engine.transcribe(load_speech("001.wav")))) == "ten of clubs"
+
+
+def test_operator_model_dir_without_tokenizer_is_refused(model_copy: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "tiny.en"
+    shutil.copytree(model_copy, copy, copy_function=os.link)
+    (copy / "tokenizer.json").unlink()
+    with pytest.raises(ConfigError, match=r"tokenizer\.json missing"):
+        load_engine(EngineConfig(model_dir=str(copy)))
 
 
 def test_errors_cross_the_process_boundary() -> None:

@@ -62,6 +62,8 @@ class EngineConfig:
     workers beat one multi-threaded one (see ``default_workers_and_threads``).
     ``verify_model`` checks the bundled Whisper model against recorded
     SHA-256 digests at load, so a damaged install fails loudly at start-up.
+    ``model_sha256`` pins an operator's model the same way: (file name, hex
+    digest) pairs, e.g. read from a ``sha256sum`` manifest.
     """
 
     name: EngineName = "whisper"
@@ -71,6 +73,7 @@ class EngineConfig:
     threads: int = 1
     language: str | None = None
     verify_model: bool = True
+    model_sha256: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.name not in ("whisper", "pocketsphinx"):

@@ -31,6 +31,7 @@ __all__ = [
     "bundled_whisper_model_dir",
     "combined_digest",
     "digest_model_dir",
+    "read_sha256_manifest",
     "sha256_file",
     "verify_model",
 ]
@@ -122,3 +123,23 @@ def digest_model_dir(model_dir: str | os.PathLike[str]) -> str:
             if path.is_file():
                 digests[path.relative_to(root).as_posix()] = sha256_file(path)
     return combined_digest(digests)
+
+
+def read_sha256_manifest(path: str | os.PathLike[str]) -> tuple[tuple[str, str], ...]:
+    """Read a ``sha256sum``-style manifest (``<hex>  <file>`` lines) into (file, hex) pairs.
+
+    Raises ``ValueError`` naming the manifest and the line for anything else.
+    """
+    pairs: list[tuple[str, str]] = []
+    text = Path(path).read_text(encoding="utf-8")
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        digest, _, name = line.strip().partition(" ")
+        name = name.strip().lstrip("*")
+        if len(digest) != 64 or not all(c in "0123456789abcdefABCDEF" for c in digest) or not name:
+            raise ValueError(f"{path}:{n}: expected '<sha256 hex>  <file name>', got {line!r}")
+        pairs.append((name, digest.lower()))
+    if not pairs:
+        raise ValueError(f"{path} lists no files")
+    return tuple(pairs)

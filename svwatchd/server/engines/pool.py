@@ -49,8 +49,8 @@ def default_workers_and_threads(cores: int | None = None) -> tuple[int, int]:
 
     The rule: one single-threaded worker per core (``(cores, 1)``). Measured
     on this project's 2-core machine with tiny.en int8, 2 workers x 1 thread
-    against 1 worker x 2 threads: 61x against 28x real time on long-form
-    audio, 45x against 23x on packed short clips, 21x against 13x on short
+    against 1 worker x 2 threads: 60x against 27x real time on long-form
+    audio, 42x against 23x on packed short clips, 21x against 12.5x on short
     clips one by one; 1 x 2 threads was no faster than 1 x 1 thread.
     CTranslate2's intra-op threads do not pay on a small model here, while
     processes scale almost linearly. A tiny.en worker holds about 0.3 GB
@@ -280,6 +280,11 @@ class WorkerPool:
             worker.stop(timeout=0)
             raise
         with self._lock:
-            self._slots[slot] = worker
+            closed = self._closed
+            if not closed:
+                self._slots[slot] = worker
+        if closed:  # close() ran while this worker loaded: it must not outlive the pool
+            worker.stop(timeout=1.0)
+            raise EngineError("the worker pool is closed")
         log.warning("decode worker %d replaced (pid %d)", slot, worker.pid)
         return worker

@@ -64,6 +64,10 @@ BEAM_SIZE = 1
 """Greedy: on tiny.en/CPU beam 5 bought no accuracy on the test speech and cost ~10 %."""
 
 
+_REQUIRED_FILES = ("config.json", "model.bin", "tokenizer.json")
+"""Files an operator's model directory must hold (the vocabulary comes in several forms)."""
+
+
 def resolve_device(device: str, compute_type: str | None) -> tuple[str, str]:
     """Turn ``auto`` into cpu or cuda and pick the compute type (int8 CPU, float16 CUDA)."""
     if device == "auto":
@@ -103,9 +107,19 @@ class WhisperEngine:
             model_dir = Path(config.model_dir)
             if not model_dir.is_dir():
                 raise ConfigError(f"{model_dir} is not a model directory", key="model_dir")
+            # faster-whisper fetches a missing tokenizer from the Hub: refuse instead.
+            missing = [n for n in _REQUIRED_FILES if not (model_dir / n).is_file()]
+            if missing:
+                raise ConfigError(
+                    f"{model_dir} is not a CTranslate2 Whisper model: {', '.join(missing)} missing",
+                    key="model_dir",
+                )
             model_name = model_dir.name
-            self._verified = False
-            self._digest = digest_model_dir(model_dir)
+            self._verified = bool(config.model_sha256)
+            if config.model_sha256:
+                self._digest = verify_model(model_dir, dict(config.model_sha256))
+            else:
+                self._digest = digest_model_dir(model_dir)
         self._model_dir = model_dir
         self._model_name = model_name
         self._device, self._compute_type = resolve_device(config.device, config.compute_type)
@@ -205,11 +219,13 @@ class WhisperEngine:
     def transcribe_many(self, clips: Sequence[Audio]) -> list[list[Utterance]]:
         """Decode independent clips, packing short ones into shared 30 s windows.
 
-        Clips without speech get no utterances and are never decoded; clips
-        whose speech spans more than :data:`LONG_CLIP_S`, clips in a window
-        of their own, and every clip when a multilingual model must detect
-        the language (one window must hold one language) are decoded alone,
-        as are clips whose packed words fail the attribution check.
+        Only the speech the VAD finds is packed, so a long recording with a
+        few seconds of speech packs too. Clips without speech get no
+        utterances and are never decoded; clips with more than
+        :data:`LONG_CLIP_S` of speech, clips left in a window of their own,
+        and every clip when a multilingual model must detect the language
+        (one window must hold one language) are decoded alone, as are clips
+        whose packed words fail the attribution check.
         """
         audios = [as_audio(c, what=f"clip {i}") for i, c in enumerate(clips)]
         results: list[list[Utterance] | None] = [None] * len(audios)

@@ -1,0 +1,165 @@
+"""svserver with its default engine (Whisper tiny.en), end to end over HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from svwatchd.client import DecodeStatus, Stream
+from svwatchd.client.server import Server
+from svwatchd.server.engines.model import BUNDLED_WHISPER_SHA256, bundled_whisper_model_dir
+from tests.conftest import TESTDATA, speech_file
+from tests.normalise import normalise
+from tests.server.test_server import _feeder
+from tests.svserver import SvServer
+
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
+
+SENSE = [f"sense_and_sensibility_01_austen_64kb-0{n}.wav" for n in (870, 880, 890, 920, 930)]
+
+
+def _reference(name: str) -> str:
+    return normalise((TESTDATA / name.replace(".wav", ".txt")).read_text())
+
+
+def _convert(src: Path, dst: Path, rate: int, subtype: str, channels: int = 1) -> Path:
+    data, sr = sf.read(src, dtype="float32")
+    if rate != sr:
+        data = soxr.resample(data, sr, rate)
+    if channels > 1:
+        data = np.stack([data, data * 0.8], axis=1)
+    sf.write(dst, data, rate, subtype=subtype, format="WAV")
+    return dst
+
+
+@pytest.fixture(scope="module")
+def whisper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SvServer, Path]]:
+    speech_file(SENSE[0])
+    base = tmp_path_factory.mktemp("whisper")
+    root = base / "root"
+    root.mkdir()
+    srv = SvServer(
+        base / "data",
+        engine="whisper",
+        args=["--allow-root", str(root), "--allow-socket", "127.0.0.1"],
+    ).start()
+    yield srv, root
+    srv.stop()
+
+
+def _decode(server: Server, streams: list[Stream]) -> None:
+    server.decodestreams(streams)
+    deadline = time.monotonic() + 300
+    while not all(s.isdone() for s in streams):
+        assert time.monotonic() < deadline, streams
+        time.sleep(0.3)
+        server.refreshstreams(streams)
+
+
+def test_long_form_wer_and_conversions(whisper: tuple[SvServer, Path]) -> None:
+    srv, root = whisper
+    sets: dict[str, list[Stream]] = {k: [] for k in ("16k", "mulaw", "alaw", "44k", "be")}
+    for name in SENSE:
+        src = root / name
+        shutil.copy(TESTDATA / name, src)
+        stem = name[:-4]
+        sets["16k"].append(Stream(src, clip=name))
+        sets["mulaw"].append(Stream(_convert(src, root / f"{stem}.mu.wav", 8000, "ULAW")))
+        sets["alaw"].append(Stream(_convert(src, root / f"{stem}.a.wav", 8000, "ALAW")))
+        sets["44k"].append(Stream(_convert(src, root / f"{stem}.44.wav", 44100, "PCM_16", 2)))
+        pcm, _ = sf.read(src, dtype="int16")
+        (root / f"{stem}.be.raw").write_bytes(pcm.astype(">i2").tobytes())
+        sets["be"].append(
+            Stream(
+                root / f"{stem}.be.raw", samprate=16000, encoding="SPCM", sampwidth=2, endian="BIG"
+            )
+        )
+    refs = [_reference(n) for n in SENSE]
+    with Server(srv.url) as server:
+        _decode(server, [s for group in sets.values() for s in group])
+        wer = {}
+        for key, streams in sets.items():
+            assert all(s.status is DecodeStatus.DONE for s in streams), [s.error for s in streams]
+            hyps = [normalise(" ".join(u.text for u in s.utterances())) for s in streams]
+            wer[key] = jiwer.wer(refs, hyps)
+        print("WER by format:", {k: round(v, 3) for k, v in wer.items()})
+        assert wer["16k"] <= 0.15
+        for key in ("mulaw", "alaw", "44k", "be"):
+            assert wer[key] <= wer["16k"] + 0.05, (key, wer)
+
+        for s in sets["16k"]:
+            utts = s.utterances()
+            text = " ".join(u.text for u in utts)
+            assert any(c.isupper() for c in text) and text.rstrip()[-1] in ".?!", text  # as spoken
+            assert [u.start for u in utts] == sorted(u.start for u in utts)
+            for u in utts:
+                assert 0.0 <= u.confidence <= 1.0
+                for w in u.words:
+                    assert u.start <= w.start <= w.end <= u.end
+                    assert 0.0 <= w.confidence <= 1.0
+
+
+def test_sysinfo_reports_engine_and_model(whisper: tuple[SvServer, Path]) -> None:
+    srv, _ = whisper
+    with Server(srv.url) as server:
+        info = server.sysinfo()
+        assert server.getparams("engine") == {"engine": "whisper"}
+    engine = info["engine"]
+    assert engine["engine"] == "whisper" and engine["model"] == "tiny.en"
+    assert str(engine["model_digest"]).startswith("sha256:")
+    assert engine["device"] == "cpu" and engine["compute_type"] == "int8"
+    assert engine["threads"] == 1 and engine["workers"] == 2
+    assert info["cores"] >= 1 and info["uptime"] >= 0 and info["version"]
+
+
+def test_live_feed_reaches_a_listener_before_it_ends(whisper: tuple[SvServer, Path]) -> None:
+    srv, _ = whisper
+    silence = np.zeros(16000, dtype=np.int16)
+    parts = []
+    for name in SENSE[:3]:
+        pcm, _ = sf.read(TESTDATA / name, dtype="int16")
+        parts += [pcm, silence]
+    feed = np.concatenate(parts).astype("<i2").tobytes()
+    port, thread = _feeder(feed, 32000)
+    with Server(srv.url) as server:
+        s = Stream(("127.0.0.1", port), samprate=16000, encoding="SPCM", sampwidth=2)
+        server.decodestreams(s)
+        began = time.monotonic()
+        arrivals = [(time.monotonic() - began, u.text) for u in s.listen()]
+    feed_seconds = len(feed) / 32000
+    assert arrivals and arrivals[0][0] < feed_seconds - 3.0, (arrivals, feed_seconds)
+    heard = normalise(" ".join(t for _, t in arrivals))
+    assert jiwer.wer(" ".join(_reference(n) for n in SENSE[:3]), heard) <= 0.2, heard
+    thread.join(5)
+
+
+def test_tampered_model_refuses_to_start(tmp_path: Path) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(bundled_whisper_model_dir(), copy)
+    manifest = tmp_path / "SHA256SUMS"
+    manifest.write_text("".join(f"{h}  {n}\n" for n, h in BUNDLED_WHISPER_SHA256.items()))
+    vocab = copy / "vocabulary.txt"
+    data = bytearray(vocab.read_bytes())
+    data[100] ^= 0x01
+    vocab.write_bytes(bytes(data))
+    srv = SvServer(
+        tmp_path / "data",
+        engine="whisper",
+        workers=1,
+        args=["--model", str(copy), "--model-sha256", str(manifest)],
+    )
+    with pytest.raises(RuntimeError, match="exited") as err:
+        srv.start(timeout=120)
+    message = str(err.value)
+    assert "vocabulary.txt" in message
+    assert BUNDLED_WHISPER_SHA256["vocabulary.txt"] in message
+    assert hashlib.sha256(bytes(data)).hexdigest() in message
