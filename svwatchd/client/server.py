@@ -202,6 +202,18 @@ class Server:
         body = self._request("POST", "/v1/streams/query", json={"match": list(metadatas)})
         return [Stream._from_record(rec, self) for rec in body["streams"]]
 
+    def getstreamsbyid(self, ids: Sequence[str]) -> tuple[list[Stream], list[str]]:
+        """Streams by id, in one request: (those the server knows, the unknown ids).
+
+        For callers that keep ids rather than Stream objects (the daemon's
+        journal); deleted streams come back with status DELETED.
+        """
+        if not ids:
+            return [], []
+        body = self._request("POST", "/v1/streams/refresh", json={"ids": list(ids)})
+        streams = [Stream._from_record(rec, self) for rec in body["streams"]]
+        return streams, list(body.get("missing", []))
+
     def refreshstreams(self, streams: StreamOrStreams) -> None:
         """Refresh the streams' state from the server, in one request."""
         items = _listify(streams)

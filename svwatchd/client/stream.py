@@ -350,6 +350,8 @@ class Stream:
     def _from_record(cls, record: Mapping[str, Any], server: Server) -> Stream:
         """A Stream as the server describes it (``getstreams``): no local file is needed."""
         self = cls.__new__(cls)
+        if record.get("status") == "DELETED":  # a tombstone keeps only its id
+            record = {**_TOMBSTONE, **record}
         fmt = record["format"]
         if record["kind"] == "socket":
             host, _, port = str(record["source"]).rpartition(":")
@@ -430,6 +432,20 @@ class Stream:
     def listen(self) -> Iterator[Utterance]:
         """Iterate over utterances as they are decoded, until the stream finishes."""
         return self._require_server().listen(self)
+
+
+_TOMBSTONE: dict[str, Any] = {
+    "kind": "file",
+    "source": "",
+    "filetype": None,
+    "format": {
+        "encoding": "SPCM",
+        "sampwidth": 2,
+        "samprate": 16000,
+        "channels": 1,
+        "endian": "LITTLE",
+    },
+}
 
 
 def _parse_time(value: object) -> datetime | None:

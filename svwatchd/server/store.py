@@ -9,6 +9,7 @@ database written by a newer svserver is refused.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -21,7 +22,14 @@ from typing import Any
 from svwatchd.client.speechdata import Utterance
 from svwatchd.errors import SvwatchdError
 
-__all__ = ["SCHEMA_VERSION", "SchemaError", "Store", "StreamRow", "UtteranceRow"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "DataDirLockedError",
+    "SchemaError",
+    "Store",
+    "StreamRow",
+    "UtteranceRow",
+]
 
 SCHEMA_VERSION = 1
 
@@ -106,6 +114,32 @@ class SchemaError(SvwatchdError):
     """The database was written by a newer svserver than this one."""
 
 
+class DataDirLockedError(SvwatchdError):
+    """Another svserver already uses this data directory."""
+
+
+def _lock_exclusively(path: Path) -> Any:
+    """Hold an exclusive lock on ``path`` for the process lifetime, or raise."""
+    import fcntl
+
+    f = open(path, "a+")  # noqa: SIM115 - kept open: the lock lives as long as the file
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        raise DataDirLockedError(
+            f"Another svserver (pid {holder}) uses {path.parent}; stop it or choose "
+            "another --data-dir"
+        ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
 @dataclass(frozen=True, slots=True)
 class StreamRow:
     """One stream as stored."""
@@ -165,6 +199,7 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._lockfile = _lock_exclusively(self.path.with_suffix(".lock"))
         self._lock = threading.RLock()
         self._db = sqlite3.connect(
             str(self.path), isolation_level=None, check_same_thread=False, timeout=30
@@ -195,9 +230,10 @@ class Store:
             )
 
     def close(self) -> None:
-        """Close the database (idempotent)."""
+        """Close the database and release the data directory (idempotent)."""
         with self._lock:
             self._db.close()
+        self._lockfile.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

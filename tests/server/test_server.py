@@ -393,3 +393,20 @@ def test_kill_9_and_restart_loses_nothing_duplicates_nothing(tmp_path: Path) -> 
             assert normalise(" ".join(texts)) == "eight of spades four of clubs seven of hearts"
         assert len(client.getstreams()) == len(streams)
     srv.stop()
+
+
+def test_data_dir_is_locked_and_streams_by_id(
+    served: tuple[SvServer, Path], server: Server
+) -> None:
+    srv, root = served
+    second = SvServer(srv.data_dir, workers=1)
+    with pytest.raises(RuntimeError, match="Another svserver"):
+        second.start(timeout=60)
+    s = Stream(root / "001.wav")
+    server.decodestreams(s)
+    found, missing = server.getstreamsbyid([s.id, "no-such-id"])
+    assert [f.id for f in found] == [s.id] and missing == ["no-such-id"]
+    assert found[0].sourcename() == "001.wav" and found[0].tags == {}
+    s.delete()
+    (gone,), _ = server.getstreamsbyid([s.id])
+    assert gone.isdeleted()

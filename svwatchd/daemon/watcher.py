@@ -1,0 +1,175 @@
+"""Watching folders with watchdog: file events become ``Change`` items on a queue.
+
+One observer per watch (inotify, or polling for network mounts). Events are
+filtered by the watch's ``FileSelector`` -- the same rules as
+``createdirstreams`` -- and by its excluded folders (outputs inside a watch).
+A directory that appears (created or moved in) is queued too, so the daemon
+scans it: files moved in inside a directory raise no events of their own.
+
+inotify's queue overflow cannot be observed through watchdog (it drops the
+event); the periodic rescan is the backstop. The watch limit does surface, as
+``OSError(ENOSPC)`` when a watch is added: it is reported with its remedy and
+that watch falls back to polling rather than leaving a silent gap.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import queue
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from svwatchd.client.select import FileSelector
+from svwatchd.daemon.settle import Hint
+
+__all__ = ["Change", "WatchSpec", "Watcher"]
+
+
+@dataclass(frozen=True)
+class WatchSpec:
+    """What the watcher needs of a watch: where, how deep, which files, what to skip."""
+
+    index: int
+    root: Path
+    recursive: bool
+    selector: FileSelector
+    poll: bool = False
+    excluded: tuple[Path, ...] = ()
+    metadata_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """Something happened to ``path`` in watch ``watch``: a file (``hint``) or a new directory."""
+
+    watch: int
+    path: str
+    hint: Hint | None  # None: a directory appeared; scan it
+    metadata: bool = False  # the path is a per-directory metadata file
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, spec: WatchSpec, sink: Callable[[Change], None]) -> None:
+        self.spec = spec
+        self.sink = sink
+
+    def _wanted(self, path: str) -> Change | None:
+        spec = self.spec
+        p = Path(path)
+        if any(p == x or x in p.parents for x in spec.excluded):
+            return None
+        if spec.metadata_file is not None and p.name == spec.metadata_file:
+            return Change(spec.index, path, "changed", metadata=True)
+        if not spec.selector.matches(path, str(spec.root)):
+            return None
+        return Change(spec.index, path, "changed")
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        src = os.fsdecode(event.src_path)
+        if isinstance(event, DirCreatedEvent | DirMovedEvent):
+            dest = os.fsdecode(event.dest_path) if isinstance(event, DirMovedEvent) else src
+            if not self.spec.selector.is_ignored(os.path.relpath(dest, self.spec.root)):
+                self.sink(Change(self.spec.index, dest, None))
+            return
+        hint: Hint
+        path = src
+        if isinstance(event, FileMovedEvent):
+            self._emit(src, "deleted")
+            path, hint = os.fsdecode(event.dest_path), "moved"
+        elif isinstance(event, FileClosedEvent):
+            hint = "closed"
+        elif isinstance(event, FileDeletedEvent):
+            hint = "deleted"
+        elif isinstance(event, FileCreatedEvent | FileModifiedEvent):
+            hint = "changed"
+        else:
+            return
+        self._emit(path, hint)
+
+    def _emit(self, path: str, hint: Hint) -> None:
+        change = self._wanted(path)
+        if change is not None:
+            self.sink(Change(change.watch, path, hint, change.metadata))
+
+
+class Watcher:
+    """Observers for a set of watches, feeding one thread-safe queue of Changes."""
+
+    def __init__(self, on_warning: Callable[..., None] | None = None) -> None:
+        self.changes: queue.SimpleQueue[Change] = queue.SimpleQueue()
+        self._observers: dict[int, BaseObserver] = {}
+        self._warn = on_warning or (lambda *a, **k: None)
+        self.polling: set[int] = set()
+
+    def add(self, spec: WatchSpec) -> None:
+        """Start watching one watch; falls back to polling when inotify is out of watches."""
+        handler = _Handler(spec, self.changes.put)
+        observer: BaseObserver = PollingObserver(timeout=1.0) if spec.poll else Observer()
+        try:
+            observer.schedule(handler, str(spec.root), recursive=spec.recursive)
+            observer.start()
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EMFILE):
+                raise
+            self._warn(
+                "watch.limit",
+                path=str(spec.root),
+                error=str(exc),
+                remedy="raise fs.inotify.max_user_watches (sysctl -w "
+                "fs.inotify.max_user_watches=524288) or max_user_instances; "
+                "polling this watch meanwhile",
+            )
+            observer = PollingObserver(timeout=1.0)
+            observer.schedule(handler, str(spec.root), recursive=spec.recursive)
+            observer.start()
+            self.polling.add(spec.index)
+        self._observers[spec.index] = observer
+
+    def remove(self, index: int) -> None:
+        """Stop watching one watch."""
+        observer = self._observers.pop(index, None)
+        if observer is not None:
+            observer.stop()
+            observer.join(5)
+        self.polling.discard(index)
+
+    def indexes(self) -> Sequence[int]:
+        """The watches being watched."""
+        return list(self._observers)
+
+    def stop(self) -> None:
+        """Stop every observer."""
+        for index in list(self._observers):
+            self.remove(index)
+
+    def drain(self, limit: int = 100_000) -> list[Change]:
+        """Take the queued changes (at most ``limit``)."""
+        out: list[Change] = []
+        while len(out) < limit:
+            try:
+                out.append(self.changes.get_nowait())
+            except queue.Empty:
+                break
+        return out
+
+    def healthy(self) -> dict[int, Any]:
+        """Which observers are alive, by watch."""
+        return {i: o.is_alive() for i, o in self._observers.items()}
