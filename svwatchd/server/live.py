@@ -105,14 +105,14 @@ class _Session:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             self._fail(f"Cannot connect to socket source {self.row.source}: {reason or 'timeout'}")
             return
-        log.info("stream.connected", stream_id=sid, source=self.row.source)
+        log.info("decode.connected", stream_id=sid, source=self.row.source)
         receiver = asyncio.create_task(self._receive(reader))
         try:
             await self._decode()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("stream.live_failed", stream_id=sid)
+            log.exception("decode.live_failed", stream_id=sid)
             self._fail(f"decoding socket source {self.row.source} failed: {exc}")
         finally:
             receiver.cancel()
@@ -220,12 +220,12 @@ class _Session:
         else:
             values.update(status="DONE", ended=time.time())
         self.store.update(self.row.id, **values)
-        log.info("stream.done", stream_id=self.row.id, source=self.row.source)
+        log.info("decode.done", stream_id=self.row.id, source=self.row.source)
         self.service.poke()
 
     def _fail(self, message: str) -> None:
         self.store.update(self.row.id, status="ERROR", error=message, ended=time.time())
-        log.warning("stream.error", stream_id=self.row.id, source=self.row.source, error=message)
+        log.warning("decode.error", stream_id=self.row.id, source=self.row.source, error=message)
         self.service.poke()
 
 

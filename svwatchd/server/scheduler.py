@@ -208,11 +208,11 @@ class Scheduler:
             skip_before=now.skip_before,
             **final,
         )
-        log.info("stream.done", stream_id=row.id, source=row.source, utterances=len(utts))
+        log.info("decode.done", stream_id=row.id, source=row.source, utterances=len(utts))
 
     def _fail(self, row: StreamRow, message: str) -> None:
         self.store.update(row.id, status="ERROR", error=message, ended=time.time())
-        log.warning("stream.error", stream_id=row.id, source=row.source, error=message)
+        log.warning("decode.error", stream_id=row.id, source=row.source, error=message)
         self.service.poke()
 
 

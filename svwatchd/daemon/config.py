@@ -1,0 +1,593 @@
+"""The daemon's YAML config: read once, validated once, every problem reported at once.
+
+:func:`load_config` turns the file into frozen dataclasses or raises one
+:class:`ConfigErrors` listing every problem, each with the file, the 1-based
+line and the dotted key (``watches[0].settle``), so an operator fixes them
+all in one pass; :func:`validate_config` returns that list for ``svwatchd
+check``. The YAML is read with ``yaml.SafeLoader`` semantics, from the node
+tree, which is what keeps the line numbers.
+
+Relative paths (a watch's ``path``, ``state_dir``, ``output.dir``,
+``move:DIR``, ``token_file``) resolve against the current working directory
+of the process, not the config file's folder: that is what operators expect
+from ``./inbox`` when they run the demo from the repository root. ``~`` is
+expanded. Under systemd set ``WorkingDirectory=`` or write absolute paths.
+
+Decisions beyond the issue: ``state_dir``, ``watches`` (one or more) and each
+watch's ``output.dir`` are required; ``server`` defaults to ``embedded``.
+Null means "none" for list keys and "never" for ``delete_after`` and
+``close_after``. Text keys take the text as written (``ignore: [yes]`` is the
+glob ``yes``; a metadata value YAML would read as a date stays its text).
+``WatchConfig.excluded_dirs`` holds every output, ``move:`` and state folder
+(of any watch) lying inside that watch, so the daemon never ingests its own
+files; such a folder may not be a watch folder itself nor contain one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from typing import Literal, TypeAlias, TypeVar
+from urllib.parse import urlsplit
+
+import yaml
+
+from svwatchd.client.metadata import split_metadata
+from svwatchd.client.select import FileSelector
+from svwatchd.daemon.durations import parse_duration
+from svwatchd.daemon.schedule import PauseWindow, PauseWindows, load_zone
+from svwatchd.errors import ConfigError, InvalidStreamError
+from svwatchd.server.config import parse_hostport
+
+__all__ = [
+    "DEFAULT_IGNORE",
+    "FORMATS",
+    "After",
+    "ConfigErrors",
+    "DaemonConfig",
+    "EmbeddedServer",
+    "LogConfig",
+    "MetricsConfig",
+    "Policy",
+    "RemoteServer",
+    "WatchConfig",
+    "load_config",
+    "validate_config",
+]
+
+FORMATS = ("txt", "json", "srt", "vtt")
+DEFAULT_IGNORE = (".*", "*.part", "*.tmp", "*~")
+After: TypeAlias = Literal["keep", "delete"] | tuple[Literal["move"], Path]
+_T = TypeVar("_T")
+_Map: TypeAlias = dict[str, object]
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class ConfigErrors(ConfigError):
+    """Every problem found in one config file; ``errors`` lists them, one per message line."""
+
+    def __init__(self, errors: Sequence[ConfigError], *, file: str | None = None) -> None:
+        lines = "".join(f"\n  {e}" for e in errors)
+        super().__init__(f"{len(errors)} problem(s):{lines}", file=file)
+        self.errors = list(errors)
+
+
+@dataclass(frozen=True)
+class EmbeddedServer:
+    """Run svserver inside the daemon's process (its data belongs under ``state_dir``)."""
+
+
+@dataclass(frozen=True)
+class RemoteServer:
+    """A running svserver: ``url`` without a trailing slash; ``token`` read from ``token_file``."""
+
+    url: str
+    token_file: Path | None = None
+    token: str | None = None
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Log lines: ``json`` (one object per line, the operators' contract) or ``console``."""
+
+    format: Literal["json", "console"] = "json"
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Where the metrics endpoint listens."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How the daemon treats its streams on the server (seconds; None = never)."""
+
+    max_inflight: int = 100
+    retry_errors: int = 2
+    delete_after: float | None = None
+    close_after: float | None = None
+    pause_windows: PauseWindows = field(default_factory=PauseWindows)
+
+
+def _default_selector() -> FileSelector:
+    return FileSelector.create(None, None, DEFAULT_IGNORE)
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """One watched folder and what becomes of its files; every path is absolute."""
+
+    path: Path
+    output_dir: Path
+    recursive: bool = True
+    selector: FileSelector = field(default_factory=_default_selector)
+    settle: float = 2.0
+    poll: bool = False
+    metadata: dict[str, object] = field(default_factory=dict, hash=False)
+    metadata_file: str = ".svwatchd.yaml"
+    tags_from_path: re.Pattern[str] | None = None
+    formats: tuple[str, ...] = FORMATS
+    after: After = "keep"
+    excluded_dirs: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """The whole daemon config, validated (see :func:`load_config`)."""
+
+    state_dir: Path
+    watches: tuple[WatchConfig, ...]
+    server: EmbeddedServer | RemoteServer = field(default_factory=EmbeddedServer)
+    refresh_interval: float = 5.0
+    rescan_interval: float = 300.0
+    log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig | None = None
+    policy: Policy = field(default_factory=Policy)
+
+
+def _abspath(text: str) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(text)))
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    c, p = os.path.realpath(child), os.path.realpath(parent)
+    return c == p or c.startswith(p.rstrip("/") + "/")
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _problem(exc: yaml.YAMLError) -> str:
+    """A YAML error's own words, without the source excerpt its str() adds."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        return ", ".join(str(p) for p in (exc.context, exc.problem) if p) or str(exc)
+    return str(exc)
+
+
+class _Doc:
+    """The YAML as plain data, with the line and source text of every dotted key.
+
+    Checks record a :class:`ConfigError` and return None instead of raising,
+    so one pass finds every problem; a key keeps only its first problem.
+    """
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.errors: list[ConfigError] = []
+        self.lines: dict[str, int] = {}
+        self.raw: dict[str, str] = {}
+        self._loader = yaml.SafeLoader("")
+
+    def error(self, key: str, message: str) -> None:
+        if any(e.key == (key or None) for e in self.errors):
+            return
+        probe = key
+        while probe and probe not in self.lines:  # a missing key: its parent's line
+            probe = re.sub(r"(^|\.)[^.\[]*$|\[\d+\]$", "", probe)
+        line = self.lines.get(probe)
+        self.errors.append(ConfigError(message, file=self.file, line=line, key=key or None))
+
+    def build(self, node: yaml.Node, key: str) -> object:
+        """Construct ``node`` as ``yaml.safe_load`` would, noting lines and texts by key."""
+        self.lines.setdefault(key, node.start_mark.line + 1)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, f"{key}[{i}]") for i, item in enumerate(node.value)]
+        if isinstance(node, yaml.MappingNode):
+            seen: set[object] = set()
+            for knode, _ in node.value:
+                name = _join(key, str(knode.value))
+                if knode.tag != "tag:yaml.org,2002:merge" and knode.value in seen:
+                    self.lines.setdefault(name, knode.start_mark.line + 1)
+                    self.error(name, "duplicate key")
+                seen.add(knode.value)
+            try:
+                self._loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
+            except yaml.YAMLError as exc:
+                self.error(key, f"cannot read this mapping: {_problem(exc)}")
+                return None
+            out: _Map = {}
+            for knode, vnode in node.value:
+                name = str(knode.value)
+                self.lines[_join(key, name)] = knode.start_mark.line + 1
+                out[name] = self.build(vnode, _join(key, name))
+            return out
+        try:
+            value = self._loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            self.error(key, f"cannot read this value: {_problem(exc)}")
+            return None
+        if value is not None:
+            self.raw[key] = str(node.value)
+        return value
+
+    def mapping(
+        self, value: object, key: str, allowed: Sequence[str] | None, required: Sequence[str] = ()
+    ) -> _Map | None:
+        """``value`` as a mapping; unknown keys (typos) and missing required keys are errors."""
+        if not isinstance(value, dict):
+            what = f" with keys {', '.join(allowed)}" if allowed else ""
+            self.error(key, f"expected a mapping{what}")
+            return None
+        for name in value:
+            if allowed is not None and name not in allowed:
+                close = difflib.get_close_matches(name, allowed, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                valid = ", ".join(sorted(allowed))
+                self.error(_join(key, name), f"unknown key{hint}; valid keys: {valid}")
+        for name in required:
+            if name not in value:
+                self.error(_join(key, name), "is required")
+        return {k: v for k, v in value.items() if allowed is None or k in allowed}
+
+    def get(
+        self, m: _Map, name: str, key: str, conv: Callable[[object, str], _T | None], default: _T
+    ) -> _T:
+        """``conv`` of entry ``name`` of ``m``; ``default`` when absent or in error."""
+        if name not in m:
+            return default
+        result = conv(m[name], _join(key, name))
+        return default if result is None else result
+
+    def text(self, value: object, key: str) -> str | None:
+        if isinstance(value, str):
+            return value
+        if key in self.raw and not isinstance(value, dict | list):
+            return self.raw[key]
+        self.error(key, "expected a text value")
+        return None
+
+    def texts(self, value: object, key: str) -> list[tuple[str, str]]:
+        """A list of (text, key); one text is a list of one, null an empty list."""
+        if value is None or value == []:
+            return []
+        if not isinstance(value, list):
+            return [(t, key)] if (t := self.text(value, key)) is not None else []
+        items = [(self.text(v, f"{key}[{i}]"), f"{key}[{i}]") for i, v in enumerate(value)]
+        return [(t, k) for t, k in items if t is not None]
+
+    def boolean(self, value: object, key: str) -> bool | None:
+        if isinstance(value, bool):
+            return value
+        self.error(key, f"expected true or false, got {value!r}")
+        return None
+
+    def integer(self, value: object, key: str, low: int) -> int | None:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= low:
+            return value
+        self.error(key, f"expected a whole number >= {low}, got {value!r}")
+        return None
+
+    def duration(self, value: object, key: str, *, positive: bool = False) -> float | None:
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            self.error(key, str(exc))
+            return None
+        if positive and seconds <= 0:
+            self.error(key, f"{value!r} is too short: it must be more than 0")
+            return None
+        return seconds
+
+    def positive(self, value: object, key: str) -> float | None:
+        return self.duration(value, key, positive=True)
+
+
+def _server(d: _Doc, value: object) -> EmbeddedServer | RemoteServer | None:
+    if value == "embedded":
+        return EmbeddedServer()
+    if not isinstance(value, dict):
+        d.error("server", f"{value!r} is not a server: write 'embedded' or a mapping "
+                "{url: http://host:8750, token_file: ..., timeout: 10s}")  # fmt: skip
+        return None
+    m = d.mapping(value, "server", ("url", "token_file", "token", "timeout"), ("url",)) or {}
+    url = d.get(m, "url", "server", d.text, "")
+    parts = urlsplit(url)
+    if url and (parts.scheme not in ("http", "https") or not parts.hostname):
+        d.error("server.url", f"{url!r} is not an http:// or https:// URL")
+    token = d.get(m, "token", "server", d.text, "")
+    token_file = d.get(m, "token_file", "server", d.text, None)
+    path = _abspath(token_file) if token_file else None
+    if path is not None:
+        if token:
+            d.error("server.token", "give token or token_file, not both")
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeError) as exc:
+            d.error("server.token_file", f"cannot read it: {exc}")
+        else:
+            if not token:
+                d.error("server.token_file", f"{str(path)!r} is empty")
+    timeout = d.get(m, "timeout", "server", d.positive, 10.0)
+    return RemoteServer(url.rstrip("/"), path, token or None, timeout)
+
+
+def _log(d: _Doc, value: object) -> LogConfig:
+    m = d.mapping(value, "log", ("format", "level")) or {}
+    fmt = d.get(m, "format", "log", d.text, "json")
+    if fmt not in ("json", "console"):
+        d.error("log.format", f"{fmt!r} is not a log format: json or console")
+    level = d.get(m, "level", "log", d.text, "info").lower()
+    level = {"warn": "warning"}.get(level, level)
+    if level not in _LEVELS:
+        d.error("log.level", f"{level!r} is not a level: {', '.join(_LEVELS)}")
+    return LogConfig("console" if fmt == "console" else "json", level)
+
+
+def _metrics(d: _Doc, value: object) -> MetricsConfig | None:
+    if value is None:
+        return None
+    listen = d.get(d.mapping(value, "metrics", ("listen",), ("listen",)) or {}, "listen",
+                   "metrics", d.text, "")  # fmt: skip
+    try:
+        host, port = parse_hostport(listen) if listen else ("", 0)
+        if port is None:
+            raise ValueError(f"{listen!r} has no port")
+    except ValueError as exc:
+        d.error("metrics.listen", f"{exc}; write HOST:PORT, e.g. 127.0.0.1:9750")
+        return None
+    return MetricsConfig(host, port) if listen else None
+
+
+def _policy(d: _Doc, value: object) -> Policy:
+    keys = ("max_inflight", "retry_errors", "delete_after", "close_after", "pause_windows")
+    m = d.mapping(value, "policy", (*keys, "timezone")) or {}
+    windows: list[PauseWindow] = []
+    for spec, key in d.texts(m.get("pause_windows"), "policy.pause_windows"):
+        try:
+            windows.append(PauseWindow.parse(spec))
+        except ValueError as exc:
+            d.error(key, str(exc))
+    tz_name = d.get(m, "timezone", "policy", d.text, None) if m.get("timezone") else None
+    try:
+        zone = load_zone(tz_name)
+    except ValueError as exc:
+        d.error("policy.timezone", str(exc))
+        tz_name, zone = None, load_zone(None)
+    return Policy(
+        max_inflight=d.get(m, "max_inflight", "policy", lambda v, k: d.integer(v, k, 1), 100),
+        retry_errors=d.get(m, "retry_errors", "policy", lambda v, k: d.integer(v, k, 0), 2),
+        delete_after=None if m.get("delete_after") is None else d.duration(
+            m["delete_after"], "policy.delete_after"),
+        close_after=None if m.get("close_after") is None else d.positive(
+            m["close_after"], "policy.close_after"),
+        pause_windows=PauseWindows(tuple(windows), tz_name, zone),
+    )  # fmt: skip
+
+
+_WATCH_KEYS = (
+    "path", "recursive", "exts", "filters", "ignore", "settle", "poll", "metadata",
+    "metadata_file", "tags_from_path", "output", "after",
+)  # fmt: skip
+
+
+def _selector(d: _Doc, m: _Map, key: str) -> FileSelector:
+    """The watch's FileSelector; each ext and filter is tried alone to place its error."""
+    good: dict[str, list[str]] = {"exts": [], "filters": []}
+    for name, items in good.items():
+        for text, k in d.texts(m.get(name), _join(key, name)):
+            try:
+                FileSelector.create(**{name: [text]})
+                items.append(text)
+            except ValueError as exc:
+                d.error(k, str(exc))
+    ignore = d.texts(m["ignore"], _join(key, "ignore")) if "ignore" in m else None
+    globs = DEFAULT_IGNORE if ignore is None else [t for t, _ in ignore]
+    return FileSelector.create(good["exts"] or None, good["filters"], globs)
+
+
+def _metadata(d: _Doc, value: object, key: str) -> _Map:
+    """The watch's metadata as written, each field checked by ``split_metadata`` as Stream does."""
+    out: _Map = {}
+    fields = d.mapping(value, key, None) if value is not None else {}
+    for name, field_value in (fields or {}).items():
+        k = _join(key, name)
+        if isinstance(field_value, date):  # YAML reads 2026-11-24 as a date: keep the text
+            field_value = d.raw[k]
+        try:
+            split_metadata("metadata", {name: field_value})
+            out[name] = field_value
+        except InvalidStreamError as exc:
+            d.error(k, str(exc).removeprefix("Stream metadata: "))
+    return out
+
+
+def _tags_pattern(d: _Doc, value: object, key: str) -> re.Pattern[str] | None:
+    if value is None or (text := d.text(value, key)) is None:
+        return None
+    try:
+        pattern = re.compile(text)
+    except re.error as exc:
+        d.error(key, f"{text!r} is not a valid regular expression: {exc}")
+        return None
+    if not pattern.groupindex:
+        d.error(key, f"{text!r} has no named group; write (?P<name>...) for each tag")
+        return None
+    return pattern
+
+
+def _formats(d: _Doc, value: object, key: str) -> tuple[str, ...] | None:
+    formats: list[str] = []
+    for fmt, k in d.texts(value, key):
+        if fmt not in FORMATS:
+            d.error(k, f"{fmt!r} is not an output format: {', '.join(FORMATS)}")
+        elif fmt not in formats:
+            formats.append(fmt)
+    if value is None or value == []:
+        d.error(key, f"name one or more of {', '.join(FORMATS)}")
+    return tuple(formats) or None
+
+
+def _after(d: _Doc, value: object, key: str) -> After | None:
+    text = d.text(value, key)
+    if text in ("keep", "delete"):
+        return "keep" if text == "keep" else "delete"
+    if text is not None and text.startswith("move:") and text[5:].strip():
+        return ("move", _abspath(text[5:].strip()))
+    if text is not None:
+        d.error(key, f"{text!r} is not an action: keep, delete or move:DIR")
+    return None
+
+
+def _watch(d: _Doc, value: object, key: str) -> WatchConfig | None:
+    m = d.mapping(value, key, _WATCH_KEYS, ("path", "output"))
+    if m is None or not (text := d.get(m, "path", key, d.text, "")):
+        return None
+    path = _abspath(text)
+    if not path.exists():
+        d.error(f"{key}.path", f"{str(path)!r} does not exist; create it")
+    elif not path.is_dir():
+        d.error(f"{key}.path", f"{str(path)!r} is not a directory")
+    name = d.get(m, "metadata_file", key, d.text, ".svwatchd.yaml")
+    if "/" in name or name in ("", ".", ".."):
+        d.error(f"{key}.metadata_file", f"{name!r} is not a plain file name")
+    out = (
+        d.mapping(m["output"], f"{key}.output", ("dir", "formats"), ("dir",))
+        if "output" in m
+        else {}
+    )
+    out = out or {}
+    out_dir = d.get(out, "dir", f"{key}.output", d.text, "")
+    return WatchConfig(
+        path=path,
+        output_dir=_abspath(out_dir) if out_dir else path / "<missing output.dir>",
+        recursive=d.get(m, "recursive", key, d.boolean, True),
+        selector=_selector(d, m, key),
+        settle=d.get(m, "settle", key, d.duration, 2.0),
+        poll=d.get(m, "poll", key, d.boolean, False),
+        metadata=d.get(m, "metadata", key, lambda v, k: _metadata(d, v, k), {}),
+        metadata_file=name,
+        tags_from_path=d.get(m, "tags_from_path", key, lambda v, k: _tags_pattern(d, v, k), None),
+        formats=d.get(out, "formats", f"{key}.output", lambda v, k: _formats(d, v, k), FORMATS),
+        after=d.get(m, "after", key, lambda v, k: _after(d, v, k), "keep"),
+    )
+
+
+def _folders(d: _Doc, state_dir: Path, watches: Sequence[tuple[int, WatchConfig]]) -> list[Path]:
+    """Check how watch, output, move and state folders lie; return the ones to exclude."""
+    for n, (i, w) in enumerate(watches):
+        for j, other in watches[:n]:
+            a, b = _inside(w.path, other.path), _inside(other.path, w.path)
+            if a or b:
+                how = "is the same folder as" if a and b else "is nested with"
+                d.error(f"watches[{i}].path", f"{str(w.path)!r} {how} watches[{j}].path "
+                        f"{str(other.path)!r}; watch each folder once, not nested")  # fmt: skip
+    folders = [("state_dir", state_dir)]
+    for i, w in watches:
+        folders.append((f"watches[{i}].output.dir", w.output_dir))
+        if isinstance(w.after, tuple):
+            folders.append((f"watches[{i}].after", w.after[1]))
+    for key, folder in folders:
+        for i, w in watches:
+            if _inside(w.path, folder) and (key != "state_dir" or _inside(folder, w.path)):
+                d.error(key, f"{str(folder)!r} is or contains watches[{i}].path {str(w.path)!r}; "
+                        "put it outside the watch, or in a subfolder of it")  # fmt: skip
+    return [folder for _, folder in folders]
+
+
+def _excluded(watch: WatchConfig, folders: Sequence[Path]) -> tuple[Path, ...]:
+    """The folders inside ``watch``, spelled under ``watch.path`` as the watcher sees paths."""
+    root = os.path.realpath(watch.path)
+    rels = {os.path.relpath(os.path.realpath(f), root) for f in folders if _inside(f, watch.path)}
+    return tuple(sorted(watch.path / rel for rel in rels))
+
+
+_TOP_KEYS = (
+    "server", "state_dir", "refresh_interval", "rescan_interval", "log", "metrics", "policy",
+    "watches",
+)  # fmt: skip
+
+
+def _config(d: _Doc, value: object) -> DaemonConfig | None:
+    m = d.mapping(value, "", _TOP_KEYS, ("state_dir", "watches"))
+    if m is None:
+        return None
+    state_dir = _abspath(d.get(m, "state_dir", "", d.text, "") or ".")
+    if "state_dir" in m and state_dir.exists() and not state_dir.is_dir():
+        d.error("state_dir", f"{str(state_dir)!r} is not a directory")
+    items = m.get("watches", [])
+    if not isinstance(items, list) or not items:
+        d.error("watches", "expected a list of one or more watches, each with a path and output")
+        items = []
+    found = [(i, _watch(d, item, f"watches[{i}]")) for i, item in enumerate(items)]
+    watches = [(i, w) for i, w in found if w is not None]
+    folders = _folders(d, state_dir, watches)
+    config = DaemonConfig(
+        state_dir=state_dir,
+        watches=tuple(replace(w, excluded_dirs=_excluded(w, folders)) for _, w in watches),
+        server=(_server(d, m["server"]) if "server" in m else None) or EmbeddedServer(),
+        refresh_interval=d.get(m, "refresh_interval", "", d.positive, 5.0),
+        rescan_interval=d.get(m, "rescan_interval", "", d.positive, 300.0),
+        log=_log(d, m.get("log", {})),
+        metrics=_metrics(d, m.get("metrics")),
+        policy=_policy(d, m.get("policy", {})),
+    )
+    return None if d.errors else config
+
+
+def _read(path: str | os.PathLike[str]) -> tuple[DaemonConfig | None, list[ConfigError]]:
+    file = os.fspath(path)
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (OSError, UnicodeError) as exc:
+        return None, [ConfigError(f"cannot read the config file: {exc}", file=file)]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        return None, [ConfigError(f"invalid YAML: {_problem(exc)}", file=file, line=line)]
+    d = _Doc(file)
+    data = None if root is None else d.build(root, "")
+    if data is None and not d.errors:
+        d.error("", "the file is empty; it needs at least state_dir and watches")
+    elif not isinstance(data, dict):
+        d.error(
+            "", "the top level must be a mapping (key: value lines), not a single value or a list"
+        )
+    else:
+        config = _config(d, data)
+        return config, sorted(d.errors, key=lambda e: e.line or 0)
+    return None, d.errors
+
+
+def load_config(path: str | os.PathLike[str]) -> DaemonConfig:
+    """Read and validate the config at ``path``; raise :class:`ConfigErrors` naming all problems."""
+    config, errors = _read(path)
+    if config is None:
+        raise ConfigErrors(errors, file=os.fspath(path))
+    return config
+
+
+def validate_config(path: str | os.PathLike[str]) -> list[ConfigError]:
+    """Every problem in the config at ``path`` (empty when valid), for ``svwatchd check``."""
+    return _read(path)[1]

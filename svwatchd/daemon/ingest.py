@@ -1,0 +1,160 @@
+"""From a path on disk to a PENDING journal row: discovery, settling, identity.
+
+Three ways in, one way through: watch events, the startup scan, and the
+periodic rescan all feed the ``Settler``; a settled file is hashed
+(``identify``) and recorded with ``Journal.upsert_seen`` -- a touched file
+whose content is unchanged is recognised and never decoded again.
+
+A rescan that finds files no event announced logs ``watch.overflow``: watchdog
+drops inotify's queue overflow silently, so this is how a lost event shows.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from svwatchd.daemon.config import WatchConfig
+from svwatchd.daemon.identity import FileChangedError, identify, stream_id_for
+from svwatchd.daemon.journal import FileState, Journal
+from svwatchd.daemon.settle import Settler
+from svwatchd.daemon.watcher import Change
+
+__all__ = ["Ingest"]
+
+_DIR_SCANS_PER_TICK = 64
+
+
+class Ingest:
+    """Turns changes and scans into journal rows; one instance per daemon."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        watches: Sequence[WatchConfig],
+        log: Any,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_detected: Callable[[WatchConfig, str, str], None] | None = None,
+    ) -> None:
+        self.journal = journal
+        self.watches = list(watches)
+        self.log = log
+        self.settler = Settler(clock)
+        self._announced: set[str] = set()
+        self._dirs: list[tuple[int, str]] = []
+        self._on_detected = on_detected or (lambda w, p, sid: None)
+        self.metadata_changed: set[int] = set()  # watches whose metadata files changed
+        self.missed_total = 0
+
+    def set_watches(self, watches: Sequence[WatchConfig]) -> None:
+        """A reload changed the watches (indexes follow the new list)."""
+        self.watches = list(watches)
+
+    # -- discovery ------------------------------------------------------------------
+
+    def take(self, changes: Sequence[Change]) -> None:
+        """Feed watch events to the settler (directories are queued for a scan)."""
+        for ch in changes:
+            if ch.watch >= len(self.watches):
+                continue
+            if ch.hint is None:
+                self._dirs.append((ch.watch, ch.path))
+                continue
+            if ch.metadata:
+                self.metadata_changed.add(ch.watch)
+                continue
+            self._announced.add(ch.path)
+            self.settler.note(ch.path, ch.watch, ch.hint, self.watches[ch.watch].settle)
+
+    def scan(self, index: int, root: str | None = None, *, rescan: bool) -> int:
+        """Walk one watch (or a folder in it); note every file the journal does not know.
+
+        Returns how many unknown files were found. On a periodic rescan, files
+        that no event announced are counted and reported as a likely overflow.
+        """
+        watch = self.watches[index]
+        top = root or str(watch.path)
+        known = self.journal.known_paths(str(watch.path))
+        missed: list[str] = []
+        now = time.time()
+        for path in watch.selector.walk(top, recursive=watch.recursive):
+            if _excluded(path, watch) or path in known or path in self.settler:
+                continue
+            try:
+                age = now - os.stat(path).st_mtime
+            except OSError:
+                continue
+            if rescan and path not in self._announced:
+                missed.append(path)
+            self.settler.note(path, index, "scanned", watch.settle, age=age)
+        if missed:
+            self.missed_total += len(missed)
+            self.log.warning(
+                "watch.overflow",
+                path=str(watch.path),
+                count=len(missed),
+                examples=missed[:3],
+                remedy="events were lost (inotify queue overflow?): raise "
+                "fs.inotify.max_queued_events and fs.inotify.max_user_watches; "
+                "the files are being ingested now",
+            )
+        return len(missed)
+
+    def rescan_all(self) -> None:
+        """The periodic backstop: scan every watch, then forget the announced set."""
+        for index in range(len(self.watches)):
+            self.scan(index, rescan=True)
+        self._announced = {p for p in self._announced if p in self.settler}
+
+    # -- settling and identity -----------------------------------------------------------
+
+    def step(self) -> int:
+        """Scan queued folders, then record every settled file; returns how many were recorded."""
+        for _ in range(min(len(self._dirs), _DIR_SCANS_PER_TICK)):
+            index, folder = self._dirs.pop(0)
+            if index < len(self.watches):
+                self.scan(index, folder, rescan=False)
+        recorded = 0
+        for index, path in self.settler.due():
+            if index >= len(self.watches):
+                continue
+            if self._record(self.watches[index], index, path):
+                recorded += 1
+        return recorded
+
+    def _record(self, watch: WatchConfig, index: int, path: str) -> bool:
+        latest = self.journal.latest(path)
+        try:
+            st = os.stat(path)
+            if latest is not None and latest.identity.same_stat(st):
+                return False  # nothing changed since we hashed it
+            ident = identify(path)
+        except FileChangedError:
+            self.settler.retry_later(path, index, watch.settle)
+            return False
+        except OSError as exc:
+            self.log.warning("file.unreadable", path=path, error=exc.strerror or str(exc))
+            return False
+        row = self.journal.upsert_seen(ident, str(watch.path))
+        if row.state is FileState.PENDING and (latest is None or latest.id != row.id):
+            self.log.info(
+                "file.detected",
+                path=path,
+                stream_id=stream_id_for(str(watch.path), path, ident.fingerprint),
+                size=ident.size,
+                fingerprint=ident.fingerprint,
+            )
+            self._on_detected(watch, path, ident.fingerprint)
+            return True
+        return False
+
+
+def _excluded(path: str, watch: WatchConfig) -> bool:
+    p = Path(path)
+    if p.name == watch.metadata_file:
+        return True
+    return any(p == x or x in p.parents for x in watch.excluded_dirs)

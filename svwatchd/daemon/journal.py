@@ -1,0 +1,686 @@
+"""The daemon's journal: every file version it has seen and where its work stands, in SQLite.
+
+Each change is one transaction (WAL, ``synchronous=FULL``), committed at the
+points the no-loss/no-duplicate promise needs: SUBMITTING *before* the HTTP
+send (the stream id is chosen and kept, so a resend after a crash is
+idempotent), DONE only *after* the outputs are durably written. One daemon per
+state directory: ``journal.lock`` is held with ``flock`` for the process
+lifetime. On open the database is checked (``PRAGMA quick_check``); a damaged
+one is moved aside and `Journal.rebuilt_from_corruption` tells the caller to
+reconcile from the outputs and the server (`Journal.rebuild`). A failed write
+(disk full, failed fsync) is rolled back, the connection reopened, and
+`JournalWriteError` raised: nothing is ever marked done that is not.
+
+Queries are indexed and bounded; nothing loads the whole table, so 100k rows
+cost the daemon a few MB.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from svwatchd.daemon.identity import FileIdentity, stream_id_for
+from svwatchd.errors import SvwatchdError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "FileRecord",
+    "FileState",
+    "Journal",
+    "JournalLockedError",
+    "JournalSchemaError",
+    "JournalWriteError",
+    "RebuildReport",
+]
+
+SCHEMA_VERSION = 1
+
+# Forward migrations: _MIGRATIONS[v] takes a database from version v-1 to v.
+_MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE files (
+    id INTEGER PRIMARY KEY,
+    watch TEXT NOT NULL,
+    path TEXT NOT NULL,              -- absolute
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,   -- 0 = unknown (rebuilt row)
+    inode INTEGER NOT NULL, device INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,       -- sha256:<hex> of the whole content
+    stream_id TEXT,                  -- set at SUBMITTING
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    metadata TEXT,                   -- JSON: resolved metadata sent at submission
+    tags TEXT,                       -- JSON
+    detected REAL NOT NULL, submitted REAL, finished REAL, updated REAL NOT NULL,
+    cleaned REAL,                    -- when its server stream was deleted (delete_after)
+    UNIQUE (path, fingerprint)       -- also the index on path
+);
+CREATE INDEX files_state ON files(state);
+CREATE INDEX files_stream ON files(stream_id);
+CREATE INDEX files_watch ON files(watch, state, path);
+CREATE INDEX files_errors ON files(updated) WHERE last_error IS NOT NULL;
+CREATE INDEX files_cleanup ON files(finished) WHERE cleaned IS NULL AND finished IS NOT NULL;
+""",
+}
+
+_CORRUPT_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+_WRITE_CODES = (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
+_CHUNK = 900  # ids per IN (...) and rows per batch transaction
+
+
+class FileState(StrEnum):
+    """Where a file version stands. See `Journal` for the allowed transitions."""
+
+    PENDING = "PENDING"  # seen; settling or waiting its turn
+    HELD = "HELD"  # waiting for a valid metadata file (reason in last_error)
+    SUBMITTING = "SUBMITTING"  # stream id chosen, send in progress (committed before it)
+    INFLIGHT = "INFLIGHT"  # the server acknowledged the stream
+    DONE = "DONE"  # outputs durably written (committed after them)
+    FAILED = "FAILED"  # bad input or retries exhausted (reason in last_error)
+    SUPERSEDED = "SUPERSEDED"  # never submitted, and the path's content changed since
+    REMOVED = "REMOVED"  # vanished before submission
+
+
+_S = FileState
+# Target state -> the states a row may move to it from. Rows in other states
+# are left alone and the mark_* method reports it (False / fewer ids).
+_FROM: dict[FileState, frozenset[FileState]] = {
+    _S.PENDING: frozenset({_S.HELD}),  # release_held (revival is upsert_seen's)
+    _S.HELD: frozenset({_S.PENDING, _S.HELD}),
+    _S.SUBMITTING: frozenset({_S.PENDING, _S.SUBMITTING, _S.INFLIGHT}),
+    _S.INFLIGHT: frozenset({_S.SUBMITTING, _S.INFLIGHT}),
+    _S.DONE: frozenset({_S.PENDING, _S.SUBMITTING, _S.INFLIGHT, _S.DONE}),
+    _S.FAILED: frozenset({_S.PENDING, _S.HELD, _S.SUBMITTING, _S.INFLIGHT, _S.FAILED}),
+    _S.REMOVED: frozenset({_S.PENDING, _S.HELD, _S.REMOVED}),
+}
+
+
+class JournalLockedError(SvwatchdError):
+    """Another svwatchd holds this state directory's lock (``lock_path``, ``pid``)."""
+
+    def __init__(self, lock_path: str, pid: int | None) -> None:
+        who = f"PID {pid}" if pid is not None else "an unknown PID"
+        super().__init__(
+            f"Another svwatchd ({who}) holds the lock {lock_path}; one daemon per state directory"
+        )
+        self.lock_path = lock_path
+        self.pid = pid
+
+
+class JournalSchemaError(SvwatchdError):
+    """The journal was written by a newer svwatchd than this one."""
+
+    def __init__(self, path: str, found: int) -> None:
+        super().__init__(
+            f"Journal {path} has schema version {found}, newer than this svwatchd's "
+            f"{SCHEMA_VERSION}; upgrade svwatchd or use another state directory"
+        )
+        self.path = path
+        self.found = found
+
+
+class JournalWriteError(SvwatchdError):
+    """A journal write failed (disk full, failed fsync) and was rolled back: nothing changed.
+
+    ``path`` is the database, ``free_bytes`` the free space there (None if unknown).
+    """
+
+    def __init__(self, path: str, free_bytes: int | None, cause: BaseException) -> None:
+        free = "unknown" if free_bytes is None else f"{free_bytes} bytes"
+        super().__init__(
+            f"Journal write to {path} failed and was rolled back ({cause}); free space {free}"
+        )
+        self.path = path
+        self.free_bytes = free_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One row of the journal: one version (path + fingerprint) of one file."""
+
+    id: int
+    watch: str
+    path: str
+    size: int
+    mtime_ns: int
+    inode: int
+    device: int
+    fingerprint: str
+    stream_id: str | None
+    state: FileState
+    attempts: int
+    last_error: str | None
+    metadata: dict[str, Any] | None
+    tags: dict[str, Any] | None
+    detected: float
+    submitted: float | None
+    finished: float | None
+    updated: float
+    cleaned: float | None
+
+    @property
+    def identity(self) -> FileIdentity:
+        """The version as a `FileIdentity` (stat fields as last recorded)."""
+        return FileIdentity(
+            self.path, self.size, self.mtime_ns, self.inode, self.device, self.fingerprint
+        )
+
+    @classmethod
+    def _from_sql(cls, row: sqlite3.Row) -> FileRecord:
+        values = dict(row)
+        values["state"] = FileState(values["state"])
+        for key in ("metadata", "tags"):
+            if values[key] is not None:
+                values[key] = json.loads(values[key])
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildReport:
+    """What `Journal.rebuild` changed: versions marked DONE, FAILED, INFLIGHT; rows inserted."""
+
+    done: int = 0
+    failed: int = 0
+    inflight: int = 0
+    inserted: int = 0
+
+
+def _json(value: Mapping[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class Journal:
+    """The journal of one state directory. Thread-safe: one connection behind an RLock.
+
+    Raises `JournalLockedError` when another daemon holds the directory,
+    `JournalSchemaError` for a newer schema. Check `rebuilt_from_corruption`
+    after opening: when True the previous database (moved to `corrupt_path`)
+    was damaged and this one is empty until `rebuild` and a rescan refill it.
+    """
+
+    def __init__(self, state_dir: str | Path) -> None:
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.state_dir / "journal.db"
+        self.lock_path = self.state_dir / "journal.lock"
+        self.rebuilt_from_corruption = False
+        self.corrupt_path: Path | None = None
+        self._lock = threading.RLock()
+        self._db: sqlite3.Connection | None = None
+        self._lock_fd = self._acquire_lock()
+        try:
+            self._open_checked()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- opening ----------------------------------------------------------------------
+
+    def _acquire_lock(self) -> int:
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            raise JournalLockedError(
+                str(self.lock_path), int(text) if text.isdigit() else None
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA journal_size_limit=67108864")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open_checked(self) -> None:
+        try:
+            self._db = self._connect()
+            problems = [r[0] for r in self._db.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError("quick_check: " + "; ".join(problems[:5]))
+        except sqlite3.DatabaseError as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            if code is not None and (code & 0xFF) not in _CORRUPT_CODES:
+                raise
+            self._move_aside()
+            self._db = self._connect()
+        self._migrate()
+
+    def _move_aside(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = self.state_dir / f"journal.db.corrupt-{stamp}"
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.state_dir / f"journal.db.corrupt-{stamp}-{n}"
+        os.replace(self.path, target)
+        for suffix in ("-wal", "-shm"):
+            side = Path(str(self.path) + suffix)
+            if side.exists():
+                os.replace(side, Path(str(target) + suffix))
+        dirfd = os.open(self.state_dir, os.O_RDONLY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+        self.corrupt_path = target
+        self.rebuilt_from_corruption = True
+
+    def _migrate(self) -> None:
+        with self.transaction() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise JournalSchemaError(str(self.path), version)
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for stmt in _MIGRATIONS[target].split(";"):
+                    if stmt.strip():
+                        db.execute(stmt)
+            db.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+
+    def close(self) -> None:
+        """Close the database and release the lock (idempotent)."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = -1
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions -----------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._lock_fd < 0:
+            raise RuntimeError(f"Journal {self.path} is closed")
+        if self._db is None:  # dropped after a failed write: start again from a clean state
+            self._db = self._connect()
+        return self._db
+
+    def _free_bytes(self) -> int | None:
+        try:
+            return shutil.disk_usage(self.state_dir).free
+        except OSError:
+            return None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: committed on exit, rolled back on error.
+
+        Disk full and I/O errors (a failed fsync) become `JournalWriteError`
+        after the rollback, and the connection is reopened before the next
+        use: a failed write is never assumed to have happened.
+        """
+        with self._lock:
+            db = self._conn()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except (sqlite3.OperationalError, OSError) as exc:
+                code = getattr(exc, "sqlite_errorcode", -1) & 0xFF
+                if code not in _WRITE_CODES and getattr(exc, "errno", None) != errno.ENOSPC:
+                    raise
+                try:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                finally:
+                    db.close()
+                    self._db = None
+                raise JournalWriteError(str(self.path), self._free_bytes(), exc) from exc
+
+    # -- seeing files -----------------------------------------------------------------
+
+    def _upsert(self, db: sqlite3.Connection, ident: FileIdentity, watch: str, now: float) -> bool:
+        """Record ``ident`` as the path's current content; True if it is (again) PENDING."""
+        db.execute(
+            "UPDATE files SET state='SUPERSEDED', updated=? WHERE path=? AND fingerprint!=? "
+            "AND state IN ('PENDING','HELD')",
+            (now, ident.path, ident.fingerprint),
+        )
+        stat = (ident.size, ident.mtime_ns, ident.inode, ident.device)
+        row = db.execute(
+            "SELECT id, state, size, mtime_ns, inode, device FROM files "
+            "WHERE path=? AND fingerprint=?",
+            (ident.path, ident.fingerprint),
+        ).fetchone()
+        if row is None:
+            db.execute(
+                "INSERT INTO files (watch, path, size, mtime_ns, inode, device, fingerprint, "
+                "state, detected, updated) VALUES (?,?,?,?,?,?,?,'PENDING',?,?)",
+                (watch, ident.path, *stat, ident.fingerprint, now, now),
+            )
+            return True
+        revive = row["state"] in (_S.REMOVED, _S.SUPERSEDED)
+        if revive or tuple(row)[2:] != stat:  # a touched file: refresh the stat cache only
+            db.execute(
+                "UPDATE files SET size=?, mtime_ns=?, inode=?, device=?, updated=?, "
+                "state=CASE WHEN ? THEN 'PENDING' ELSE state END WHERE id=?",
+                (*stat, now, revive, row["id"]),
+            )
+        return revive
+
+    def upsert_seen(self, identity: FileIdentity, watch: str) -> FileRecord:
+        """Record that ``identity`` is the current content of its path; return its row.
+
+        A new (path, fingerprint) becomes a PENDING row. A known one keeps its
+        state (a touched file is not a new version; only its stat fields are
+        refreshed), except REMOVED or SUPERSEDED, which come back to PENDING
+        (the content is there again). Older versions of the path that were
+        never submitted (PENDING, HELD) become SUPERSEDED; submitted ones are
+        kept, so both versions get outputs, in order.
+        """
+        with self.transaction() as db:
+            self._upsert(db, identity, watch, time.time())
+            row = db.execute(
+                "SELECT * FROM files WHERE path=? AND fingerprint=?",
+                (identity.path, identity.fingerprint),
+            ).fetchone()
+        return FileRecord._from_sql(row)
+
+    def upsert_seen_many(self, identities: Iterable[FileIdentity], watch: str) -> int:
+        """`upsert_seen` for many files (a scan), in transactions of 900; returns how many
+        became PENDING (new or back). Each file's change is atomic on its own."""
+        count = 0
+        batch: list[FileIdentity] = []
+        for ident in identities:
+            batch.append(ident)
+            if len(batch) >= _CHUNK:
+                count += self._upsert_batch(batch, watch)
+                batch.clear()
+        return count + (self._upsert_batch(batch, watch) if batch else 0)
+
+    def _upsert_batch(self, batch: Sequence[FileIdentity], watch: str) -> int:
+        now = time.time()
+        with self.transaction() as db:
+            return sum(self._upsert(db, ident, watch, now) for ident in batch)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def _select(self, sql: str, args: Sequence[Any] = ()) -> list[FileRecord]:
+        with self._lock:
+            rows = self._conn().execute(sql, args).fetchall()
+        return [FileRecord._from_sql(r) for r in rows]
+
+    def _one(self, where: str, args: Sequence[Any] = ()) -> FileRecord | None:
+        rows = self._select(f"SELECT * FROM files WHERE {where} LIMIT 1", args)
+        return rows[0] if rows else None
+
+    def get(self, path: str, fingerprint: str) -> FileRecord | None:
+        """The row of this version, or None."""
+        return self._one("path=? AND fingerprint=?", (path, fingerprint))
+
+    def by_id(self, file_id: int) -> FileRecord | None:
+        """The row with this id, or None."""
+        return self._one("id=?", (file_id,))
+
+    def latest(self, path: str) -> FileRecord | None:
+        """The version of ``path`` detected last: if its stat still matches, skip the rehash."""
+        return self._one("path=? ORDER BY id DESC", (path,))
+
+    def oldest_pending(self) -> FileRecord | None:
+        """The PENDING row detected first (the backlog's age), or None."""
+        return self._one("state='PENDING' ORDER BY id")
+
+    def by_state(
+        self, *states: FileState, limit: int | None = None, watch: str | None = None
+    ) -> list[FileRecord]:
+        """Rows in any of ``states`` (of one watch if given), in detection order; bounded
+        by ``limit`` -- pass one: 100k rows would be 100k objects."""
+        sql = f"SELECT * FROM files WHERE state IN ({_marks(len(states))})"
+        args: list[Any] = list(states)
+        if watch is not None:
+            sql, args = sql + " AND watch=?", [*args, watch]
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql, args = sql + " LIMIT ?", [*args, limit]
+        return self._select(sql, args)
+
+    def by_stream_ids(self, ids: Iterable[str]) -> dict[str, FileRecord]:
+        """The rows carrying these stream ids, by stream id."""
+        out: dict[str, FileRecord] = {}
+        ids = list(ids)
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            sql = f"SELECT * FROM files WHERE stream_id IN ({_marks(len(chunk))})"
+            out.update((r.stream_id or "", r) for r in self._select(sql, chunk))
+        return out
+
+    def last_errors(self, n: int) -> list[FileRecord]:
+        """The ``n`` rows with an error, most recently updated first."""
+        sql = "SELECT * FROM files WHERE last_error IS NOT NULL ORDER BY updated DESC LIMIT ?"
+        return self._select(sql, (n,))
+
+    def counts_by_watch(self) -> dict[str, dict[FileState, int]]:
+        """Number of rows per watch and state (for metrics and status)."""
+        out: dict[str, dict[FileState, int]] = {}
+        with self._lock:
+            sql = "SELECT watch, state, COUNT(*) FROM files GROUP BY watch, state"
+            for watch, state, n in self._conn().execute(sql):
+                out.setdefault(watch, {})[FileState(state)] = n
+        return out
+
+    def known_paths(self, watch: str) -> set[str]:
+        """Paths of ``watch`` with a row that is not REMOVED (a rescan ingests the others)."""
+        with self._lock:
+            sql = "SELECT path FROM files WHERE watch=? AND state!='REMOVED'"  # the set dedups
+            return {r[0] for r in self._conn().execute(sql, (watch,))}
+
+    def size(self) -> int:
+        """Number of rows."""
+        with self._lock:
+            return int(self._conn().execute("SELECT COUNT(*) FROM files").fetchone()[0])
+
+    # -- transitions ------------------------------------------------------------------
+
+    def _move(
+        self, to: FileState, rows: Iterable[tuple[int, Sequence[Any]]], sets: str = ""
+    ) -> list[int]:
+        """Move each (id, args for ``sets``) row that is in a state allowed by `_FROM` to
+        ``to``, in one transaction; return the ids moved (others are left alone)."""
+        allowed = sorted(_FROM[to])
+        sql = (
+            f"UPDATE files SET state=?, updated=?{sets} WHERE id=? "
+            f"AND state IN ({_marks(len(allowed))})"
+        )
+        moved: list[int] = []
+        with self.transaction() as db:
+            for file_id, args in rows:
+                if db.execute(sql, (to, time.time(), *args, file_id, *allowed)).rowcount:
+                    moved.append(file_id)
+        return moved
+
+    def mark_submitting(
+        self,
+        ids: Sequence[int],
+        stream_ids: Sequence[str],
+        metadata: Sequence[Mapping[str, Any] | None],
+        tags: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> list[int]:
+        """Commit, BEFORE sending, that these rows go to the server under these stream ids
+        with this resolved metadata (and tags). Returns the ids marked; send only those.
+        Skipped: rows no longer PENDING/SUBMITTING/INFLIGHT (superseded, removed, done
+        meanwhile) and rows that already carry another stream id (a row keeps its first
+        id for ever, so a retry can never create a second stream)."""
+        allowed = sorted(_FROM[_S.SUBMITTING])
+        sql = (
+            "UPDATE files SET state='SUBMITTING', stream_id=?, metadata=?, tags=?, submitted=?, "
+            f"updated=? WHERE id=? AND state IN ({_marks(len(allowed))}) "
+            "AND (stream_id IS NULL OR stream_id=?)"
+        )
+        tags = tags if tags is not None else [None] * len(ids)
+        moved: list[int] = []
+        now = time.time()
+        with self.transaction() as db:
+            for i, sid, meta, tag in zip(ids, stream_ids, metadata, tags, strict=True):
+                args = (sid, _json(meta), _json(tag), now, now, i, *allowed, sid)
+                if db.execute(sql, args).rowcount:
+                    moved.append(i)
+        return moved
+
+    def mark_inflight(self, ids: Iterable[int]) -> int:
+        """The server acknowledged these SUBMITTING rows; returns how many moved."""
+        return len(self._move(_S.INFLIGHT, ((i, ()) for i in ids)))
+
+    def mark_done(self, file_id: int) -> bool:
+        """Outputs are durably written (call only AFTER that): the version is DONE."""
+        return bool(self._move(_S.DONE, [(file_id, (time.time(),))], ", finished=?"))
+
+    def mark_failed(self, file_id: int, reason: str) -> bool:
+        """Bad input or retries exhausted: FAILED with ``reason``; never retried by itself."""
+        args = (time.time(), reason)
+        return bool(self._move(_S.FAILED, [(file_id, args)], ", finished=?, last_error=?"))
+
+    def mark_held(self, file_id: int, reason: str) -> bool:
+        """Waiting for a valid metadata file (``reason`` says what is wrong)."""
+        return bool(self._move(_S.HELD, [(file_id, (reason,))], ", last_error=?"))
+
+    def mark_removed(self, file_id: int) -> bool:
+        """The file vanished before it was submitted."""
+        return bool(self._move(_S.REMOVED, [(file_id, ())]))
+
+    def release_held(self, ids: Iterable[int] | None = None, *, watch: str | None = None) -> int:
+        """HELD rows back to PENDING: these ``ids``, else all of ``watch``, else all."""
+        if ids is None:
+            with self._lock:
+                sql = "SELECT id FROM files WHERE state='HELD' AND (?1 IS NULL OR watch=?1)"
+                ids = [r[0] for r in self._conn().execute(sql, (watch,))]
+        return len(self._move(_S.PENDING, ((i, ()) for i in ids)))
+
+    def due_for_cleanup(self, finished_before: float, limit: int) -> list[FileRecord]:
+        """Finished rows (DONE/FAILED) whose server stream is still there, oldest first."""
+        return self._select(
+            "SELECT * FROM files WHERE cleaned IS NULL AND finished IS NOT NULL AND finished < ? "
+            "AND stream_id IS NOT NULL AND state IN ('DONE', 'FAILED') ORDER BY finished LIMIT ?",
+            (finished_before, limit),
+        )
+
+    def mark_cleaned(self, ids: Iterable[int]) -> None:
+        """Their server streams were deleted (``delete_after``)."""
+        now = time.time()
+        with self.transaction() as db:
+            db.executemany("UPDATE files SET cleaned=? WHERE id=?", [(now, i) for i in ids])
+
+    def record_attempt(self, file_id: int, error: str | None = None) -> int:
+        """Count one more (failed) attempt, keeping ``error``; returns the new count."""
+        with self.transaction() as db:
+            rows = db.execute(
+                "UPDATE files SET attempts=attempts+1, updated=?, "
+                "last_error=COALESCE(?, last_error) WHERE id=? RETURNING attempts",
+                (time.time(), error, file_id),
+            ).fetchall()
+        return int(rows[0][0]) if rows else 0
+
+    # -- rebuilding -------------------------------------------------------------------
+
+    def rebuild(
+        self,
+        outputs: Iterable[Mapping[str, Any]],
+        server_streams: Iterable[Mapping[str, Any]],
+        *,
+        watch_of: Callable[[str], str] | None = None,
+    ) -> RebuildReport:
+        """Refill the journal from the outputs already written and the server's streams.
+
+        ``outputs`` are the JSON documents next to the transcripts (each with
+        ``source_path``, ``fingerprint``, ``stream_id``; ``"error": true`` for
+        ``.error.json``): their versions become DONE (or FAILED, unless DONE),
+        inserted if unknown (watch from the document's ``watch``, else
+        ``watch_of(path)``). ``server_streams`` are stream records (``id``,
+        ``status``, ``source``): rows with that stream id, or whose (path,
+        fingerprint) derive that id, become INFLIGHT unless finished, so the
+        daemon refreshes them instead of decoding again. Idempotent; one
+        transaction.
+        """
+        done = failed = inflight = inserted = 0
+        now = time.time()
+        with self.transaction() as db:
+            for doc in outputs:
+                path, fp = str(doc["source_path"]), str(doc["fingerprint"])
+                watch = str(doc.get("watch") or (watch_of(path) if watch_of else ""))
+                inserted += db.execute(
+                    "INSERT OR IGNORE INTO files (watch, path, size, mtime_ns, inode, device, "
+                    "fingerprint, state, detected, updated) VALUES (?,?,?,0,0,0,?,'PENDING',?,?)",
+                    (watch, path, int(doc.get("size") or 0), fp, now, now),
+                ).rowcount
+                sets = "state=?, finished=COALESCE(finished, ?), updated=?, "
+                sets += "stream_id=COALESCE(stream_id, ?)"
+                args: list[Any] = [now, now, doc.get("stream_id")]
+                if doc.get("error"):  # a failure never overrides a success
+                    reason = doc.get("message") or doc.get("reason") or "see its .error.json"
+                    failed += db.execute(
+                        f"UPDATE files SET {sets}, last_error=? WHERE path=? AND fingerprint=? "
+                        "AND state NOT IN ('DONE','FAILED')",
+                        ("FAILED", *args, str(reason), path, fp),
+                    ).rowcount
+                else:
+                    done += db.execute(
+                        f"UPDATE files SET {sets} WHERE path=? AND fingerprint=? AND state!='DONE'",
+                        ("DONE", *args, path, fp),
+                    ).rowcount
+            for rec in server_streams:
+                sid = str(rec["id"])
+                source = rec.get("source")
+                if isinstance(source, str):
+                    for row in db.execute(
+                        "SELECT id, path, fingerprint FROM files WHERE path=? "
+                        "AND stream_id IS NULL",
+                        (source,),
+                    ).fetchall():
+                        if stream_id_for("", row["path"], row["fingerprint"]) == sid:
+                            db.execute("UPDATE files SET stream_id=? WHERE id=?", (sid, row["id"]))
+                inflight += db.execute(
+                    "UPDATE files SET state='INFLIGHT', updated=?, submitted=COALESCE(submitted,?)"
+                    " WHERE stream_id=? AND state IN ('PENDING','HELD','SUBMITTING','SUPERSEDED',"
+                    "'REMOVED')",
+                    (now, now, sid),
+                ).rowcount
+        return RebuildReport(done, failed, inflight, inserted)

@@ -1,0 +1,286 @@
+"""``svwatchd run``: the daemon's loop, its start, its stop and its reload.
+
+A thin loop around small steps, in this order each tick: take watch events,
+record settled files (ingest), submit what room allows, and every
+``refresh_interval`` collect finished streams and apply the policy; every
+``rescan_interval`` rescan the watches as a backstop. Each step's state is in
+the journal, so the loop itself holds nothing that a crash could lose.
+
+Signals: SIGTERM/SIGINT stop gracefully (journal consistent, observers and
+the embedded server stopped); SIGHUP reloads the config, adding and removing
+watches without a restart (an invalid new config keeps the old one).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from svwatchd.client.server import Server
+from svwatchd.daemon.collect import Collector
+from svwatchd.daemon.config import DaemonConfig, EmbeddedServer, WatchConfig, load_config
+from svwatchd.daemon.embedded import EmbeddedServer as EmbeddedProcess
+from svwatchd.daemon.ingest import Ingest
+from svwatchd.daemon.journal import Journal, JournalWriteError
+from svwatchd.daemon.metadata import MetadataResolver
+from svwatchd.daemon.outputs import read_output_records
+from svwatchd.daemon.submit import Submitter
+from svwatchd.daemon.watcher import Watcher, WatchSpec
+from svwatchd.errors import ConfigError, ServerError
+
+__all__ = ["Daemon"]
+
+TICK = 0.2
+
+
+class Daemon:
+    """One running svwatchd: config, journal, watches, server link."""
+
+    def __init__(self, config: DaemonConfig, *, config_path: Path | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.log = structlog.get_logger("svwatchd")
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self.notify: Callable[[str], None] = lambda message: None  # sd_notify hook
+        self.journal: Journal | None = None
+        self.embedded: EmbeddedProcess | None = None
+        self._server: Server | None = None
+        self.watcher = Watcher(on_warning=self.log.warning)
+        self._resolvers: dict[str, MetadataResolver] = {}
+
+    # -- the server link ----------------------------------------------------------------
+
+    def server(self) -> Server:
+        """The client for the current server (the embedded one restarts on a new port)."""
+        if self.embedded is not None and not self.embedded.alive() and not self._stop.is_set():
+            self.log.error(
+                "server.exited",
+                code=self.embedded.exit_code(),
+                detail="restarting the embedded svserver",
+            )
+            self._connect(self.embedded.restart(self._roots()))
+        assert self._server is not None
+        return self._server
+
+    def _connect(self, url: str) -> None:
+        if self._server is not None:
+            self._server.close()
+        server = self.config.server
+        if isinstance(server, EmbeddedServer):
+            self._server = Server(url, timeout=30)
+        else:
+            self._server = Server(url, token=server.token, timeout=server.timeout)
+
+    def _roots(self) -> list[Path]:
+        return [w.path for w in self.config.watches]
+
+    # -- watches --------------------------------------------------------------------
+
+    def _resolver(self, watch: str) -> MetadataResolver | None:
+        return self._resolvers.get(watch)
+
+    def _start_watches(self, watches: tuple[WatchConfig, ...]) -> None:
+        self._resolvers = {
+            str(w.path): MetadataResolver(
+                w.path, w.metadata, filename=w.metadata_file, tags_from_path=w.tags_from_path
+            )
+            for w in watches
+        }
+        for i, w in enumerate(watches):
+            self.watcher.add(
+                WatchSpec(
+                    i, w.path, w.recursive, w.selector, w.poll, w.excluded_dirs, w.metadata_file
+                )
+            )
+
+    # -- run ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the exit status."""
+        self._install_signals()
+        self.journal = journal = Journal(self.config.state_dir)
+        server_cfg = self.config.server
+        if isinstance(server_cfg, EmbeddedServer):
+            self.embedded = EmbeddedProcess(
+                self.config.state_dir, self._roots(), log_format=self.config.log.format
+            )
+            self._connect(self.embedded.start())
+        else:
+            self._connect(server_cfg.url)
+        self.ingest = Ingest(journal, self.config.watches, self.log)
+        self.submitter = Submitter(
+            journal,
+            self.log,
+            server=self.server,
+            watches=lambda: self.config.watches,
+            resolvers=self._resolver,
+            policy=lambda: self.config.policy,
+        )
+        self.collector = Collector(
+            journal,
+            self.log,
+            server=self.server,
+            watches=lambda: self.config.watches,
+            policy=lambda: self.config.policy,
+        )
+        if journal.rebuilt_from_corruption:
+            self._rebuild()
+        self._start_watches(self.config.watches)
+        for i in range(len(self.config.watches)):
+            self.ingest.scan(i, rescan=False)
+        self.log.info(
+            "daemon.ready",
+            watches=[str(w.path) for w in self.config.watches],
+            server=self._server.url if self._server else None,
+        )
+        self.notify("READY=1")
+        try:
+            self._loop()
+        finally:
+            self.notify("STOPPING=1")
+            self.log.info("daemon.stopping")
+            self.watcher.stop()
+            if self._server is not None:
+                self._server.close()
+            if self.embedded is not None:
+                self.embedded.stop()
+            journal.close()
+        return 0
+
+    def _loop(self) -> None:
+        next_refresh = 0.0
+        next_rescan = time.monotonic() + self.config.rescan_interval
+        while not self._stop.is_set():
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+            now = time.monotonic()
+            try:
+                self.ingest.take(self.watcher.drain())
+                self.ingest.step()
+                if self.ingest.metadata_changed:
+                    self._release_held()
+                self.submitter.step()
+                if now >= next_refresh:
+                    next_refresh = now + self.config.refresh_interval
+                    self.collector.step()
+                if now >= next_rescan:
+                    next_rescan = now + self.config.rescan_interval
+                    self.ingest.rescan_all()
+            except ServerError as exc:
+                self.log.warning("server.unreachable", error=str(exc))
+                self.submitter.reachable = False
+            except JournalWriteError as exc:
+                self.log.error(
+                    "journal.write_failed", error=str(exc), path=exc.path, free_bytes=exc.free_bytes
+                )
+                self._stop.wait(5.0)  # retried from a clean state (the journal reopens)
+            self.notify(f"STATUS={self.status_line()}")
+            self._stop.wait(TICK)
+
+    def _release_held(self) -> None:
+        assert self.journal is not None
+        for index in list(self.ingest.metadata_changed):
+            if index < len(self.config.watches):
+                n = self.journal.release_held(watch=str(self.config.watches[index].path))
+                if n:
+                    self.log.info(
+                        "file.released", count=n, watch=str(self.config.watches[index].path)
+                    )
+        self.ingest.metadata_changed.clear()
+
+    def _rebuild(self) -> None:
+        assert self.journal is not None
+        outputs = [rec for w in self.config.watches for rec in read_output_records(w.output_dir)]
+        try:
+            streams = [
+                {"id": s.id, "status": s.status.value if s.status else None, "source": s.source}
+                for s in self.server().getstreams()
+            ]
+        except ServerError:
+            streams = []
+        report = self.journal.rebuild(outputs, streams)
+        self.log.warning(
+            "journal.rebuilt",
+            corrupt_copy=str(self.journal.corrupt_path),
+            done=report.done,
+            failed=report.failed,
+            inflight=report.inflight,
+        )
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS=: pending / in flight / done / errors."""
+        assert self.journal is not None
+        totals: dict[str, int] = {}
+        for per_state in self.journal.counts_by_watch().values():
+            for state, n in per_state.items():
+                totals[state] = totals.get(state, 0) + n
+        reach = {True: "up", False: "down", None: "?"}[self.submitter.reachable]
+        return (
+            f"pending {totals.get('PENDING', 0) + totals.get('HELD', 0)}, in flight "
+            f"{totals.get('SUBMITTING', 0) + totals.get('INFLIGHT', 0)}, done "
+            f"{totals.get('DONE', 0)}, errors {totals.get('FAILED', 0)}; server {reach}"
+        )
+
+    # -- signals and reload -----------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        def stop(signum: int, _: FrameType | None) -> None:
+            self._stop.set()
+
+        def hup(signum: int, _: FrameType | None) -> None:
+            self._reload.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, hup)
+
+    def stop(self) -> None:
+        """Ask the loop to stop (what SIGTERM does)."""
+        self._stop.set()
+
+    def reload(self) -> None:
+        """Load the config again; on success swap watches, else keep the old config."""
+        if self.config_path is None:
+            return
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            self.log.error(
+                "config.invalid",
+                path=str(self.config_path),
+                error=str(exc),
+                detail="keeping the running config",
+            )
+            return
+        if new.state_dir != self.config.state_dir:
+            self.log.warning("config.state_dir_unchanged", detail="a restart changes state_dir")
+            new = _replace(new, state_dir=self.config.state_dir)
+        old_roots = self._roots()
+        self.watcher.stop()
+        self.config = new
+        self.ingest.set_watches(new.watches)
+        self._start_watches(new.watches)
+        for i in range(len(new.watches)):
+            self.ingest.scan(i, rescan=False)
+        if self.embedded is not None and old_roots != self._roots():
+            self._connect(self.embedded.restart(self._roots()))
+        self.log.info(
+            "config.reloaded",
+            path=str(self.config_path),
+            watches=[str(w.path) for w in new.watches],
+        )
+
+
+def _replace(config: DaemonConfig, **changes: Any) -> DaemonConfig:
+    from dataclasses import replace
+
+    return replace(config, **changes)

@@ -1,0 +1,234 @@
+"""From PENDING journal rows to streams on the server: metadata, Streams, idempotent sends.
+
+Each file version's stream id is derived from its identity and committed
+(SUBMITTING) before the request is sent, so a resend after a crash, a timeout
+or an outage finds the same stream on the server instead of making a second.
+Sends are retried with tenacity (exponential backoff with jitter) while the
+server is unreachable; a refusal (4xx) is not retried: it fails the file with
+the server's message. ``max_inflight`` bounds the streams submitted and not
+finished, so a backlog waits in the journal, not in memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from svwatchd.client.server import Server
+from svwatchd.client.stream import Stream
+from svwatchd.daemon.config import Policy, WatchConfig
+from svwatchd.daemon.identity import stream_id_for
+from svwatchd.daemon.journal import FileRecord, FileState, Journal
+from svwatchd.daemon.metadata import Held, MetadataResolver
+from svwatchd.daemon.outputs import output_base, write_error
+from svwatchd.errors import InvalidStreamError, ServerRefusedError, ServerUnreachableError
+
+__all__ = ["Submitter"]
+
+BATCH = 500
+
+
+class Submitter:
+    """Moves PENDING rows to the server, ``max_inflight`` at most."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        log: Any,
+        *,
+        server: Callable[[], Server],
+        watches: Callable[[], Sequence[WatchConfig]],
+        resolvers: Callable[[str], MetadataResolver | None],
+        policy: Callable[[], Policy],
+        clock: Callable[[], float] = time.monotonic,
+        quick_retries: int = 3,
+    ) -> None:
+        self.journal = journal
+        self.log = log
+        self._server = server
+        self._watches = watches
+        self._resolver = resolvers
+        self._policy = policy
+        self._clock = clock
+        self._quick = quick_retries
+        self._backoff = wait_exponential_jitter(initial=1, max=60, jitter=1)
+        self._failures = 0
+        self._next_try = 0.0
+        self.reachable: bool | None = None
+        self.retries = 0
+        self.submitted = 0
+        self.failed = 0
+
+    def _watch(self, row: FileRecord) -> WatchConfig | None:
+        return next((w for w in self._watches() if str(w.path) == row.watch), None)
+
+    def step(self) -> None:
+        """Submit what room allows; after an outage, wait out the backoff first."""
+        if self._clock() < self._next_try:
+            return
+        counts = self.journal.counts_by_watch()
+        busy = sum(
+            c.get(s, 0) for c in counts.values() for s in (FileState.SUBMITTING, FileState.INFLIGHT)
+        )
+        room = self._policy().max_inflight - busy
+        if room > 0:
+            self._prepare(self.journal.by_state(FileState.PENDING, limit=min(room, BATCH)))
+        for _ in range(20):  # bounded per tick
+            rows = self.journal.by_state(FileState.SUBMITTING, limit=BATCH)
+            if not rows or not self._send(rows):
+                break
+
+    # -- PENDING -> SUBMITTING -----------------------------------------------------------
+
+    def _prepare(self, rows: list[FileRecord]) -> None:
+        ids, sids, metas = [], [], []
+        for row in rows:
+            watch = self._watch(row)
+            resolver = self._resolver(row.watch)
+            if watch is None or resolver is None:
+                continue  # its watch was removed by a reload: it waits
+            try:
+                meta = resolver.resolve(Path(row.path))
+            except OSError as exc:
+                self.journal.mark_removed(row.id)
+                self.log.info("file.vanished", path=row.path, error=exc.strerror or str(exc))
+                continue
+            if isinstance(meta, Held):
+                if self.journal.mark_held(row.id, meta.reason):
+                    self.log.warning(
+                        "file.held", path=row.path, metadata_file=meta.file, error=meta.reason
+                    )
+                continue
+            ids.append(row.id)
+            sids.append(row.stream_id or stream_id_for(row.watch, row.path, row.fingerprint))
+            metas.append(meta)
+        if ids:
+            self.journal.mark_submitting(ids, sids, metas)
+
+    # -- SUBMITTING -> INFLIGHT ----------------------------------------------------------
+
+    def _send(self, rows: list[FileRecord]) -> bool:
+        """Send one batch; False when the server is unreachable (backing off)."""
+        server = self._server()
+        try:
+            known, _ = server.getstreamsbyid([r.stream_id for r in rows if r.stream_id])
+        except ServerUnreachableError as exc:
+            self._unreachable(exc)
+            return False
+        already = {s.id for s in known if not s.isdeleted()}
+        if already:
+            self.journal.mark_inflight([r.id for r in rows if r.stream_id in already])
+        streams: list[Stream] = []
+        by_sid: dict[str, FileRecord] = {}
+        for row in rows:
+            if row.stream_id in already or row.stream_id is None:
+                continue
+            try:
+                stream = Stream(row.path, **(row.metadata or {}))
+                stream.id = row.stream_id
+            except InvalidStreamError as exc:
+                self._fail(row, str(exc))
+                continue
+            streams.append(stream)
+            by_sid[stream.id] = row
+        if not streams:
+            return True
+        refused: dict[str, Any] = {}
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception_type(ServerUnreachableError),
+                stop=stop_after_attempt(self._quick),
+                wait=wait_exponential_jitter(initial=0.2, max=2),
+                reraise=False,
+            ):
+                with attempt:
+                    if attempt.retry_state.attempt_number > 1:
+                        self.retries += 1
+                    try:
+                        server.decodestreams(streams)
+                    except ServerRefusedError as exc:
+                        if not isinstance(exc.detail, dict) or not all(
+                            k in by_sid for k in exc.detail
+                        ):
+                            raise
+                        refused = exc.detail
+        except RetryError as exc:
+            cause = exc.last_attempt.exception()
+            self._unreachable(cause if isinstance(cause, Exception) else exc)
+            return False
+        except ServerRefusedError as exc:
+            # the whole request was refused (a wrong token, a limit): files keep waiting
+            self.log.error("server.refused", error=str(exc), status=exc.status_code)
+            self._backoff_now()
+            return False
+        self._recovered()
+        accepted = [s for s in streams if s.id not in refused]
+        self.journal.mark_inflight([by_sid[s.id].id for s in accepted])
+        for s in accepted:
+            self.submitted += 1
+            self.log.info(
+                "stream.submitted",
+                path=by_sid[s.id].path,
+                stream_id=s.id,
+                status=s.status.value if s.status else None,
+            )
+        for sid, reason in refused.items():
+            self._fail(by_sid[sid], f"svserver refused it: {reason.get('message', reason)}")
+        return True
+
+    def _fail(self, row: FileRecord, reason: str) -> None:
+        watch = self._watch(row)
+        if watch is not None:
+            base = output_base(Path(row.path), watch.path, watch.output_dir)
+            write_error(base, reason=reason, record=_record(row))
+        self.journal.mark_failed(row.id, reason)
+        self.failed += 1
+        self.log.error("stream.error", path=row.path, stream_id=row.stream_id, error=reason)
+
+    # -- outages ------------------------------------------------------------------------
+
+    def _unreachable(self, exc: BaseException) -> None:
+        if self.reachable is not False:
+            self.log.warning(
+                "server.unreachable",
+                error=str(exc),
+                detail="files wait in the journal until it answers",
+            )
+        self.reachable = False
+        self._backoff_now()
+
+    def _backoff_now(self) -> None:
+        self._failures += 1
+        from tenacity import RetryCallState
+
+        state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+        state.attempt_number = self._failures
+        self._next_try = self._clock() + self._backoff(state)
+
+    def _recovered(self) -> None:
+        if self.reachable is False:
+            self.log.info("server.reachable")
+        self.reachable = True
+        self._failures = 0
+        self._next_try = 0.0
+
+
+def _record(row: FileRecord) -> dict[str, Any]:
+    """What every output JSON records about its source (enough to rebuild the journal)."""
+    return {
+        "source_path": row.path,
+        "fingerprint": row.fingerprint,
+        "stream_id": row.stream_id,
+        "watch": row.watch,
+        "metadata": row.metadata or {},
+    }
