@@ -20,7 +20,9 @@ Null means "none" for list keys and "never" for ``delete_after`` and
 glob ``yes``; a metadata value YAML would read as a date stays its text).
 ``WatchConfig.excluded_dirs`` holds every output, ``move:`` and state folder
 (of any watch) lying inside that watch, so the daemon never ingests its own
-files; such a folder may not be a watch folder itself nor contain one.
+files. An output or ``move:`` folder may not be a watch folder nor contain
+one (mirrored outputs could land in the watch); ``state_dir`` may not be one.
+Watches may not repeat or nest. Problems come sorted by line.
 """
 
 from __future__ import annotations
@@ -251,10 +253,17 @@ class _Doc:
         return {k: v for k, v in value.items() if allowed is None or k in allowed}
 
     def get(
-        self, m: _Map, name: str, key: str, conv: Callable[[object, str], _T | None], default: _T
+        self,
+        m: _Map,
+        name: str,
+        key: str,
+        conv: Callable[[object, str], _T | None],
+        default: _T,
+        *,
+        nullable: bool = False,
     ) -> _T:
-        """``conv`` of entry ``name`` of ``m``; ``default`` when absent or in error."""
-        if name not in m:
+        """``conv`` of entry ``name``: ``default`` if absent, in error, or null and ``nullable``."""
+        if name not in m or (nullable and m[name] is None):
             return default
         result = conv(m[name], _join(key, name))
         return default if result is None else result
@@ -270,6 +279,9 @@ class _Doc:
     def texts(self, value: object, key: str) -> list[tuple[str, str]]:
         """A list of (text, key); one text is a list of one, null an empty list."""
         if value is None or value == []:
+            return []
+        if isinstance(value, dict):
+            self.error(key, "expected a list of text values")
             return []
         if not isinstance(value, list):
             return [(t, key)] if (t := self.text(value, key)) is not None else []
@@ -307,8 +319,8 @@ def _server(d: _Doc, value: object) -> EmbeddedServer | RemoteServer | None:
     if value == "embedded":
         return EmbeddedServer()
     if not isinstance(value, dict):
-        d.error("server", f"{value!r} is not a server: write 'embedded' or a mapping "
-                "{url: http://host:8750, token_file: ..., timeout: 10s}")  # fmt: skip
+        example = "{url: http://host:8750, token_file: ..., timeout: 10s}"
+        d.error("server", f"{value!r} is not a server: write 'embedded' or a mapping {example}")
         return None
     m = d.mapping(value, "server", ("url", "token_file", "token", "timeout"), ("url",)) or {}
     url = d.get(m, "url", "server", d.text, "")
@@ -347,8 +359,8 @@ def _log(d: _Doc, value: object) -> LogConfig:
 def _metrics(d: _Doc, value: object) -> MetricsConfig | None:
     if value is None:
         return None
-    listen = d.get(d.mapping(value, "metrics", ("listen",), ("listen",)) or {}, "listen",
-                   "metrics", d.text, "")  # fmt: skip
+    m = d.mapping(value, "metrics", ("listen",), ("listen",)) or {}
+    listen = d.get(m, "listen", "metrics", d.text, "")
     try:
         host, port = parse_hostport(listen) if listen else ("", 0)
         if port is None:
@@ -368,7 +380,7 @@ def _policy(d: _Doc, value: object) -> Policy:
             windows.append(PauseWindow.parse(spec))
         except ValueError as exc:
             d.error(key, str(exc))
-    tz_name = d.get(m, "timezone", "policy", d.text, None) if m.get("timezone") else None
+    tz_name = None if m.get("timezone") is None else d.text(m["timezone"], "policy.timezone")
     try:
         zone = load_zone(tz_name)
     except ValueError as exc:
@@ -377,12 +389,10 @@ def _policy(d: _Doc, value: object) -> Policy:
     return Policy(
         max_inflight=d.get(m, "max_inflight", "policy", lambda v, k: d.integer(v, k, 1), 100),
         retry_errors=d.get(m, "retry_errors", "policy", lambda v, k: d.integer(v, k, 0), 2),
-        delete_after=None if m.get("delete_after") is None else d.duration(
-            m["delete_after"], "policy.delete_after"),
-        close_after=None if m.get("close_after") is None else d.positive(
-            m["close_after"], "policy.close_after"),
+        delete_after=d.get(m, "delete_after", "policy", d.duration, None, nullable=True),
+        close_after=d.get(m, "close_after", "policy", d.positive, None, nullable=True),
         pause_windows=PauseWindows(tuple(windows), tz_name, zone),
-    )  # fmt: skip
+    )
 
 
 _WATCH_KEYS = (
@@ -460,25 +470,24 @@ def _after(d: _Doc, value: object, key: str) -> After | None:
 
 
 def _watch(d: _Doc, value: object, key: str) -> WatchConfig | None:
+    """One watch; None when it has no usable path (its other keys are still checked)."""
     m = d.mapping(value, key, _WATCH_KEYS, ("path", "output"))
-    if m is None or not (text := d.get(m, "path", key, d.text, "")):
+    if m is None:
         return None
-    path = _abspath(text)
-    if not path.exists():
+    text = d.get(m, "path", key, d.text, "")
+    path = _abspath(text or os.sep)
+    if text and not path.exists():
         d.error(f"{key}.path", f"{str(path)!r} does not exist; create it")
-    elif not path.is_dir():
+    elif text and not path.is_dir():
         d.error(f"{key}.path", f"{str(path)!r} is not a directory")
     name = d.get(m, "metadata_file", key, d.text, ".svwatchd.yaml")
     if "/" in name or name in ("", ".", ".."):
         d.error(f"{key}.metadata_file", f"{name!r} is not a plain file name")
-    out = (
-        d.mapping(m["output"], f"{key}.output", ("dir", "formats"), ("dir",))
-        if "output" in m
-        else {}
-    )
-    out = out or {}
+    out: _Map = {}
+    if "output" in m:
+        out = d.mapping(m["output"], f"{key}.output", ("dir", "formats"), ("dir",)) or {}
     out_dir = d.get(out, "dir", f"{key}.output", d.text, "")
-    return WatchConfig(
+    watch = WatchConfig(
         path=path,
         output_dir=_abspath(out_dir) if out_dir else path / "<missing output.dir>",
         recursive=d.get(m, "recursive", key, d.boolean, True),
@@ -491,6 +500,7 @@ def _watch(d: _Doc, value: object, key: str) -> WatchConfig | None:
         formats=d.get(out, "formats", f"{key}.output", lambda v, k: _formats(d, v, k), FORMATS),
         after=d.get(m, "after", key, lambda v, k: _after(d, v, k), "keep"),
     )
+    return watch if text else None
 
 
 def _folders(d: _Doc, state_dir: Path, watches: Sequence[tuple[int, WatchConfig]]) -> list[Path]:
@@ -500,8 +510,8 @@ def _folders(d: _Doc, state_dir: Path, watches: Sequence[tuple[int, WatchConfig]
             a, b = _inside(w.path, other.path), _inside(other.path, w.path)
             if a or b:
                 how = "is the same folder as" if a and b else "is nested with"
-                d.error(f"watches[{i}].path", f"{str(w.path)!r} {how} watches[{j}].path "
-                        f"{str(other.path)!r}; watch each folder once, not nested")  # fmt: skip
+                where = f"watches[{j}].path {str(other.path)!r}"
+                d.error(f"watches[{i}].path", f"{str(w.path)!r} {how} {where}; watch it once")
     folders = [("state_dir", state_dir)]
     for i, w in watches:
         folders.append((f"watches[{i}].output.dir", w.output_dir))
@@ -510,8 +520,8 @@ def _folders(d: _Doc, state_dir: Path, watches: Sequence[tuple[int, WatchConfig]
     for key, folder in folders:
         for i, w in watches:
             if _inside(w.path, folder) and (key != "state_dir" or _inside(folder, w.path)):
-                d.error(key, f"{str(folder)!r} is or contains watches[{i}].path {str(w.path)!r}; "
-                        "put it outside the watch, or in a subfolder of it")  # fmt: skip
+                what = f"{str(folder)!r} is or contains watches[{i}].path {str(w.path)!r}"
+                d.error(key, f"{what}; put it outside the watch, or in a subfolder of it")
     return [folder for _, folder in folders]
 
 

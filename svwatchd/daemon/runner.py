@@ -17,6 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -43,8 +44,15 @@ TICK = 0.2
 class Daemon:
     """One running svwatchd: config, journal, watches, server link."""
 
-    def __init__(self, config: DaemonConfig, *, config_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        *,
+        config_path: Path | None = None,
+        wallclock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.config = config
+        self.wallclock = wallclock or (lambda: datetime.now(UTC))
         self.config_path = config_path
         self.log = structlog.get_logger("svwatchd")
         self._stop = threading.Event()
@@ -104,8 +112,9 @@ class Daemon:
     # -- run ------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Run until SIGTERM/SIGINT; returns the exit status."""
-        self._install_signals()
+        """Run until SIGTERM/SIGINT (or :meth:`stop`); returns the exit status."""
+        if threading.current_thread() is threading.main_thread():
+            self._install_signals()
         self.journal = journal = Journal(self.config.state_dir)
         server_cfg = self.config.server
         if isinstance(server_cfg, EmbeddedServer):
@@ -130,6 +139,7 @@ class Daemon:
             server=self.server,
             watches=lambda: self.config.watches,
             policy=lambda: self.config.policy,
+            wallclock=self.wallclock,
         )
         if journal.rebuilt_from_corruption:
             self._rebuild()
@@ -183,6 +193,9 @@ class Daemon:
                     "journal.write_failed", error=str(exc), path=exc.path, free_bytes=exc.free_bytes
                 )
                 self._stop.wait(5.0)  # retried from a clean state (the journal reopens)
+            except Exception:  # a bug must not stop the service: log it loudly, go on
+                self.log.exception("daemon.step_failed")
+                self._stop.wait(1.0)
             self.notify(f"STATUS={self.status_line()}")
             self._stop.wait(TICK)
 

@@ -228,10 +228,11 @@ class PauseWindows:
         return any(w.contains(wall) for w in self.windows)
 
     def next_change(self, at: datetime) -> datetime | None:
-        """The first instant after ``at`` where :meth:`active` changes, in the window zone.
+        """The first instant after ``at`` where :meth:`active` changes, in UTC.
 
-        ``None`` when it never changes (no windows, or windows that cover the
-        whole week).
+        UTC because arithmetic on two datetimes that share a zone is wall-clock
+        arithmetic, wrong across a DST change. ``None`` when it never changes
+        (no windows, or windows that cover the whole week).
         """
         at = _aware(at).astimezone(UTC)
         if not self.windows:
@@ -254,5 +255,5 @@ class PauseWindows:
         now = self.active(at)
         for c in sorted(c for c in candidates if c > at):
             if self.active(c) != now:
-                return c.astimezone(self.zone)
+                return c
         return None

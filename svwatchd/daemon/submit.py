@@ -61,7 +61,7 @@ class Submitter:
         self._policy = policy
         self._clock = clock
         self._quick = quick_retries
-        self._backoff = wait_exponential_jitter(initial=1, max=60, jitter=1)
+        self._backoff = wait_exponential_jitter(multiplier=1, max=60, jitter=1)
         self._failures = 0
         self._next_try = 0.0
         self.reachable: bool | None = None
@@ -148,7 +148,7 @@ class Submitter:
             for attempt in Retrying(
                 retry=retry_if_exception_type(ServerUnreachableError),
                 stop=stop_after_attempt(self._quick),
-                wait=wait_exponential_jitter(initial=0.2, max=2),
+                wait=wait_exponential_jitter(multiplier=0.2, max=2),
                 reraise=False,
             ):
                 with attempt:
