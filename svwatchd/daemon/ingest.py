@@ -48,6 +48,9 @@ class Ingest:
         self._dirs: list[tuple[int, str]] = []
         self._on_detected = on_detected or (lambda w, p, sid: None)
         self.metadata_changed: set[int] = set()  # watches whose metadata files changed
+        self.metadata_complete: set[str] = set()  # metadata files closed or moved in
+        self._young: dict[str, float] = {}  # folders that appeared -> their last new entry
+        self._clock = clock
         self.missed_total = 0
 
     def set_watches(self, watches: Sequence[WatchConfig]) -> None:
@@ -61,11 +64,20 @@ class Ingest:
         for ch in changes:
             if ch.watch >= len(self.watches):
                 continue
+            now = self._clock()
             if ch.hint is None:
                 self._dirs.append((ch.watch, ch.path))
+                self._young[ch.path] = now
                 continue
+            parent = os.path.dirname(ch.path)
+            for young in [d for d in self._young if parent == d or parent.startswith(d + "/")]:
+                self._young[young] = now  # a new entry: the folder is still being filled
             if ch.metadata:
                 self.metadata_changed.add(ch.watch)
+                if ch.hint in ("closed", "moved"):
+                    self.metadata_complete.add(ch.path)
+                elif ch.hint in ("changed", "deleted"):
+                    self.metadata_complete.discard(ch.path)
                 continue
             self._announced.add(ch.path)
             self.settler.note(ch.path, ch.watch, ch.hint, self.watches[ch.watch].settle)
@@ -104,6 +116,12 @@ class Ingest:
             )
         return len(missed)
 
+    def forget_quiet_folders(self) -> None:
+        """Drop folders that have been quiet long enough (keeps the set small)."""
+        now = self._clock()
+        longest = max((w.settle for w in self.watches), default=0.0)
+        self._young = {d: t for d, t in self._young.items() if now - t < 2 * longest + 1}
+
     def rescan_all(self) -> None:
         """The periodic backstop: scan every watch, then forget the announced set."""
         for index in range(len(self.watches)):
@@ -119,8 +137,19 @@ class Ingest:
             if index < len(self.watches):
                 self.scan(index, folder, rescan=False)
         recorded = 0
+        now = self._clock()
         for index, path in self.settler.due():
             if index >= len(self.watches):
+                continue
+            settle = self.watches[index].settle
+            busy = [
+                d
+                for d, last in self._young.items()
+                if now - last < settle and path.startswith(d + "/")
+            ]
+            if busy:
+                # a folder being copied in (cp -r): its metadata file may still come
+                self.settler.retry_later(path, index, settle)
                 continue
             if self._record(self.watches[index], index, path):
                 recorded += 1

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,9 @@ def load_metadata_file(path: Path, watch_root: Path) -> dict[str, Any]:
     return out
 
 
+_WRITING: dict[str, Any] = {}  # a marker: the metadata file is not complete yet
+
+
 @dataclass(frozen=True)
 class Held:
     """The file must wait: the metadata file ``file`` is broken (``reason`` says how)."""
@@ -102,8 +106,12 @@ class MetadataResolver:
         *,
         filename: str | None = ".svwatchd.yaml",
         tags_from_path: re.Pattern[str] | None = None,
+        settle: float = 0.0,
+        complete: Callable[[str], bool] = lambda path: False,
     ) -> None:
         self.root = root
+        self.settle = settle
+        self._complete = complete
         self.base = dict(base)
         self.filename = filename
         self.tags_from_path = tags_from_path
@@ -119,6 +127,8 @@ class MetadataResolver:
         except OSError:
             self._cache.pop(path, None)
             return None
+        if time.time() - st.st_mtime < self.settle and not self._complete(str(path)):
+            return _WRITING  # maybe half-written: read it once closed, moved in or settled
         key = (st.st_size, st.st_mtime_ns)
         cached = self._cache.get(path)
         if cached is not None and cached[0] == key:
@@ -131,8 +141,9 @@ class MetadataResolver:
         self._cache[path] = (key, parsed)
         return parsed
 
-    def resolve(self, path: Path) -> dict[str, Any] | Held:
-        """The metadata for ``path``, or ``Held`` when a metadata file above it is broken."""
+    def resolve(self, path: Path) -> dict[str, Any] | Held | None:
+        """The metadata for ``path``; ``Held`` when a metadata file above it is broken;
+        None while one is still being written (ask again soon)."""
         merged = dict(self.base)
         rel = path.relative_to(self.root)
         directory = self.root
@@ -140,6 +151,8 @@ class MetadataResolver:
             if part is not None:
                 directory = directory / part
             found = self.directory_file(directory)
+            if found is _WRITING:
+                return None
             if isinstance(found, ConfigError):
                 return Held(str(directory / str(self.filename)), str(found))
             if found:

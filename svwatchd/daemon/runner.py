@@ -98,7 +98,12 @@ class Daemon:
     def _start_watches(self, watches: tuple[WatchConfig, ...]) -> None:
         self._resolvers = {
             str(w.path): MetadataResolver(
-                w.path, w.metadata, filename=w.metadata_file, tags_from_path=w.tags_from_path
+                w.path,
+                w.metadata,
+                filename=w.metadata_file,
+                tags_from_path=w.tags_from_path,
+                settle=w.settle,
+                complete=lambda p: p in self.ingest.metadata_complete,
             )
             for w in watches
         }
@@ -182,6 +187,7 @@ class Daemon:
                 if now >= next_refresh:
                     next_refresh = now + self.config.refresh_interval
                     self.collector.step()
+                    self.ingest.forget_quiet_folders()
                 if now >= next_rescan:
                     next_rescan = now + self.config.rescan_interval
                     self.ingest.rescan_all()

@@ -64,6 +64,7 @@ class Submitter:
         self._backoff = wait_exponential_jitter(multiplier=1, max=60, jitter=1)
         self._failures = 0
         self._next_try = 0.0
+        self._held_logged: set[tuple[str, str]] = set()
         self.reachable: bool | None = None
         self.retries = 0
         self.submitted = 0
@@ -103,11 +104,20 @@ class Submitter:
                 self.journal.mark_removed(row.id)
                 self.log.info("file.vanished", path=row.path, error=exc.strerror or str(exc))
                 continue
+            if meta is None:
+                continue  # a metadata file above it is still being written
             if isinstance(meta, Held):
-                if self.journal.mark_held(row.id, meta.reason):
-                    self.log.warning(
-                        "file.held", path=row.path, metadata_file=meta.file, error=meta.reason
+                held = self.journal.mark_held(row.id, meta.reason)
+                if held and (meta.file, meta.reason) not in self._held_logged:
+                    self._held_logged.add((meta.file, meta.reason))  # once per change
+                    self.log.error(
+                        "metadata.invalid",
+                        path=meta.file,
+                        error=meta.reason,
+                        detail="files under it are held until it is fixed",
                     )
+                if held:
+                    self.log.info("file.held", path=row.path, metadata_file=meta.file)
                 continue
             ids.append(row.id)
             sids.append(row.stream_id or stream_id_for(row.watch, row.path, row.fingerprint))

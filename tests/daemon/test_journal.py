@@ -441,4 +441,5 @@ def test_100k_rows_keep_memory_small(tmp_path: Path) -> None:
         f"100k journal rows: RSS {base:.1f} MB -> {after:.1f} MB (peak {peak:.1f} MB), "
         f"growth {growth:.1f} MB; batch insert {seconds:.1f} s"
     )
-    assert growth < 50, f"RSS grew by {growth:.1f} MB with 100k rows"
+    # the target (issue 4): the daemon's RSS with 100k journal rows stays <= 100 MB
+    assert max(after, peak) <= 100, f"RSS reached {max(after, peak):.1f} MB with 100k rows"

@@ -1,0 +1,519 @@
+"""File-decoding throughput: svserver against the strongest plain set-up of the same engine.
+
+What is measured: audio seconds decoded per wall second ("x real time") on two
+corpora built in a temporary directory from the shared test speech:
+
+* LONG: 6 files of 60-90 s, each the LibriVox ``sense_and_sensibility`` clips
+  concatenated in shuffled orders with 0.5 s of silence between them;
+* SHORT: 100 short clips (the card clips 001-005.wav and goforward/something,
+  cycled, each with a random gain and 0-0.25 s of digital silence at each end).
+
+Server: a real svserver (``tests/svserver.py``) with one worker per core and 1
+thread each; the clock runs from the ``decodestreams`` call (one request for
+the whole corpus) until the last stream is DONE (the server's own end time),
+after the server is ready and each worker has decoded one warm-up file, so
+model loading is excluded.
+
+Baselines, run in the same process tree while the server idles, on the same
+files, each process warmed up on the same file first (load time excluded):
+
+* whisper (a) "batched": one ``WhisperModel(bundled tiny.en, cpu_threads=cores,
+  int8)`` with ``BatchedInferencePipeline``, ``word_timestamps=True``, file by file;
+* whisper (b) "procs": one process per core, ``WhisperModel(cpu_threads=1)``,
+  ``model.transcribe(file, word_timestamps=True, vad_filter=True,
+  condition_on_previous_text=False)``, the files handed out from one queue;
+* pocketsphinx: a raw ``pocketsphinx.Decoder`` (en-us) in one process per core,
+  either each whole file as one utterance ("whole") or cut by pocketsphinx's
+  own ``Endpointer`` ("endpointer"), whichever is faster.
+
+Each corpus runs the server and every baseline back to back, in ``--repeat``
+rounds (2, or 1 with ``--quick``); each contender's best round counts, since
+other work on a shared machine can only slow a run down.
+
+Both whisper baselines decode greedily (``beam_size=1``, as the server does):
+faster-whisper's default beam 5 would only make the baseline slower. The best
+baseline variant is the comparison; the ratio server/baseline is printed with
+its target (whisper LONG >= 0.9, SHORT >= 1.8 thanks to cross-stream packing;
+pocketsphinx >= 0.9). Aggregate word error rates (normalised text) are printed
+as a sanity check that speed was not bought with lost words, and each svserver
+worker's resident memory (``/proc/<pid>/status``) after each corpus.
+
+Run: ``python -m benchmarks.decode_throughput [--engine whisper|pocketsphinx|both] [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jiwer
+import numpy as np
+
+from benchmarks._common import (
+    CARDS,
+    RATE,
+    RAWS,
+    SENSE,
+    cores,
+    load_clip,
+    loadavg,
+    memory_line,
+    proc_memory,
+    reference,
+    wait_done,
+    write_wav,
+)
+from svwatchd.client import Stream
+from svwatchd.client.server import Server
+from tests.normalise import normalise
+from tests.svserver import SvServer
+
+BASELINE_BEAM = 1
+"""Greedy, as svserver's Whisper engine decodes (faster-whisper defaults to beam 5)."""
+
+TARGETS = {("whisper", "LONG"): 0.9, ("whisper", "SHORT"): 1.8}
+"""Server/baseline throughput ratio targets; pocketsphinx: 0.9 on both corpora."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One corpus file: its path, length and normalised reference."""
+
+    path: Path
+    seconds: float
+    reference: str
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A named set of files."""
+
+    name: str
+    items: list[Item]
+
+    @property
+    def seconds(self) -> float:
+        return sum(i.seconds for i in self.items)
+
+    @property
+    def paths(self) -> list[str]:
+        return [str(i.path) for i in self.items]
+
+
+# -- corpora ---------------------------------------------------------------------------
+
+
+def build_long(dest: Path, count: int, lo: float, hi: float, rng: np.random.Generator) -> Corpus:
+    """``count`` files of ``lo``-``hi`` s: the sense clips in shuffled orders, 0.5 s apart."""
+    clips = {name: load_clip(name) for name in SENSE}
+    gap = np.zeros(RATE // 2, dtype=np.float32)
+    items: list[Item] = []
+    for k in range(count):
+        target = rng.uniform(lo, hi)
+        parts: list[np.ndarray] = []
+        refs: list[str] = []
+        total = 0.0
+        while total < target:
+            for i in rng.permutation(len(SENSE)):
+                name = SENSE[int(i)]
+                if parts:
+                    parts.append(gap)
+                parts.append(clips[name])
+                refs.append(reference(name))
+                total = sum(len(p) for p in parts) / RATE
+                if total >= target:
+                    break
+        audio = np.concatenate(parts)
+        path = write_wav(dest / f"long{k:02d}.wav", audio)
+        items.append(Item(path, len(audio) / RATE, " ".join(refs)))
+    return Corpus("LONG", items)
+
+
+def build_short(dest: Path, count: int, rng: np.random.Generator) -> Corpus:
+    """``count`` short clips: the card and raw clips cycled, random gain and padding."""
+    names = CARDS + RAWS
+    clips = {name: load_clip(name) for name in names}
+    items: list[Item] = []
+    for k in range(count):
+        name = names[k % len(names)]
+        clip = clips[name]
+        peak = float(np.abs(clip).max()) or 1.0
+        gain = min(rng.uniform(0.5, 1.5), 0.98 / peak)
+        lead = np.zeros(int(rng.uniform(0.0, 0.25) * RATE), dtype=np.float32)
+        tail = np.zeros(int(rng.uniform(0.0, 0.25) * RATE), dtype=np.float32)
+        audio = np.concatenate([lead, clip * np.float32(gain), tail])
+        path = write_wav(dest / f"short{k:03d}.wav", audio)
+        items.append(Item(path, len(audio) / RATE, reference(name)))
+    return Corpus("SHORT", items)
+
+
+def build_warmup(dest: Path) -> Path:
+    """One pass of the sense clips (~27 s): every decoder decodes it once, untimed."""
+    gap = np.zeros(RATE // 2, dtype=np.float32)
+    parts: list[np.ndarray] = []
+    for name in SENSE:
+        parts += [load_clip(name), gap]
+    return write_wav(dest / "warmup.wav", np.concatenate(parts))
+
+
+def wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
+    """Aggregate word error rate of normalised hypotheses against references."""
+    hyp = [normalise(h) or "<empty>" for h in hyps]
+    return float(jiwer.wer(list(refs), hyp))
+
+
+# -- baseline worker processes ---------------------------------------------------------
+
+
+def _serve_jobs(
+    run: Callable[[str], str], warmup: str, jobs: Any, results: Any, label: str
+) -> None:
+    """The loop of a baseline worker: warm up, say ready, decode paths until None."""
+    try:
+        run(warmup)
+        results.put(("ready", os.getpid(), label))
+        while True:
+            job = jobs.get()
+            if job is None:
+                break
+            index, path = job
+            results.put(("done", index, run(path)))
+        rss, hwm = proc_memory("self")
+        results.put(("memory", os.getpid(), rss, hwm))
+    except BaseException:
+        results.put(("error", os.getpid(), traceback.format_exc()))
+
+
+def whisper_worker(
+    mode: str, model_dir: str, threads: int, warmup: str, jobs: Any, results: Any
+) -> None:
+    """A faster-whisper baseline process: ``batched`` pipeline or plain ``transcribe``."""
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+    model = WhisperModel(model_dir, device="cpu", compute_type="int8", cpu_threads=threads)
+    pipeline = BatchedInferencePipeline(model) if mode == "batched" else None
+
+    def run(path: str) -> str:
+        if pipeline is not None:
+            segments, _ = pipeline.transcribe(
+                path, language="en", beam_size=BASELINE_BEAM, word_timestamps=True
+            )
+        else:
+            segments, _ = model.transcribe(
+                path,
+                language="en",
+                beam_size=BASELINE_BEAM,
+                word_timestamps=True,
+                vad_filter=True,
+                condition_on_previous_text=False,
+            )
+        return " ".join(s.text.strip() for s in segments)
+
+    _serve_jobs(run, warmup, jobs, results, f"whisper-{mode}")
+
+
+def sphinx_worker(mode: str, warmup: str, jobs: Any, results: Any) -> None:
+    """A pocketsphinx baseline process: ``whole`` file as one utterance, or ``endpointer``."""
+    import soundfile as sf
+    from pocketsphinx import Decoder, Endpointer
+
+    decoder = Decoder(samprate=RATE, loglevel="ERROR")
+
+    def utterance(pcm: bytes) -> str:
+        decoder.start_utt()
+        decoder.process_raw(pcm, full_utt=True)
+        decoder.end_utt()
+        hyp = decoder.hyp()
+        return hyp.hypstr if hyp is not None else ""
+
+    def run(path: str) -> str:
+        data, _ = sf.read(path, dtype="int16")
+        pcm = data.tobytes()
+        if mode == "whole":
+            return utterance(pcm)
+        endpointer = Endpointer(sample_rate=RATE)
+        size = int(endpointer.frame_bytes)
+        texts: list[str] = []
+        pending: list[bytes] = []
+        for pos in range(0, len(pcm), size):
+            frame = pcm[pos : pos + size]
+            if len(frame) < size:
+                frame += b"\0" * (size - len(frame))
+            last = pos + size >= len(pcm)
+            speech = endpointer.end_stream(frame) if last else endpointer.process(frame)
+            if speech is None:
+                continue
+            pending.append(bytes(speech))
+            if not endpointer.in_speech:
+                texts.append(utterance(b"".join(pending)))
+                pending = []
+        if pending:
+            texts.append(utterance(b"".join(pending)))
+        return " ".join(t for t in texts if t)
+
+    _serve_jobs(run, warmup, jobs, results, f"sphinx-{mode}")
+
+
+class Pool:
+    """Baseline worker processes (spawned, warm) fed from one shared queue."""
+
+    def __init__(self, label: str, target: Callable[..., None], args: tuple[Any, ...], n: int):
+        ctx = mp.get_context("spawn")
+        self.label = label
+        self.jobs: Any = ctx.Queue()
+        self.results: Any = ctx.Queue()
+        self.procs = [
+            ctx.Process(target=target, args=(*args, self.jobs, self.results), daemon=True)
+            for _ in range(n)
+        ]
+        for p in self.procs:
+            p.start()
+        self.memory: dict[int, tuple[float, float]] = {}
+
+    def _get(self, timeout: float = 900.0) -> tuple[Any, ...]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                msg: tuple[Any, ...] = self.results.get(timeout=1.0)
+            except queue.Empty:
+                if not all(p.is_alive() for p in self.procs):
+                    raise RuntimeError(f"a {self.label} worker died") from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.label}: no answer in {timeout} s") from None
+                continue
+            if msg[0] == "error":
+                raise RuntimeError(f"{self.label} worker {msg[1]} failed:\n{msg[2]}")
+            return msg
+
+    def wait_ready(self) -> None:
+        for _ in self.procs:
+            self._get(600.0)
+
+    def run(self, paths: Sequence[str]) -> tuple[float, list[str]]:
+        """Decode ``paths``; return wall seconds (first job queued to last result) and texts."""
+        texts = [""] * len(paths)
+        began = time.monotonic()
+        for job in enumerate(paths):
+            self.jobs.put(job)
+        for _ in paths:
+            _, index, text = self._get()
+            texts[index] = text
+        return time.monotonic() - began, texts
+
+    def close(self) -> None:
+        for _ in self.procs:
+            self.jobs.put(None)
+        for _ in self.procs:
+            try:
+                _, pid, rss, hwm = self._get(30.0)
+                self.memory[pid] = (rss, hwm)
+            except (RuntimeError, TimeoutError):
+                break
+        for p in self.procs:
+            p.join(10)
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
+
+    def memory_text(self) -> str:
+        return "; ".join(
+            f"pid {pid} VmRSS {rss:.0f} MiB (peak {hwm:.0f} MiB)"
+            for pid, (rss, hwm) in self.memory.items()
+        )
+
+
+# -- svserver ----------------------------------------------------------------------------
+
+
+def server_run(server: Server, corpus: Corpus) -> tuple[float, list[str], str]:
+    """Decode a corpus through svserver; return wall seconds, texts, and how it was timed."""
+    streams = [Stream(p, bench="throughput", corpus=corpus.name) for p in corpus.paths]
+    began_wall, began = time.time(), time.monotonic()
+    server.decodestreams(streams)
+    seen = wait_done(server, streams)
+    failed = [s for s in streams if not s.isdone() or s.iserror()]
+    if failed:
+        raise RuntimeError(f"{len(failed)} streams failed, e.g. {failed[0]}: {failed[0].error}")
+    ends = [s.end for s in streams]
+    if all(e is not None for e in ends):
+        wall, how = max(e.timestamp() for e in ends if e is not None) - began_wall, "server end"
+    else:
+        wall, how = seen - began, "client poll"
+    texts = [" ".join(u.text for u in server.utterances(s)) for s in streams]
+    return wall, texts, how
+
+
+def warm_server(server: Server, warmup: Path, workers: int) -> None:
+    """Each worker decodes the warm-up file once (long files go one per job)."""
+    streams = [Stream(warmup, bench="warmup") for _ in range(workers)]
+    server.decodestreams(streams)
+    wait_done(server, streams)
+
+
+# -- one engine ----------------------------------------------------------------------------
+
+
+def bench_engine(
+    engine: str, corpora: list[Corpus], base: Path, warmup: Path, n: int, repeat: int
+) -> None:
+    """Server and baselines for one engine on every corpus; prints the figures."""
+    print(f"[{engine}] load average at engine start: {loadavg()}")
+    pools: dict[str, Pool] = {}
+    srv = SvServer(
+        base / f"data-{engine}", engine=engine, args=["--allow-root", str(base)], workers=n
+    )
+    began = time.monotonic()
+    srv.start(timeout=300)
+    print(f"[{engine}] svserver ready in {time.monotonic() - began:.1f} s ({n} workers x 1 thread)")
+    try:
+        with Server(srv.url, timeout=120) as server:
+            info = server.sysinfo()
+            pids = [int(p) for p in info["engine"]["worker_pids"]]
+            params = server.getparams()
+            print(
+                f"[{engine}] svserver engine {info['engine'].get('model')} "
+                f"{info['engine'].get('compute_type')}, worker pids {pids}, "
+                f"maxactive {params.get('maxactive')}, pack_max {params.get('pack_max')}"
+            )
+            warm_server(server, warmup, n)
+            if engine == "whisper":
+                model_dir = str(_model_dir())
+                pools["procs"] = Pool(
+                    f"procs ({n} x cpu_threads=1)",
+                    whisper_worker,
+                    ("procs", model_dir, 1, str(warmup)),
+                    n,
+                )
+                pools["batched"] = Pool(
+                    f"batched (1 x cpu_threads={n}, BatchedInferencePipeline)",
+                    whisper_worker,
+                    ("batched", model_dir, n, str(warmup)),
+                    1,
+                )
+            else:
+                for mode in ("whole", "endpointer"):
+                    pools[mode] = Pool(
+                        f"{mode} ({n} x Decoder)", sphinx_worker, (mode, str(warmup)), n
+                    )
+            for pool in pools.values():
+                pool.wait_ready()
+            for corpus in corpora:
+                bench_corpus(engine, corpus, server, pools, pids, repeat)
+    finally:
+        for pool in pools.values():
+            pool.close()
+        srv.stop()
+    for pool in pools.values():
+        print(f"[{engine}] baseline {pool.label} worker memory: {pool.memory_text()}")
+    print(f"[{engine}] load average at engine end: {loadavg()}")
+
+
+def _model_dir() -> Path:
+    from svwatchd.server.engines.model import bundled_whisper_model_dir
+
+    return bundled_whisper_model_dir()
+
+
+def bench_corpus(
+    engine: str,
+    corpus: Corpus,
+    server: Server,
+    pools: dict[str, Pool],
+    pids: list[int],
+    repeat: int,
+) -> None:
+    """One corpus: server, then each baseline, back to back, ``repeat`` rounds; the best
+    round of each contender is compared (other work on the machine only slows runs down)."""
+    tag = f"[{engine}] {corpus.name}"
+    audio = corpus.seconds
+    refs = [i.reference for i in corpus.items]
+    print(f"{tag}: {len(corpus.items)} files, {audio:.1f} s of audio, load {loadavg()}")
+    best: dict[str, float] = {}
+    for round_ in range(1, repeat + 1):
+        run = f"{tag} round {round_}/{repeat}"
+        wall, texts, how = server_run(server, corpus)
+        x = audio / wall
+        best["server"] = max(best.get("server", 0.0), x)
+        print(
+            f"{run} server: {wall:.2f} s wall ({how}), {x:.1f}x real time, "
+            f"WER {wer(refs, texts):.3f}"
+        )
+        for name, pool in pools.items():
+            wall, texts = pool.run(corpus.paths)
+            x = audio / wall
+            best[name] = max(best.get(name, 0.0), x)
+            print(
+                f"{run} baseline {pool.label}: {wall:.2f} s wall, {x:.1f}x real time, "
+                f"WER {wer(refs, texts):.3f}"
+            )
+    print(memory_line(f"{tag} server worker memory", pids))
+    server_x = best.pop("server")
+    best_name = max(best, key=lambda k: best[k])
+    best_x = best[best_name]
+    target = TARGETS.get((engine, corpus.name), 0.9)
+    ratio = server_x / best_x
+    verdict = "met" if ratio >= target else "MISSED"
+    print(
+        f"{tag} RESULT server {server_x:.1f}x real time, baseline {best_x:.1f}x "
+        f"(best: {pools[best_name].label}), load {loadavg()}"
+    )
+    print(f"{tag} RESULT ratio server/baseline {ratio:.2f} (target >= {target}: {verdict})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--engine", choices=["whisper", "pocketsphinx", "both"], default="both")
+    parser.add_argument(
+        "--quick", action="store_true", help="a small corpus (seconds, not minutes)"
+    )
+    parser.add_argument("--seed", type=int, default=20240)
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="rounds per corpus (default 2, 1 with --quick)"
+    )
+    args = parser.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 2
+    n = cores()
+    print(
+        f"decode_throughput: engine={args.engine} quick={args.quick} repeat={args.repeat} "
+        f"cores={n} "
+        f"load average at start: {loadavg()}"
+    )
+    rng = np.random.default_rng(args.seed)
+    base = Path(tempfile.mkdtemp(prefix="svbench-throughput-"))
+    try:
+        corpus_dir = base / "corpus"
+        corpus_dir.mkdir()
+        if args.quick:
+            corpora = [
+                build_long(corpus_dir, 2, 20.5, 21.0, rng),
+                build_short(corpus_dir, 10, rng),
+            ]
+        else:
+            corpora = [
+                build_long(corpus_dir, 6, 60.0, 90.0, rng),
+                build_short(corpus_dir, 100, rng),
+            ]
+        warmup = build_warmup(corpus_dir)
+        engines = ["whisper", "pocketsphinx"] if args.engine == "both" else [args.engine]
+        for engine in engines:
+            bench_engine(engine, corpora, base, warmup, n, args.repeat)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print(f"decode_throughput: load average at end: {loadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
