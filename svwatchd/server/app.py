@@ -114,7 +114,7 @@ def create_app(
             log.info("server.stopping")
             await live.close()
             await scheduler.stop()
-            executor.close()
+            executor.close(timeout=2.0)  # running jobs are re-queued at the next start
             store.close()
 
     app = FastAPI(
