@@ -6,7 +6,8 @@ corpora built in a temporary directory from the shared test speech:
 * LONG: 6 files of 60-90 s, each the LibriVox ``sense_and_sensibility`` clips
   concatenated in shuffled orders with 0.5 s of silence between them;
 * SHORT: 100 short clips (the card clips 001-005.wav and goforward/something,
-  cycled, each with a random gain and 0-0.25 s of digital silence at each end).
+  about 14 of each in a shuffled order, each with a random gain and 0-0.25 s of
+  digital silence at each end).
 
 Server: a real svserver (``tests/svserver.py``) with one worker per core and 1
 thread each; the clock runs from the ``decodestreams`` call (one request for
@@ -141,12 +142,14 @@ def build_long(dest: Path, count: int, lo: float, hi: float, rng: np.random.Gene
 
 
 def build_short(dest: Path, count: int, rng: np.random.Generator) -> Corpus:
-    """``count`` short clips: the card and raw clips cycled, random gain and padding."""
+    """``count`` short clips: the card and raw clips cycled, then shuffled (so no pair of
+    sources is always adjacent in the submission), each with random gain and padding."""
     names = CARDS + RAWS
     clips = {name: load_clip(name) for name in names}
+    order = [names[k % len(names)] for k in range(count)]
+    rng.shuffle(order)
     items: list[Item] = []
-    for k in range(count):
-        name = names[k % len(names)]
+    for k, name in enumerate(order):
         clip = clips[name]
         peak = float(np.abs(clip).max()) or 1.0
         gain = min(rng.uniform(0.5, 1.5), 0.98 / peak)

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from svwatchd.daemon.config import WatchConfig
-from svwatchd.daemon.identity import FileChangedError, identify, stream_id_for
-from svwatchd.daemon.journal import FileState, Journal
+from svwatchd.daemon.identity import FileChangedError, FileIdentity, identify, stream_id_for
+from svwatchd.daemon.journal import Journal
 from svwatchd.daemon.settle import Settler
 from svwatchd.daemon.watcher import Change
 
@@ -38,7 +38,7 @@ class Ingest:
         log: Any,
         *,
         clock: Callable[[], float] = time.monotonic,
-        on_detected: Callable[[WatchConfig, str, str], None] | None = None,
+        on_detected: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.journal = journal
         self.watches = list(watches)
@@ -136,50 +136,54 @@ class Ingest:
             index, folder = self._dirs.pop(0)
             if index < len(self.watches):
                 self.scan(index, folder, rescan=False)
-        recorded = 0
         now = self._clock()
+        found: list[tuple[FileIdentity, str]] = []
         for index, path in self.settler.due():
             if index >= len(self.watches):
                 continue
-            settle = self.watches[index].settle
+            watch = self.watches[index]
             busy = [
                 d
                 for d, last in self._young.items()
-                if now - last < settle and path.startswith(d + "/")
+                if now - last < watch.settle and path.startswith(d + "/")
             ]
             if busy:
                 # a folder being copied in (cp -r): its metadata file may still come
-                self.settler.retry_later(path, index, settle)
+                self.settler.retry_later(path, index, watch.settle)
                 continue
-            if self._record(self.watches[index], index, path):
-                recorded += 1
+            ident = self._identify(watch, index, path)
+            if ident is not None:
+                found.append((ident, str(watch.path)))
+        if not found:
+            return 0
+        recorded = 0
+        for ident, watch_path, new in self.journal.upsert_seen_batch(found):
+            if not new:
+                continue
+            recorded += 1
+            self.log.info(
+                "file.detected",
+                path=ident.path,
+                stream_id=stream_id_for(watch_path, ident.path, ident.fingerprint),
+                size=ident.size,
+                fingerprint=ident.fingerprint,
+            )
+            self._on_detected(watch_path, ident.path, ident.fingerprint)
         return recorded
 
-    def _record(self, watch: WatchConfig, index: int, path: str) -> bool:
+    def _identify(self, watch: WatchConfig, index: int, path: str) -> FileIdentity | None:
+        """Hash a settled file, unless its stat shows it is the version already recorded."""
         latest = self.journal.latest(path)
         try:
             st = os.stat(path)
             if latest is not None and latest.identity.same_stat(st):
-                return False  # nothing changed since we hashed it
-            ident = identify(path)
+                return None  # nothing changed since we hashed it
+            return identify(path)
         except FileChangedError:
             self.settler.retry_later(path, index, watch.settle)
-            return False
         except OSError as exc:
             self.log.warning("file.unreadable", path=path, error=exc.strerror or str(exc))
-            return False
-        row = self.journal.upsert_seen(ident, str(watch.path))
-        if row.state is FileState.PENDING and (latest is None or latest.id != row.id):
-            self.log.info(
-                "file.detected",
-                path=path,
-                stream_id=stream_id_for(str(watch.path), path, ident.fingerprint),
-                size=ident.size,
-                fingerprint=ident.fingerprint,
-            )
-            self._on_detected(watch, path, ident.fingerprint)
-            return True
-        return False
+        return None
 
 
 def _excluded(path: str, watch: WatchConfig) -> bool:

@@ -438,6 +438,15 @@ class Journal:
                 batch.clear()
         return count + (self._upsert_batch(batch, watch) if batch else 0)
 
+    def upsert_seen_batch(
+        self, items: Sequence[tuple[FileIdentity, str]]
+    ) -> list[tuple[FileIdentity, str, bool]]:
+        """`upsert_seen` for (identity, watch) pairs in ONE transaction (one fsync for a
+        burst); returns each with True when it became PENDING (new, or back)."""
+        now = time.time()
+        with self.transaction() as db:
+            return [(ident, watch, self._upsert(db, ident, watch, now)) for ident, watch in items]
+
     def _upsert_batch(self, batch: Sequence[FileIdentity], watch: str) -> int:
         now = time.time()
         with self.transaction() as db:

@@ -178,6 +178,7 @@ class Daemon:
                 self._reload.clear()
                 self.reload()
             now = time.monotonic()
+            self.watcher.wakeup.clear()  # before draining: a later change wakes the next wait
             try:
                 self.ingest.take(self.watcher.drain())
                 self.ingest.step()
@@ -203,7 +204,7 @@ class Daemon:
                 self.log.exception("daemon.step_failed")
                 self._stop.wait(1.0)
             self.notify(f"STATUS={self.status_line()}")
-            self._stop.wait(TICK)
+            self.watcher.wakeup.wait(TICK)  # a change wakes us at once
 
     def _release_held(self) -> None:
         assert self.journal is not None
@@ -253,10 +254,11 @@ class Daemon:
 
     def _install_signals(self) -> None:
         def stop(signum: int, _: FrameType | None) -> None:
-            self._stop.set()
+            self.stop()
 
         def hup(signum: int, _: FrameType | None) -> None:
             self._reload.set()
+            self.watcher.wakeup.set()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
@@ -265,6 +267,7 @@ class Daemon:
     def stop(self) -> None:
         """Ask the loop to stop (what SIGTERM does)."""
         self._stop.set()
+        self.watcher.wakeup.set()
 
     def reload(self) -> None:
         """Load the config again; on success swap watches, else keep the old config."""

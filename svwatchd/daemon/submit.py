@@ -130,27 +130,34 @@ class Submitter:
     def _send(self, rows: list[FileRecord]) -> bool:
         """Send one batch; False when the server is unreachable (backing off)."""
         server = self._server()
-        try:
-            known, _ = server.getstreamsbyid([r.stream_id for r in rows if r.stream_id])
-        except ServerUnreachableError as exc:
-            self._unreachable(exc)
-            return False
-        already = {s.id for s in known if not s.isdeleted()}
-        if already:
-            self.journal.mark_inflight([r.id for r in rows if r.stream_id in already])
         streams: list[Stream] = []
         by_sid: dict[str, FileRecord] = {}
+        unbuildable: list[tuple[FileRecord, str]] = []
         for row in rows:
-            if row.stream_id in already or row.stream_id is None:
+            if row.stream_id is None:
                 continue
             try:
                 stream = Stream(row.path, **(row.metadata or {}))
                 stream.id = row.stream_id
             except InvalidStreamError as exc:
-                self._fail(row, str(exc))
+                unbuildable.append((row, str(exc)))
                 continue
             streams.append(stream)
             by_sid[stream.id] = row
+        if unbuildable:
+            # e.g. the file vanished after a send the server may have taken: ask it
+            try:
+                known, _ = server.getstreamsbyid(
+                    [r.stream_id for r, _ in unbuildable if r.stream_id]
+                )
+            except ServerUnreachableError as exc:
+                self._unreachable(exc)
+                return False
+            there = {s.id for s in known if not s.isdeleted()}
+            self.journal.mark_inflight([r.id for r, _ in unbuildable if r.stream_id in there])
+            for row, reason in unbuildable:
+                if row.stream_id not in there:
+                    self._fail(row, reason)
         if not streams:
             return True
         refused: dict[str, Any] = {}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import queue
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,13 +116,14 @@ class Watcher:
 
     def __init__(self, on_warning: Callable[..., None] | None = None) -> None:
         self.changes: queue.SimpleQueue[Change] = queue.SimpleQueue()
+        self.wakeup = threading.Event()  # set on every change: the daemon's loop waits on it
         self._observers: dict[int, BaseObserver] = {}
         self._warn = on_warning or (lambda *a, **k: None)
         self.polling: set[int] = set()
 
     def add(self, spec: WatchSpec) -> None:
         """Start watching one watch; falls back to polling when inotify is out of watches."""
-        handler = _Handler(spec, self.changes.put)
+        handler = _Handler(spec, self._put)
         observer: BaseObserver = PollingObserver(timeout=1.0) if spec.poll else Observer()
         try:
             observer.schedule(handler, str(spec.root), recursive=spec.recursive)
@@ -142,6 +144,10 @@ class Watcher:
             observer.start()
             self.polling.add(spec.index)
         self._observers[spec.index] = observer
+
+    def _put(self, change: Change) -> None:
+        self.changes.put(change)
+        self.wakeup.set()
 
     def remove(self, index: int) -> None:
         """Stop watching one watch."""

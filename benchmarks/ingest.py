@@ -1,0 +1,184 @@
+"""Ingest latency and rate of svwatchd, against raw watchdog in the same run; journal memory.
+
+Drops N small WAV files (closed after writing) into a watched folder, as fast
+as it can, and measures for each file the time from its close to the
+``stream.submitted`` log line (the server has acknowledged the stream), p50
+and p99, and files per second. In the same run a plain watchdog observer on
+the same folder measures close -> FileClosedEvent: the floor any watcher
+pays. Targets: p99 <= 3x raw + settle (closed files have no settle time, per
+the decisions), >= 1,000 files/s. Then the daemon's RSS with 100k journal rows
+(target <= 100 MB).
+
+Run: python -m benchmarks.ingest [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+from watchdog.events import FileClosedEvent, FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from tests.conftest import TESTDATA
+from tests.svserver import SvServer
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class _Raw(FileSystemEventHandler):
+    def __init__(self) -> None:
+        self.seen: dict[str, float] = {}
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if isinstance(event, FileClosedEvent):
+            self.seen.setdefault(os.fsdecode(event.src_path), time.time())
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run(n: int, base: Path, srv: SvServer) -> None:
+    work = base / f"n{n}"
+    inbox = work / "inbox"
+    inbox.mkdir(parents=True)
+    config = {
+        "server": {"url": srv.url, "timeout": "30s"},
+        "state_dir": str(work / "state"),
+        "refresh_interval": "2s",
+        "rescan_interval": "1h",
+        "log": {"format": "json", "level": "info"},
+        "policy": {"max_inflight": n + 10},
+        "watches": [
+            {
+                "path": str(inbox),
+                "settle": "2s",
+                "output": {"dir": str(work / "out"), "formats": ["txt"]},
+            }
+        ],
+    }
+    cfg = work / "svwatchd.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    log = work / "daemon.log"
+    with open(log, "wb") as out:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "svwatchd.daemon.cli", "run", "--config", str(cfg)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    while "daemon.ready" not in log.read_text(errors="replace"):
+        time.sleep(0.1)
+    raw = _Raw()
+    observer = Observer()
+    observer.schedule(raw, str(inbox))
+    observer.start()
+    data = (TESTDATA / "001.wav").read_bytes()
+    closed: dict[str, float] = {}
+    began = time.time()
+    for i in range(n):
+        path = inbox / f"f{i:06d}.wav"
+        with open(path, "wb") as f:
+            f.write(data[:44] + os.urandom(2) + data[46:])  # distinct content per file
+        closed[str(path)] = time.time()
+    wrote = time.time() - began
+    deadline = time.time() + 600
+    submitted: dict[str, float] = {}
+    while len(submitted) < n and time.time() < deadline:
+        time.sleep(0.5)
+        for line in log.read_text(errors="replace").splitlines():
+            if '"stream.submitted"' in line:
+                e = json.loads(line)
+                ts = datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).timestamp()
+                submitted[e["path"]] = ts
+    observer.stop()
+    observer.join()
+    rss = _rss_mb(daemon.pid)
+    daemon.terminate()
+    daemon.wait(60)
+    lat = [submitted[p] - closed[p] for p in closed if p in submitted]
+    raw_lat = [raw.seen[p] - closed[p] for p in closed if p in raw.seen]
+    span = max(submitted.values()) - began if submitted else float("nan")
+    print(
+        f"ingest n={n}: written in {wrote:.1f} s; acknowledged {len(lat)}/{n} in {span:.1f} s "
+        f"= {len(lat) / span:.0f} files/s (target >= 1000)"
+    )
+    print(
+        f"  close -> stream acknowledged: p50 {_pct(lat, 0.5) * 1000:.0f} ms, "
+        f"p99 {_pct(lat, 0.99) * 1000:.0f} ms"
+    )
+    if raw_lat:
+        r99 = _pct(raw_lat, 0.99)
+        print(
+            f"  close -> raw watchdog event: p50 {_pct(raw_lat, 0.5) * 1000:.1f} ms, "
+            f"p99 {r99 * 1000:.1f} ms (target: daemon p99 <= 3x raw p99 = {3 * r99 * 1000:.0f} ms)"
+        )
+    print(f"  daemon RSS at the end: {rss:.0f} MB")
+
+
+def journal_memory() -> None:
+    code = """
+import sys
+from svwatchd.daemon.identity import FileIdentity
+from svwatchd.daemon.journal import FileState, Journal
+def rss(f="VmRSS:"):
+    for line in open("/proc/self/status"):
+        if line.startswith(f):
+            return int(line.split()[1]) / 1024
+j = Journal(sys.argv[1])
+j.upsert_seen_many((FileIdentity(f"/w/d{i % 100}/f{i:06d}.wav", i, i, i, 1, f"sha256:{i:064x}")
+                    for i in range(100_000)), "/w")
+j.known_paths("/w"); j.counts_by_watch(); j.by_state(FileState.PENDING, limit=1000)
+import svwatchd.daemon.runner  # the daemon's own imports, for a fair figure
+print(f"{rss():.1f} {rss('VmHWM:'):.1f}")
+"""
+    with tempfile.TemporaryDirectory() as d:
+        out = subprocess.run(
+            [sys.executable, "-c", code, d], capture_output=True, text=True, check=True
+        ).stdout.split()
+    print(
+        f"daemon process with 100k journal rows: RSS {out[0]} MB, peak {out[1]} MB "
+        "(target <= 100 MB)"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    print(f"load average at start: {os.getloadavg()}")
+    base = Path(tempfile.mkdtemp(prefix="svingest-"))
+    srv = SvServer(base / "sv", args=["--allow-root", str(base)], workers=1).start()
+    try:
+        import httpx
+
+        httpx.put(f"{srv.url}/v1/params", json={"maxactive": 1})
+        for n in [200] if args.quick else [1_000, 10_000]:
+            run(n, base, srv)
+    finally:
+        srv.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    journal_memory()
+    print(f"load average at end: {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
