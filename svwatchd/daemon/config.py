@@ -81,7 +81,31 @@ class ConfigErrors(ConfigError):
 
 @dataclass(frozen=True)
 class EmbeddedServer:
-    """Run svserver inside the daemon's process (its data belongs under ``state_dir``)."""
+    """Run svserver as the daemon's child process (its data under ``state_dir``).
+
+    ``server: embedded`` takes the defaults (Whisper tiny.en, one worker per
+    core); ``server: {embedded: {engine: pocketsphinx, workers: 1}}`` chooses.
+    """
+
+    engine: Literal["whisper", "pocketsphinx"] = "whisper"
+    model: Path | None = None
+    model_sha256: Path | None = None
+    workers: int | None = None
+    threads: int | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def args(self) -> list[str]:
+        """The matching ``svserver serve`` options."""
+        out = ["--engine", self.engine, "--device", self.device]
+        if self.model is not None:
+            out += ["--model", str(self.model)]
+        if self.model_sha256 is not None:
+            out += ["--model-sha256", str(self.model_sha256)]
+        if self.workers is not None:
+            out += ["--workers", str(self.workers)]
+        if self.threads is not None:
+            out += ["--threads", str(self.threads)]
+        return out
 
 
 @dataclass(frozen=True)
@@ -318,6 +342,8 @@ class _Doc:
 def _server(d: _Doc, value: object) -> EmbeddedServer | RemoteServer | None:
     if value == "embedded":
         return EmbeddedServer()
+    if isinstance(value, dict) and "embedded" in value:
+        return _embedded(d, value)
     if not isinstance(value, dict):
         example = "{url: http://host:8750, token_file: ..., timeout: 10s}"
         d.error("server", f"{value!r} is not a server: write 'embedded' or a mapping {example}")
@@ -342,6 +368,38 @@ def _server(d: _Doc, value: object) -> EmbeddedServer | RemoteServer | None:
                 d.error("server.token_file", f"{str(path)!r} is empty")
     timeout = d.get(m, "timeout", "server", d.positive, 10.0)
     return RemoteServer(url.rstrip("/"), path, token or None, timeout)
+
+
+def _embedded(d: _Doc, value: dict[str, object]) -> EmbeddedServer | None:
+    d.mapping(value, "server", ("embedded",))
+    options = value["embedded"] if value["embedded"] is not None else {}
+    keys = ("engine", "model", "model_sha256", "workers", "threads", "device")
+    m = d.mapping(options, "server.embedded", keys)
+    if m is None:
+        return None
+    key = "server.embedded"
+    engine = d.get(m, "engine", key, d.text, "whisper")
+    device = d.get(m, "device", key, d.text, "auto")
+    if engine not in ("whisper", "pocketsphinx"):
+        d.error(f"{key}.engine", f"{engine!r} is not an engine: whisper or pocketsphinx")
+    if device not in ("auto", "cpu", "cuda"):
+        d.error(f"{key}.device", f"{device!r} is not a device: auto, cpu or cuda")
+    paths: dict[str, Path | None] = {}
+    for name in ("model", "model_sha256"):
+        text = d.get(m, name, key, d.text, "")
+        paths[name] = _abspath(text) if text else None
+        if paths[name] is not None and not paths[name].exists():  # type: ignore[union-attr]
+            d.error(f"{key}.{name}", f"{text!r} does not exist")
+    workers = d.get(m, "workers", key, lambda v, k: d.integer(v, k, 1), 0)
+    threads = d.get(m, "threads", key, lambda v, k: d.integer(v, k, 1), 0)
+    return EmbeddedServer(
+        engine=engine,  # type: ignore[arg-type]
+        model=paths["model"],
+        model_sha256=paths["model_sha256"],
+        workers=workers or None,
+        threads=threads or None,
+        device=device,  # type: ignore[arg-type]
+    )
 
 
 def _log(d: _Doc, value: object) -> LogConfig:

@@ -124,7 +124,10 @@ class Daemon:
         server_cfg = self.config.server
         if isinstance(server_cfg, EmbeddedServer):
             self.embedded = EmbeddedProcess(
-                self.config.state_dir, self._roots(), log_format=self.config.log.format
+                self.config.state_dir,
+                self._roots(),
+                extra_args=server_cfg.args(),
+                log_format=self.config.log.format,
             )
             self._connect(self.embedded.start())
         else:
