@@ -58,7 +58,7 @@ def notify(message: str) -> bool:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
             sock.settimeout(1.0)  # a full receive queue must not block a service's loop
             sock.sendto(data, address)
-    except (OSError, ValueError):  # ValueError: an embedded NUL in a filesystem path
+    except (OSError, ValueError):  # ValueError: e.g. a NUL in the address
         return False
     return True
 

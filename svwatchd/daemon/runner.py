@@ -149,7 +149,8 @@ class Daemon:
             policy=lambda: self.config.policy,
             wallclock=self.wallclock,
         )
-        if journal.rebuilt_from_corruption:
+        if journal.rebuilt_from_corruption or journal.size() == 0:
+            # damaged, or gone (a new state_dir): refill from the outputs and the server
             self._rebuild()
         self._start_watches(self.config.watches)
         for i in range(len(self.config.watches)):
@@ -230,10 +231,13 @@ class Daemon:
             ]
         except ServerError:
             streams = []
+        if not outputs and not streams:
+            return
         report = self.journal.rebuild(outputs, streams)
+        corrupt = self.journal.corrupt_path
         self.log.warning(
             "journal.rebuilt",
-            corrupt_copy=str(self.journal.corrupt_path),
+            corrupt_copy=str(corrupt) if corrupt else None,
             done=report.done,
             failed=report.failed,
             inflight=report.inflight,

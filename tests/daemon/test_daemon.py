@@ -12,6 +12,7 @@ import shutil
 import signal
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +45,8 @@ def area(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SvServer, P
 
 @pytest.fixture
 def work(area: tuple[SvServer, Path], request: pytest.FixtureRequest) -> Path:
-    path = area[1] / request.node.name[:40]
+    name = request.node.name
+    path = area[1] / f"{name[:32]}-{zlib.crc32(name.encode()):08x}"
     (path / "inbox").mkdir(parents=True)
     return path
 

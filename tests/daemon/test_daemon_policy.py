@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,8 @@ def area(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SvServer, P
 
 @pytest.fixture
 def work(area: tuple[SvServer, Path], request: pytest.FixtureRequest) -> Path:
-    path = area[1] / request.node.name[:40]
+    name = request.node.name
+    path = area[1] / f"{name[:32]}-{zlib.crc32(name.encode()):08x}"
     (path / "inbox").mkdir(parents=True)
     return path
 
@@ -145,8 +147,9 @@ def test_delete_after_and_close_after(area: tuple[SvServer, Path], work: Path) -
         daemon.stop()
 
 
+@pytest.mark.parametrize("damage", ["garbage", "deleted"])
 def test_damaged_journal_is_rebuilt_without_decoding_twice(
-    area: tuple[SvServer, Path], work: Path
+    area: tuple[SvServer, Path], work: Path, damage: str
 ) -> None:
     srv, _ = area
     cfg = write_config(work, srv, [_watch(work)])
@@ -156,7 +159,10 @@ def test_damaged_journal_is_rebuilt_without_decoding_twice(
     wait_for(lambda: len(list((work / "out").glob("*.json"))) == 4, 60, "outputs", daemon.output)
     daemon.stop()
     journal = work / "state" / "journal.db"
-    journal.write_bytes(b"this is not a database" * 100)
+    if damage == "garbage":
+        journal.write_bytes(b"this is not a database" * 100)
+    else:
+        journal.unlink()
     for extra in ("journal.db-wal", "journal.db-shm"):
         (work / "state" / extra).unlink(missing_ok=True)
     again = DaemonProc(cfg)
@@ -171,7 +177,7 @@ def test_damaged_journal_is_rebuilt_without_decoding_twice(
         submitted = [e["path"] for e in again.events("stream.submitted")]
         assert submitted == [str(work / "inbox" / "new.wav")]
         assert all(s["attempts"] == 1 for s in _streams(srv, work))
-        assert list((work / "state").glob("journal.db.corrupt-*"))
+        assert bool(list((work / "state").glob("journal.db.corrupt-*"))) == (damage == "garbage")
     finally:
         again.stop()
 
