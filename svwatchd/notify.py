@@ -102,7 +102,7 @@ class Watchdog:
         self,
         interval: float | None = None,
         *,
-        send: Callable[[str], bool] = notify,
+        send: Callable[[str], object] = notify,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.interval = watchdog_interval() if interval is None else interval
@@ -116,7 +116,7 @@ class Watchdog:
         return self.interval is not None and self.interval > 0
 
     def kick(self) -> bool:
-        """Ping if one is due; True when a ping was sent."""
+        """Ping if one is due; True when a ping was sent (and ``send`` returned true)."""
         if not self.enabled:
             return False
         now = self._clock()
@@ -124,4 +124,4 @@ class Watchdog:
             return False
         assert self.interval is not None
         self._next = now + self.interval / 2
-        return self._send("WATCHDOG=1")
+        return bool(self._send("WATCHDOG=1"))

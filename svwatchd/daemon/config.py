@@ -5,7 +5,9 @@
 line and the dotted key (``watches[0].settle``), so an operator fixes them
 all in one pass; :func:`validate_config` returns that list for ``svwatchd
 check``. The YAML is read with ``yaml.SafeLoader`` semantics, from the node
-tree, which is what keeps the line numbers.
+tree, which is what keeps the line numbers: that reading and the value
+converters that record problems are `svwatchd.daemon.yamldoc.YamlDoc`; this
+module holds the config's dataclasses and the parsing of each section.
 
 Relative paths (a watch's ``path``, ``state_dir``, ``output.dir``,
 ``move:DIR``, ``token_file``) resolve against the current working directory
@@ -27,22 +29,19 @@ Watches may not repeat or nest. Problems come sorted by line.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import Literal, TypeAlias, TypeVar
+from typing import Literal, TypeAlias
 from urllib.parse import urlsplit
-
-import yaml
 
 from svwatchd.client.metadata import split_metadata
 from svwatchd.client.select import FileSelector
-from svwatchd.daemon.durations import parse_duration
 from svwatchd.daemon.schedule import PauseWindow, PauseWindows, load_zone
+from svwatchd.daemon.yamldoc import YamlDoc, YamlMap, compose_file, join_key
 from svwatchd.errors import ConfigError, InvalidStreamError
 from svwatchd.server.config import parse_hostport
 
@@ -65,8 +64,6 @@ __all__ = [
 FORMATS = ("txt", "json", "srt", "vtt")
 DEFAULT_IGNORE = (".*", "*.part", "*.tmp", "*~")
 After: TypeAlias = Literal["keep", "delete"] | tuple[Literal["move"], Path]
-_T = TypeVar("_T")
-_Map: TypeAlias = dict[str, object]
 _LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -190,156 +187,7 @@ def _inside(child: Path, parent: Path) -> bool:
     return c == p or c.startswith(p.rstrip("/") + "/")
 
 
-def _join(key: str, name: str) -> str:
-    return f"{key}.{name}" if key else name
-
-
-def _problem(exc: yaml.YAMLError) -> str:
-    """A YAML error's own words, without the source excerpt its str() adds."""
-    if isinstance(exc, yaml.MarkedYAMLError):
-        return ", ".join(str(p) for p in (exc.context, exc.problem) if p) or str(exc)
-    return str(exc)
-
-
-class _Doc:
-    """The YAML as plain data, with the line and source text of every dotted key.
-
-    Checks record a :class:`ConfigError` and return None instead of raising,
-    so one pass finds every problem; a key keeps only its first problem.
-    """
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.errors: list[ConfigError] = []
-        self.lines: dict[str, int] = {}
-        self.raw: dict[str, str] = {}
-        self._loader = yaml.SafeLoader("")
-
-    def error(self, key: str, message: str) -> None:
-        if any(e.key == (key or None) for e in self.errors):
-            return
-        probe = key
-        while probe and probe not in self.lines:  # a missing key: its parent's line
-            probe = re.sub(r"(^|\.)[^.\[]*$|\[\d+\]$", "", probe)
-        line = self.lines.get(probe)
-        self.errors.append(ConfigError(message, file=self.file, line=line, key=key or None))
-
-    def build(self, node: yaml.Node, key: str) -> object:
-        """Construct ``node`` as ``yaml.safe_load`` would, noting lines and texts by key."""
-        self.lines.setdefault(key, node.start_mark.line + 1)
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, f"{key}[{i}]") for i, item in enumerate(node.value)]
-        if isinstance(node, yaml.MappingNode):
-            seen: set[object] = set()
-            for knode, _ in node.value:
-                name = _join(key, str(knode.value))
-                if knode.tag != "tag:yaml.org,2002:merge" and knode.value in seen:
-                    self.lines.setdefault(name, knode.start_mark.line + 1)
-                    self.error(name, "duplicate key")
-                seen.add(knode.value)
-            try:
-                self._loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
-            except yaml.YAMLError as exc:
-                self.error(key, f"cannot read this mapping: {_problem(exc)}")
-                return None
-            out: _Map = {}
-            for knode, vnode in node.value:
-                name = str(knode.value)
-                self.lines[_join(key, name)] = knode.start_mark.line + 1
-                out[name] = self.build(vnode, _join(key, name))
-            return out
-        try:
-            value = self._loader.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
-            self.error(key, f"cannot read this value: {_problem(exc)}")
-            return None
-        if value is not None:
-            self.raw[key] = str(node.value)
-        return value
-
-    def mapping(
-        self, value: object, key: str, allowed: Sequence[str] | None, required: Sequence[str] = ()
-    ) -> _Map | None:
-        """``value`` as a mapping; unknown keys (typos) and missing required keys are errors."""
-        if not isinstance(value, dict):
-            what = f" with keys {', '.join(allowed)}" if allowed else ""
-            self.error(key, f"expected a mapping{what}")
-            return None
-        for name in value:
-            if allowed is not None and name not in allowed:
-                close = difflib.get_close_matches(name, allowed, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                valid = ", ".join(sorted(allowed))
-                self.error(_join(key, name), f"unknown key{hint}; valid keys: {valid}")
-        for name in required:
-            if name not in value:
-                self.error(_join(key, name), "is required")
-        return {k: v for k, v in value.items() if allowed is None or k in allowed}
-
-    def get(
-        self,
-        m: _Map,
-        name: str,
-        key: str,
-        conv: Callable[[object, str], _T | None],
-        default: _T,
-        *,
-        nullable: bool = False,
-    ) -> _T:
-        """``conv`` of entry ``name``: ``default`` if absent, in error, or null and ``nullable``."""
-        if name not in m or (nullable and m[name] is None):
-            return default
-        result = conv(m[name], _join(key, name))
-        return default if result is None else result
-
-    def text(self, value: object, key: str) -> str | None:
-        if isinstance(value, str):
-            return value
-        if key in self.raw and not isinstance(value, dict | list):
-            return self.raw[key]
-        self.error(key, "expected a text value")
-        return None
-
-    def texts(self, value: object, key: str) -> list[tuple[str, str]]:
-        """A list of (text, key); one text is a list of one, null an empty list."""
-        if value is None or value == []:
-            return []
-        if isinstance(value, dict):
-            self.error(key, "expected a list of text values")
-            return []
-        if not isinstance(value, list):
-            return [(t, key)] if (t := self.text(value, key)) is not None else []
-        items = [(self.text(v, f"{key}[{i}]"), f"{key}[{i}]") for i, v in enumerate(value)]
-        return [(t, k) for t, k in items if t is not None]
-
-    def boolean(self, value: object, key: str) -> bool | None:
-        if isinstance(value, bool):
-            return value
-        self.error(key, f"expected true or false, got {value!r}")
-        return None
-
-    def integer(self, value: object, key: str, low: int) -> int | None:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= low:
-            return value
-        self.error(key, f"expected a whole number >= {low}, got {value!r}")
-        return None
-
-    def duration(self, value: object, key: str, *, positive: bool = False) -> float | None:
-        try:
-            seconds = parse_duration(value)
-        except ValueError as exc:
-            self.error(key, str(exc))
-            return None
-        if positive and seconds <= 0:
-            self.error(key, f"{value!r} is too short: it must be more than 0")
-            return None
-        return seconds
-
-    def positive(self, value: object, key: str) -> float | None:
-        return self.duration(value, key, positive=True)
-
-
-def _server(d: _Doc, value: object) -> EmbeddedServer | RemoteServer | None:
+def _server(d: YamlDoc, value: object) -> EmbeddedServer | RemoteServer | None:
     if value == "embedded":
         return EmbeddedServer()
     if isinstance(value, dict) and "embedded" in value:
@@ -370,7 +218,7 @@ def _server(d: _Doc, value: object) -> EmbeddedServer | RemoteServer | None:
     return RemoteServer(url.rstrip("/"), path, token or None, timeout)
 
 
-def _embedded(d: _Doc, value: dict[str, object]) -> EmbeddedServer | None:
+def _embedded(d: YamlDoc, value: dict[str, object]) -> EmbeddedServer | None:
     d.mapping(value, "server", ("embedded",))
     options = value["embedded"] if value["embedded"] is not None else {}
     keys = ("engine", "model", "model_sha256", "workers", "threads", "device")
@@ -402,7 +250,7 @@ def _embedded(d: _Doc, value: dict[str, object]) -> EmbeddedServer | None:
     )
 
 
-def _log(d: _Doc, value: object) -> LogConfig:
+def _log(d: YamlDoc, value: object) -> LogConfig:
     m = d.mapping(value, "log", ("format", "level")) or {}
     fmt = d.get(m, "format", "log", d.text, "json")
     if fmt not in ("json", "console"):
@@ -414,7 +262,7 @@ def _log(d: _Doc, value: object) -> LogConfig:
     return LogConfig("console" if fmt == "console" else "json", level)
 
 
-def _metrics(d: _Doc, value: object) -> MetricsConfig | None:
+def _metrics(d: YamlDoc, value: object) -> MetricsConfig | None:
     if value is None:
         return None
     m = d.mapping(value, "metrics", ("listen",), ("listen",)) or {}
@@ -429,7 +277,7 @@ def _metrics(d: _Doc, value: object) -> MetricsConfig | None:
     return MetricsConfig(host, port) if listen else None
 
 
-def _policy(d: _Doc, value: object) -> Policy:
+def _policy(d: YamlDoc, value: object) -> Policy:
     keys = ("max_inflight", "retry_errors", "delete_after", "close_after", "pause_windows")
     m = d.mapping(value, "policy", (*keys, "timezone")) or {}
     windows: list[PauseWindow] = []
@@ -459,27 +307,27 @@ _WATCH_KEYS = (
 )  # fmt: skip
 
 
-def _selector(d: _Doc, m: _Map, key: str) -> FileSelector:
+def _selector(d: YamlDoc, m: YamlMap, key: str) -> FileSelector:
     """The watch's FileSelector; each ext and filter is tried alone to place its error."""
     good: dict[str, list[str]] = {"exts": [], "filters": []}
     for name, items in good.items():
-        for text, k in d.texts(m.get(name), _join(key, name)):
+        for text, k in d.texts(m.get(name), join_key(key, name)):
             try:
                 FileSelector.create(**{name: [text]})
                 items.append(text)
             except ValueError as exc:
                 d.error(k, str(exc))
-    ignore = d.texts(m["ignore"], _join(key, "ignore")) if "ignore" in m else None
+    ignore = d.texts(m["ignore"], join_key(key, "ignore")) if "ignore" in m else None
     globs = DEFAULT_IGNORE if ignore is None else [t for t, _ in ignore]
     return FileSelector.create(good["exts"] or None, good["filters"], globs)
 
 
-def _metadata(d: _Doc, value: object, key: str) -> _Map:
+def _metadata(d: YamlDoc, value: object, key: str) -> YamlMap:
     """The watch's metadata as written, each field checked by ``split_metadata`` as Stream does."""
-    out: _Map = {}
+    out: YamlMap = {}
     fields = d.mapping(value, key, None) if value is not None else {}
     for name, field_value in (fields or {}).items():
-        k = _join(key, name)
+        k = join_key(key, name)
         if isinstance(field_value, date):  # YAML reads 2026-11-24 as a date: keep the text
             field_value = d.raw[k]
         try:
@@ -490,7 +338,7 @@ def _metadata(d: _Doc, value: object, key: str) -> _Map:
     return out
 
 
-def _tags_pattern(d: _Doc, value: object, key: str) -> re.Pattern[str] | None:
+def _tags_pattern(d: YamlDoc, value: object, key: str) -> re.Pattern[str] | None:
     if value is None or (text := d.text(value, key)) is None:
         return None
     try:
@@ -504,7 +352,7 @@ def _tags_pattern(d: _Doc, value: object, key: str) -> re.Pattern[str] | None:
     return pattern
 
 
-def _formats(d: _Doc, value: object, key: str) -> tuple[str, ...] | None:
+def _formats(d: YamlDoc, value: object, key: str) -> tuple[str, ...] | None:
     formats: list[str] = []
     for fmt, k in d.texts(value, key):
         if fmt not in FORMATS:
@@ -516,7 +364,7 @@ def _formats(d: _Doc, value: object, key: str) -> tuple[str, ...] | None:
     return tuple(formats) or None
 
 
-def _after(d: _Doc, value: object, key: str) -> After | None:
+def _after(d: YamlDoc, value: object, key: str) -> After | None:
     text = d.text(value, key)
     if text in ("keep", "delete"):
         return "keep" if text == "keep" else "delete"
@@ -527,7 +375,7 @@ def _after(d: _Doc, value: object, key: str) -> After | None:
     return None
 
 
-def _watch(d: _Doc, value: object, key: str) -> WatchConfig | None:
+def _watch(d: YamlDoc, value: object, key: str) -> WatchConfig | None:
     """One watch; None when it has no usable path (its other keys are still checked)."""
     m = d.mapping(value, key, _WATCH_KEYS, ("path", "output"))
     if m is None:
@@ -541,7 +389,7 @@ def _watch(d: _Doc, value: object, key: str) -> WatchConfig | None:
     name = d.get(m, "metadata_file", key, d.text, ".svwatchd.yaml")
     if "/" in name or name in ("", ".", ".."):
         d.error(f"{key}.metadata_file", f"{name!r} is not a plain file name")
-    out: _Map = {}
+    out: YamlMap = {}
     if "output" in m:
         out = d.mapping(m["output"], f"{key}.output", ("dir", "formats"), ("dir",)) or {}
     out_dir = d.get(out, "dir", f"{key}.output", d.text, "")
@@ -561,7 +409,7 @@ def _watch(d: _Doc, value: object, key: str) -> WatchConfig | None:
     return watch if text else None
 
 
-def _folders(d: _Doc, state_dir: Path, watches: Sequence[tuple[int, WatchConfig]]) -> list[Path]:
+def _folders(d: YamlDoc, state_dir: Path, watches: Sequence[tuple[int, WatchConfig]]) -> list[Path]:
     """Check how watch, output, move and state folders lie; return the ones to exclude."""
     for n, (i, w) in enumerate(watches):
         for j, other in watches[:n]:
@@ -596,7 +444,7 @@ _TOP_KEYS = (
 )  # fmt: skip
 
 
-def _config(d: _Doc, value: object) -> DaemonConfig | None:
+def _config(d: YamlDoc, value: object) -> DaemonConfig | None:
     m = d.mapping(value, "", _TOP_KEYS, ("state_dir", "watches"))
     if m is None:
         return None
@@ -626,15 +474,10 @@ def _config(d: _Doc, value: object) -> DaemonConfig | None:
 def _read(path: str | os.PathLike[str]) -> tuple[DaemonConfig | None, list[ConfigError]]:
     file = os.fspath(path)
     try:
-        text = Path(file).read_text(encoding="utf-8")
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except (OSError, UnicodeError) as exc:
-        return None, [ConfigError(f"cannot read the config file: {exc}", file=file)]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        return None, [ConfigError(f"invalid YAML: {_problem(exc)}", file=file, line=line)]
-    d = _Doc(file)
+        root = compose_file(file)
+    except ConfigError as exc:
+        return None, [exc]
+    d = YamlDoc(file)
     data = None if root is None else d.build(root, "")
     if data is None and not d.errors:
         d.error("", "the file is empty; it needs at least state_dir and watches")

@@ -13,6 +13,11 @@ reconcile from the outputs and the server (`Journal.rebuild`). A failed write
 
 Queries are indexed and bounded; nothing loads the whole table, so 100k rows
 cost the daemon a few MB.
+
+This module is the `Journal` class itself. What it stores (schema, states and
+their transitions, row types, errors) is in `svwatchd.daemon.journal_types`
+and the recovery procedure behind `Journal.rebuild` in `svwatchd.daemon.rebuild`;
+the public names of both are re-exported here, the import path to use.
 """
 
 from __future__ import annotations
@@ -27,13 +32,22 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from svwatchd.daemon.identity import FileIdentity, stream_id_for
-from svwatchd.errors import SvwatchdError
+from svwatchd.daemon.identity import FileIdentity
+from svwatchd.daemon.journal_types import (
+    ALLOWED_FROM,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    FileRecord,
+    FileState,
+    JournalLockedError,
+    JournalSchemaError,
+    JournalWriteError,
+    RebuildReport,
+)
+from svwatchd.daemon.rebuild import rebuild_rows
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -46,156 +60,10 @@ __all__ = [
     "RebuildReport",
 ]
 
-SCHEMA_VERSION = 1
-
-# Forward migrations: _MIGRATIONS[v] takes a database from version v-1 to v.
-_MIGRATIONS: dict[int, str] = {
-    1: """
-CREATE TABLE files (
-    id INTEGER PRIMARY KEY,
-    watch TEXT NOT NULL,
-    path TEXT NOT NULL,              -- absolute
-    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,   -- 0 = unknown (rebuilt row)
-    inode INTEGER NOT NULL, device INTEGER NOT NULL,
-    fingerprint TEXT NOT NULL,       -- sha256:<hex> of the whole content
-    stream_id TEXT,                  -- set at SUBMITTING
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    metadata TEXT,                   -- JSON: resolved metadata sent at submission
-    tags TEXT,                       -- JSON
-    detected REAL NOT NULL, submitted REAL, finished REAL, updated REAL NOT NULL,
-    cleaned REAL,                    -- when its server stream was deleted (delete_after)
-    UNIQUE (path, fingerprint)       -- also the index on path
-);
-CREATE INDEX files_state ON files(state);
-CREATE INDEX files_stream ON files(stream_id);
-CREATE INDEX files_watch ON files(watch, state, path);
-CREATE INDEX files_errors ON files(updated) WHERE last_error IS NOT NULL;
-CREATE INDEX files_cleanup ON files(finished) WHERE cleaned IS NULL AND finished IS NOT NULL;
-""",
-}
-
 _CORRUPT_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 _WRITE_CODES = (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
 _CHUNK = 900  # ids per IN (...) and rows per batch transaction
-
-
-class FileState(StrEnum):
-    """Where a file version stands. See `Journal` for the allowed transitions."""
-
-    PENDING = "PENDING"  # seen; settling or waiting its turn
-    HELD = "HELD"  # waiting for a valid metadata file (reason in last_error)
-    SUBMITTING = "SUBMITTING"  # stream id chosen, send in progress (committed before it)
-    INFLIGHT = "INFLIGHT"  # the server acknowledged the stream
-    DONE = "DONE"  # outputs durably written (committed after them)
-    FAILED = "FAILED"  # bad input or retries exhausted (reason in last_error)
-    SUPERSEDED = "SUPERSEDED"  # never submitted, and the path's content changed since
-    REMOVED = "REMOVED"  # vanished before submission
-
-
 _S = FileState
-# Target state -> the states a row may move to it from. Rows in other states
-# are left alone and the mark_* method reports it (False / fewer ids).
-_FROM: dict[FileState, frozenset[FileState]] = {
-    _S.PENDING: frozenset({_S.HELD}),  # release_held (revival is upsert_seen's)
-    _S.HELD: frozenset({_S.PENDING, _S.HELD}),
-    _S.SUBMITTING: frozenset({_S.PENDING, _S.SUBMITTING, _S.INFLIGHT}),
-    _S.INFLIGHT: frozenset({_S.SUBMITTING, _S.INFLIGHT}),
-    _S.DONE: frozenset({_S.PENDING, _S.SUBMITTING, _S.INFLIGHT, _S.DONE}),
-    _S.FAILED: frozenset({_S.PENDING, _S.HELD, _S.SUBMITTING, _S.INFLIGHT, _S.FAILED}),
-    _S.REMOVED: frozenset({_S.PENDING, _S.HELD, _S.REMOVED}),
-}
-
-
-class JournalLockedError(SvwatchdError):
-    """Another svwatchd holds this state directory's lock (``lock_path``, ``pid``)."""
-
-    def __init__(self, lock_path: str, pid: int | None) -> None:
-        who = f"PID {pid}" if pid is not None else "an unknown PID"
-        super().__init__(
-            f"Another svwatchd ({who}) holds the lock {lock_path}; one daemon per state directory"
-        )
-        self.lock_path = lock_path
-        self.pid = pid
-
-
-class JournalSchemaError(SvwatchdError):
-    """The journal was written by a newer svwatchd than this one."""
-
-    def __init__(self, path: str, found: int) -> None:
-        super().__init__(
-            f"Journal {path} has schema version {found}, newer than this svwatchd's "
-            f"{SCHEMA_VERSION}; upgrade svwatchd or use another state directory"
-        )
-        self.path = path
-        self.found = found
-
-
-class JournalWriteError(SvwatchdError):
-    """A journal write failed (disk full, failed fsync) and was rolled back: nothing changed.
-
-    ``path`` is the database, ``free_bytes`` the free space there (None if unknown).
-    """
-
-    def __init__(self, path: str, free_bytes: int | None, cause: BaseException) -> None:
-        free = "unknown" if free_bytes is None else f"{free_bytes} bytes"
-        super().__init__(
-            f"Journal write to {path} failed and was rolled back ({cause}); free space {free}"
-        )
-        self.path = path
-        self.free_bytes = free_bytes
-
-
-@dataclass(frozen=True, slots=True)
-class FileRecord:
-    """One row of the journal: one version (path + fingerprint) of one file."""
-
-    id: int
-    watch: str
-    path: str
-    size: int
-    mtime_ns: int
-    inode: int
-    device: int
-    fingerprint: str
-    stream_id: str | None
-    state: FileState
-    attempts: int
-    last_error: str | None
-    metadata: dict[str, Any] | None
-    tags: dict[str, Any] | None
-    detected: float
-    submitted: float | None
-    finished: float | None
-    updated: float
-    cleaned: float | None
-
-    @property
-    def identity(self) -> FileIdentity:
-        """The version as a `FileIdentity` (stat fields as last recorded)."""
-        return FileIdentity(
-            self.path, self.size, self.mtime_ns, self.inode, self.device, self.fingerprint
-        )
-
-    @classmethod
-    def _from_sql(cls, row: sqlite3.Row) -> FileRecord:
-        values = dict(row)
-        values["state"] = FileState(values["state"])
-        for key in ("metadata", "tags"):
-            if values[key] is not None:
-                values[key] = json.loads(values[key])
-        return cls(**values)
-
-
-@dataclass(frozen=True, slots=True)
-class RebuildReport:
-    """What `Journal.rebuild` changed: versions marked DONE, FAILED, INFLIGHT; rows inserted."""
-
-    done: int = 0
-    failed: int = 0
-    inflight: int = 0
-    inserted: int = 0
 
 
 def _json(value: Mapping[str, Any] | None) -> str | None:
@@ -307,7 +175,7 @@ class Journal:
             if version > SCHEMA_VERSION:
                 raise JournalSchemaError(str(self.path), version)
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                for stmt in _MIGRATIONS[target].split(";"):
+                for stmt in MIGRATIONS[target].split(";"):
                     if stmt.strip():
                         db.execute(stmt)
             db.execute(
@@ -533,9 +401,9 @@ class Journal:
     def _move(
         self, to: FileState, rows: Iterable[tuple[int, Sequence[Any]]], sets: str = ""
     ) -> list[int]:
-        """Move each (id, args for ``sets``) row that is in a state allowed by `_FROM` to
+        """Move each (id, args for ``sets``) row that is in a state `ALLOWED_FROM` allows to
         ``to``, in one transaction; return the ids moved (others are left alone)."""
-        allowed = sorted(_FROM[to])
+        allowed = sorted(ALLOWED_FROM[to])
         sql = (
             f"UPDATE files SET state=?, updated=?{sets} WHERE id=? "
             f"AND state IN ({_marks(len(allowed))})"
@@ -559,7 +427,7 @@ class Journal:
         Skipped: rows no longer PENDING/SUBMITTING/INFLIGHT (superseded, removed, done
         meanwhile) and rows that already carry another stream id (a row keeps its first
         id for ever, so a retry can never create a second stream)."""
-        allowed = sorted(_FROM[_S.SUBMITTING])
+        allowed = sorted(ALLOWED_FROM[_S.SUBMITTING])
         sql = (
             "UPDATE files SET state='SUBMITTING', stream_id=?, metadata=?, tags=?, submitted=?, "
             f"updated=? WHERE id=? AND state IN ({_marks(len(allowed))}) "
@@ -649,47 +517,6 @@ class Journal:
         daemon refreshes them instead of decoding again. Idempotent; one
         transaction.
         """
-        done = failed = inflight = inserted = 0
         now = time.time()
         with self.transaction() as db:
-            for doc in outputs:
-                path, fp = str(doc["source_path"]), str(doc["fingerprint"])
-                watch = str(doc.get("watch") or (watch_of(path) if watch_of else ""))
-                inserted += db.execute(
-                    "INSERT OR IGNORE INTO files (watch, path, size, mtime_ns, inode, device, "
-                    "fingerprint, state, detected, updated) VALUES (?,?,?,0,0,0,?,'PENDING',?,?)",
-                    (watch, path, int(doc.get("size") or 0), fp, now, now),
-                ).rowcount
-                sets = "state=?, finished=COALESCE(finished, ?), updated=?, "
-                sets += "stream_id=COALESCE(stream_id, ?)"
-                args: list[Any] = [now, now, doc.get("stream_id")]
-                if doc.get("error"):  # a failure never overrides a success
-                    reason = doc.get("message") or doc.get("reason") or "see its .error.json"
-                    failed += db.execute(
-                        f"UPDATE files SET {sets}, last_error=? WHERE path=? AND fingerprint=? "
-                        "AND state NOT IN ('DONE','FAILED')",
-                        ("FAILED", *args, str(reason), path, fp),
-                    ).rowcount
-                else:
-                    done += db.execute(
-                        f"UPDATE files SET {sets} WHERE path=? AND fingerprint=? AND state!='DONE'",
-                        ("DONE", *args, path, fp),
-                    ).rowcount
-            for rec in server_streams:
-                sid = str(rec["id"])
-                source = rec.get("source")
-                if isinstance(source, str):
-                    for row in db.execute(
-                        "SELECT id, path, fingerprint FROM files WHERE path=? "
-                        "AND stream_id IS NULL",
-                        (source,),
-                    ).fetchall():
-                        if stream_id_for("", row["path"], row["fingerprint"]) == sid:
-                            db.execute("UPDATE files SET stream_id=? WHERE id=?", (sid, row["id"]))
-                inflight += db.execute(
-                    "UPDATE files SET state='INFLIGHT', updated=?, submitted=COALESCE(submitted,?)"
-                    " WHERE stream_id=? AND state IN ('PENDING','HELD','SUBMITTING','SUPERSEDED',"
-                    "'REMOVED')",
-                    (now, now, sid),
-                ).rowcount
-        return RebuildReport(done, failed, inflight, inserted)
+            return rebuild_rows(db, outputs, server_streams, watch_of=watch_of, now=now)

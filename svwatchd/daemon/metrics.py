@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterable, Mapping
+from typing import TypeVar
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -36,6 +37,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from svwatchd.server.metrics import MetricsEndpoint
 
 __all__ = ["REFRESH_BUCKETS", "DaemonMetrics"]
+
+_State = TypeVar("_State", bound=str)  # FileState (a StrEnum) or plain names
 
 REFRESH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
@@ -132,7 +135,7 @@ class DaemonMetrics:
         """Rows in the journal."""
         self._journal_rows.set(n)
 
-    def set_file_states(self, counts: Mapping[str, Mapping[str, int]]) -> None:
+    def set_file_states(self, counts: Mapping[str, Mapping[_State, int]]) -> None:
         """Journal rows by watch and state (``Journal.counts_by_watch()``).
 
         A (watch, state) pair seen before and absent now is set to 0, so a
@@ -145,8 +148,8 @@ class DaemonMetrics:
                 seen.add(key)
                 self._files.labels(watch=key[0], state=key[1]).set(n)
         with self._lock:
-            for watch, state in self._file_labels - seen:
-                self._files.labels(watch=watch, state=state).set(0)
+            for gone_watch, gone_state in self._file_labels - seen:
+                self._files.labels(watch=gone_watch, state=gone_state).set(0)
             self._file_labels |= seen
 
     def observe_refresh(self, seconds: float) -> None:

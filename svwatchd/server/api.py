@@ -219,6 +219,51 @@ async def sysinfo(request: Request) -> dict[str, Any]:
     return result
 
 
+class BodyLimit:
+    """ASGI middleware: a JSON body longer than ``limit`` is answered 413, chunked or not.
+
+    The Content-Length check in ``guard`` refuses honest large requests early;
+    this one reads (at most ``limit`` bytes of) any other body before the app
+    sees it. Uploads stream through: their route counts and refuses by itself.
+    """
+
+    def __init__(self, app: Any, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/v1/uploads/"):
+            await self.app(scope, receive, send)
+            return
+        messages = []
+        seen = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                await JSONResponse(
+                    {
+                        "error": {
+                            "code": "too_large",
+                            "message": f"request body exceeds {self.limit} bytes",
+                        }
+                    },
+                    413,
+                )(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replay = iter(messages)
+
+        async def replayed() -> Any:
+            return next(replay, None) or await receive()
+
+        await self.app(scope, replayed, send)
+
+
 def install(app: FastAPI) -> None:
     """Add the routes, the error handlers and the auth and size guards to ``app``."""
     app.include_router(router)

@@ -124,6 +124,7 @@ def create_app(
         lifespan=lifespan,
     )
     api.install(app)
+    app.add_middleware(api.BodyLimit, limit=config.max_request_bytes)
     return app
 
 

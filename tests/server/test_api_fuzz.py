@@ -108,6 +108,17 @@ def test_oversized_and_unknown(url: str, tmp_path: Path) -> None:
     big = b"{" + b" " * (33 * 1024 * 1024) + b"}"
     r = httpx.post(f"{url}/v1/streams", content=big, headers={"Content-Type": "application/json"})
     assert r.status_code == 413
+
+    def chunks():  # no Content-Length: the body is counted as it arrives
+        yield b'{"streams": ['
+        for _ in range(40):
+            yield b" " * (1024 * 1024)
+        yield b"]}"
+
+    r = httpx.post(
+        f"{url}/v1/streams", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 413
     assert httpx.get(f"{url}/v1/streams/nope/utterances").status_code == 404
     r = httpx.put(f"{url}/v1/params", json={"bogus": 1})
     assert r.status_code == 400 and "bogus" in r.json()["error"]["message"]

@@ -410,3 +410,92 @@ def test_data_dir_is_locked_and_streams_by_id(
     s.delete()
     (gone,), _ = server.getstreamsbyid([s.id])
     assert gone.isdeleted()
+
+
+def test_svctl_commands(served: tuple[SvServer, Path]) -> None:
+    import subprocess
+    import sys
+
+    srv, root = served
+
+    def svctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "svwatchd.ctl", "--server", srv.url, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    run = svctl("decode", str(root / "001.wav"), "--wait", "--format", "srt", "--meta", "team=ctl")
+    assert run.returncode == 0, run.stderr
+    assert "00:00:0" in run.stdout and " --> " in run.stdout
+    assert normalise(run.stdout.split("\n", 2)[2]) == "ten of clubs"
+    listed = svctl("streams", "--tag", "team=ctl")
+    assert listed.returncode == 0 and "001.wav" in listed.stdout and "DONE" in listed.stdout
+    stream_id = listed.stdout.split()[0]
+    assert svctl("delete", stream_id).returncode == 0
+    assert "001.wav" not in svctl("streams", "--tag", "team=ctl").stdout
+    assert '"streams"' in svctl("status").stdout and '"engine"' in svctl("sysinfo").stdout
+    params = svctl("params", "pack_max=4")
+    assert params.returncode == 0 and '"pack_max": 4' in params.stdout
+    bad = svctl("decode", str(root / "nope.wav"))
+    assert bad.returncode == 2 and "nope.wav" in bad.stderr
+
+
+def test_paused_socket_keeps_receiving(served: tuple[SvServer, Path], server: Server) -> None:
+    pcm = (TESTDATA / "goforward.raw").read_bytes()
+    silence = b"\0" * 32000
+    feed = silence + pcm + silence * 2 + pcm + silence
+    port, thread = _feeder(feed, 32000)
+    s = Stream(("127.0.0.1", port), **RAW)
+    server.decodestreams(s)
+    deadline = time.monotonic() + 30
+    while not s.isactive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+        s.refresh()
+    assert s.pause()
+    time.sleep(2.0)
+    s.refresh()
+    received = s.sourceseconds() or 0.0
+    assert received > 1.0 and s.utterances() == []  # spooled while paused, not decoded
+    thread.join(30)  # the feeder has sent everything
+    time.sleep(0.5)
+    s.refresh()
+    assert s.ispaused() and s.sourceseconds() == pytest.approx(len(feed) / 32000, abs=0.05)
+    assert s.resume()
+    for _ in s.listen():
+        pass
+    s.refresh()
+    assert s.status is DecodeStatus.DONE
+    assert normalise(" ".join(u.text for u in s.utterances())) == (
+        "go forward ten meters go forward ten meters"
+    )
+
+
+def test_listeners_are_visible_and_delete_removes_the_upload(
+    served: tuple[SvServer, Path], server: Server, tmp_path: Path
+) -> None:
+    srv, _ = served
+    pcm = (TESTDATA / "goforward.raw").read_bytes()
+    port, thread = _feeder(pcm + b"\0" * 64000 + pcm + b"\0" * 32000, 32000)
+    live = Stream(("127.0.0.1", port), **RAW)
+    server.decodestreams(live)
+    seen = []
+    for _ in live.listen():
+        live.refresh()
+        seen.append(live.listenerinfo())
+    thread.join(10)
+    (info,) = seen[0]
+    assert info["address"].startswith("127.0.0.1:") and info["since"].endswith("Z")
+    assert seen[-1][0]["sent"] == len(seen)
+    live.refresh()
+    assert live.listenerinfo() == []
+
+    elsewhere = tmp_path / "up.wav"
+    shutil.copy(TESTDATA / "005.wav", elsewhere)
+    with Server(srv.url, upload=True) as client:
+        s = Stream(elsewhere)
+        client.decodestreams(s)
+        assert (srv.data_dir / "uploads" / s.id).exists()
+        assert s.delete()
+        assert not (srv.data_dir / "uploads" / s.id).exists()

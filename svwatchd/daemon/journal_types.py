@@ -1,0 +1,183 @@
+"""What the daemon's journal stores: its SQL schema, file states, row types and errors.
+
+These are the journal's data, apart from `svwatchd.daemon.journal.Journal`,
+the class that reads and writes them, so that each module stays one concept
+and a reader of the schema finds the states, their allowed transitions and
+the row type (whose fields are the table's columns) side by side. Everything
+public here is re-exported by `svwatchd.daemon.journal`, the import path
+callers use.
+
+`SCHEMA_VERSION` and `MIGRATIONS` change together: a new schema is a new
+forward migration. `ALLOWED_FROM` is the state machine the ``mark_*``
+methods of `Journal` enforce.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from svwatchd.daemon.identity import FileIdentity
+from svwatchd.errors import SvwatchdError
+
+__all__ = [
+    "ALLOWED_FROM",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "FileRecord",
+    "FileState",
+    "JournalLockedError",
+    "JournalSchemaError",
+    "JournalWriteError",
+    "RebuildReport",
+]
+
+SCHEMA_VERSION = 1
+
+# Forward migrations: MIGRATIONS[v] takes a database from version v-1 to v.
+MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE files (
+    id INTEGER PRIMARY KEY,
+    watch TEXT NOT NULL,
+    path TEXT NOT NULL,              -- absolute
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,   -- 0 = unknown (rebuilt row)
+    inode INTEGER NOT NULL, device INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,       -- sha256:<hex> of the whole content
+    stream_id TEXT,                  -- set at SUBMITTING
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    metadata TEXT,                   -- JSON: resolved metadata sent at submission
+    tags TEXT,                       -- JSON
+    detected REAL NOT NULL, submitted REAL, finished REAL, updated REAL NOT NULL,
+    cleaned REAL,                    -- when its server stream was deleted (delete_after)
+    UNIQUE (path, fingerprint)       -- also the index on path
+);
+CREATE INDEX files_state ON files(state);
+CREATE INDEX files_stream ON files(stream_id);
+CREATE INDEX files_watch ON files(watch, state, path);
+CREATE INDEX files_errors ON files(updated) WHERE last_error IS NOT NULL;
+CREATE INDEX files_cleanup ON files(finished) WHERE cleaned IS NULL AND finished IS NOT NULL;
+""",
+}
+
+
+class FileState(StrEnum):
+    """Where a file version stands. `ALLOWED_FROM` lists the allowed transitions."""
+
+    PENDING = "PENDING"  # seen; settling or waiting its turn
+    HELD = "HELD"  # waiting for a valid metadata file (reason in last_error)
+    SUBMITTING = "SUBMITTING"  # stream id chosen, send in progress (committed before it)
+    INFLIGHT = "INFLIGHT"  # the server acknowledged the stream
+    DONE = "DONE"  # outputs durably written (committed after them)
+    FAILED = "FAILED"  # bad input or retries exhausted (reason in last_error)
+    SUPERSEDED = "SUPERSEDED"  # never submitted, and the path's content changed since
+    REMOVED = "REMOVED"  # vanished before submission
+
+
+_S = FileState
+# Target state -> the states a row may move to it from. Rows in other states
+# are left alone and the mark_* method reports it (False / fewer ids).
+ALLOWED_FROM: dict[FileState, frozenset[FileState]] = {
+    _S.PENDING: frozenset({_S.HELD}),  # release_held (revival is upsert_seen's)
+    _S.HELD: frozenset({_S.PENDING, _S.HELD}),
+    _S.SUBMITTING: frozenset({_S.PENDING, _S.SUBMITTING, _S.INFLIGHT}),
+    _S.INFLIGHT: frozenset({_S.SUBMITTING, _S.INFLIGHT}),
+    _S.DONE: frozenset({_S.PENDING, _S.SUBMITTING, _S.INFLIGHT, _S.DONE}),
+    _S.FAILED: frozenset({_S.PENDING, _S.HELD, _S.SUBMITTING, _S.INFLIGHT, _S.FAILED}),
+    _S.REMOVED: frozenset({_S.PENDING, _S.HELD, _S.REMOVED}),
+}
+
+
+class JournalLockedError(SvwatchdError):
+    """Another svwatchd holds this state directory's lock (``lock_path``, ``pid``)."""
+
+    def __init__(self, lock_path: str, pid: int | None) -> None:
+        who = f"PID {pid}" if pid is not None else "an unknown PID"
+        super().__init__(
+            f"Another svwatchd ({who}) holds the lock {lock_path}; one daemon per state directory"
+        )
+        self.lock_path = lock_path
+        self.pid = pid
+
+
+class JournalSchemaError(SvwatchdError):
+    """The journal was written by a newer svwatchd than this one."""
+
+    def __init__(self, path: str, found: int) -> None:
+        super().__init__(
+            f"Journal {path} has schema version {found}, newer than this svwatchd's "
+            f"{SCHEMA_VERSION}; upgrade svwatchd or use another state directory"
+        )
+        self.path = path
+        self.found = found
+
+
+class JournalWriteError(SvwatchdError):
+    """A journal write failed (disk full, failed fsync) and was rolled back: nothing changed.
+
+    ``path`` is the database, ``free_bytes`` the free space there (None if unknown).
+    """
+
+    def __init__(self, path: str, free_bytes: int | None, cause: BaseException) -> None:
+        free = "unknown" if free_bytes is None else f"{free_bytes} bytes"
+        super().__init__(
+            f"Journal write to {path} failed and was rolled back ({cause}); free space {free}"
+        )
+        self.path = path
+        self.free_bytes = free_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One row of the journal: one version (path + fingerprint) of one file."""
+
+    id: int
+    watch: str
+    path: str
+    size: int
+    mtime_ns: int
+    inode: int
+    device: int
+    fingerprint: str
+    stream_id: str | None
+    state: FileState
+    attempts: int
+    last_error: str | None
+    metadata: dict[str, Any] | None
+    tags: dict[str, Any] | None
+    detected: float
+    submitted: float | None
+    finished: float | None
+    updated: float
+    cleaned: float | None
+
+    @property
+    def identity(self) -> FileIdentity:
+        """The version as a `FileIdentity` (stat fields as last recorded)."""
+        return FileIdentity(
+            self.path, self.size, self.mtime_ns, self.inode, self.device, self.fingerprint
+        )
+
+    @classmethod
+    def _from_sql(cls, row: sqlite3.Row) -> FileRecord:
+        values = dict(row)
+        values["state"] = FileState(values["state"])
+        for key in ("metadata", "tags"):
+            if values[key] is not None:
+                values[key] = json.loads(values[key])
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildReport:
+    """What `Journal.rebuild` changed: versions marked DONE, FAILED, INFLIGHT; rows inserted."""
+
+    done: int = 0
+    failed: int = 0
+    inflight: int = 0
+    inserted: int = 0
