@@ -16,9 +16,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from svwatchd.audio import AudioDecodeError, AudioFormat, WavInfo, is_riff, probe_wav
-from svwatchd.client.metadata import TagValue, match_metadata, split_metadata
+from svwatchd.audio import AudioFormat
+from svwatchd.client.metadata import TagValue, match_metadata
 from svwatchd.client.select import FileSelector, walk_many
+from svwatchd.client.source import Source, resolve_source
 from svwatchd.enums import DecodeStatus, Encoding, Endian
 from svwatchd.errors import InvalidStreamError, StreamsError, StreamStateError
 
@@ -29,25 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["DecodeStatus", "Encoding", "Endian", "Stream", "createdirstreams", "createstreams"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_WAV_EXTS = (".wav", ".wave")
-
-Source = str | os.PathLike[str] | tuple[str, int]
-
-
-def _socket_address(source: object) -> tuple[str, int] | None:
-    if isinstance(source, tuple | list) and len(source) == 2:
-        host, port = source
-        if not isinstance(host, str) or not host.strip():
-            raise InvalidStreamError(
-                f"Socket source {source!r}: host must be a non-empty string", source=str(source)
-            )
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise InvalidStreamError(
-                f"Socket source {source!r}: port must be an integer in 1..65535",
-                source=str(source),
-            )
-        return host.strip(), port
-    return None
 
 
 class Stream:
@@ -68,23 +50,14 @@ class Stream:
     end: datetime | None
 
     def __init__(self, source: Source, **metadata: Any) -> None:
-        address = _socket_address(source)
-        self._address = address
-        self._path: str | None = None
-        self._size: int | None = None
-        self._filetype: Literal["WAV", "RAW"] | None = None
-        self._frames: int | None = None
-        if address is None:
-            if not isinstance(source, str | os.PathLike) or not os.fspath(source):
-                raise InvalidStreamError(
-                    f"Stream source {source!r} is neither a file path nor a (host, port) pair",
-                    source=str(source),
-                )
-            self._path = os.path.abspath(os.fspath(source))
-        name = self._path if self._path is not None else self.sourcename()
-        fmt, tags = split_metadata(name, metadata)
-        self._tags: dict[str, TagValue] = tags
-        self._format = self._resolve_format(name, fmt)
+        src = resolve_source(source, metadata)
+        self._address = src.address
+        self._path = src.path
+        self._size = src.size
+        self._filetype = src.filetype
+        self._frames = src.frames
+        self._tags: dict[str, TagValue] = src.tags
+        self._format = src.format
         self._id = uuid.uuid4().hex
         self._server: Server | None = None
         self.status = None
@@ -94,84 +67,6 @@ class Stream:
         self._stats: dict[str, Any] = {}
         self._sourceseconds: float | None = None
         self._listeners: list[dict[str, Any]] = []
-
-    # -- construction -------------------------------------------------------------
-
-    def _resolve_format(self, name: str, fmt: dict[str, int | Encoding | Endian]) -> AudioFormat:
-        if self._path is not None:
-            try:
-                st = os.stat(self._path)
-            except OSError as exc:
-                raise InvalidStreamError(
-                    f"Cannot read {name}: {exc.strerror or exc}", source=name
-                ) from None
-            if not os.path.isfile(self._path):
-                raise InvalidStreamError(f"Cannot read {name}: not a regular file", source=name)
-            self._size = st.st_size
-            if self._path.lower().endswith(_WAV_EXTS) or is_riff(self._path):
-                self._filetype = "WAV"
-                try:
-                    info = probe_wav(self._path)
-                except AudioDecodeError as exc:
-                    raise InvalidStreamError(str(exc), source=name) from None
-                self._frames = info.frames
-                self._check_against_header(name, fmt, info)
-                return info.format
-            self._filetype = "RAW"
-        return self._headerless_format(name, fmt)
-
-    @staticmethod
-    def _check_against_header(
-        name: str, fmt: Mapping[str, int | Encoding | Endian], info: WavInfo
-    ) -> None:
-        for key, given in fmt.items():
-            actual = getattr(info.format, key)
-            if given != actual:
-                raise InvalidStreamError(
-                    f"Stream {name}: metadata {key}={given} contradicts the WAV header's "
-                    f"{key}={actual}; drop the field or fix the file",
-                    source=name,
-                    field=key,
-                )
-
-    def _headerless_format(
-        self, name: str, fmt: Mapping[str, int | Encoding | Endian]
-    ) -> AudioFormat:
-        kind = "raw file" if self._path is not None else "socket"
-        for required in ("samprate", "encoding"):
-            if required not in fmt:
-                raise InvalidStreamError(
-                    f"Stream {name}: a {kind} has no header, so '{required}' must be given "
-                    "(samprate and encoding, and sampwidth for SPCM/UPCM)",
-                    source=name,
-                    field=required,
-                )
-        encoding = Encoding.parse(fmt["encoding"])
-        if encoding in (Encoding.ULAW, Encoding.ALAW):
-            width = fmt.get("sampwidth", 1)
-            if width != 1:
-                raise InvalidStreamError(
-                    f"Stream {name}: sampwidth must be 1 for {encoding.value}, not {width}",
-                    source=name,
-                    field="sampwidth",
-                )
-        elif "sampwidth" not in fmt:
-            raise InvalidStreamError(
-                f"Stream {name}: headerless {encoding.value} needs 'sampwidth' (bytes per "
-                "sample, 1-4)",
-                source=name,
-                field="sampwidth",
-            )
-        else:
-            width = fmt["sampwidth"]
-        return AudioFormat(
-            filetype="RAW",
-            encoding=encoding,
-            sampwidth=int(width),
-            samprate=int(fmt["samprate"]),
-            channels=int(fmt.get("channels", 1)),
-            endian=Endian.parse(fmt.get("endian", Endian.LITTLE)),
-        )
 
     # -- identity -----------------------------------------------------------------
 
