@@ -23,7 +23,7 @@ from svwatchd.client.stream import Stream
 from svwatchd.daemon.config import Policy, WatchConfig
 from svwatchd.daemon.journal import FileRecord, FileState, Journal
 from svwatchd.daemon.outputs import apply_after, output_base, write_error, write_transcripts
-from svwatchd.daemon.submit import _record
+from svwatchd.daemon.submit import _NoMetrics, _record
 from svwatchd.enums import DecodeStatus
 from svwatchd.errors import InvalidStreamError, ServerRefusedError, ServerUnreachableError
 
@@ -56,6 +56,7 @@ class Collector:
         self.failed = 0
         self.last_refresh_seconds = 0.0
         self.inflight = 0
+        self.metrics: Any = _NoMetrics()  # DaemonMetrics, when the daemon sets one
 
     def _watch(self, row: FileRecord) -> WatchConfig | None:
         return next((w for w in self._watches() if str(w.path) == row.watch), None)
@@ -69,6 +70,8 @@ class Collector:
         server = self._server()
         streams, missing = server.getstreamsbyid(list(by_sid))
         self.last_refresh_seconds = time.monotonic() - began
+        self.metrics.observe_refresh(self.last_refresh_seconds)
+        self.metrics.set_inflight(len(rows))
         for stream in streams:
             row = by_sid[stream.id]
             try:
@@ -116,6 +119,7 @@ class Collector:
         written = write_transcripts(base, utterances, watch.formats, record=_record(row))
         self.journal.mark_done(row.id)
         self.done += 1
+        self.metrics.done(row.watch)
         for path in written:
             self.log.info("output.written", path=str(path), source=row.path, stream_id=stream.id)
         self.log.info("stream.done", path=row.path, stream_id=stream.id, utterances=len(utterances))
@@ -143,6 +147,7 @@ class Collector:
             write_error(base, reason=reason, record=_record(row))
         self.journal.mark_failed(row.id, reason)
         self.failed += 1
+        self.metrics.failed(row.watch)
         self.log.error("stream.error", path=row.path, stream_id=row.stream_id, error=reason)
 
     # -- policy -------------------------------------------------------------------------

@@ -19,6 +19,9 @@ from pathlib import Path
 __all__ = ["EmbeddedServer"]
 
 
+_SYSTEMD_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -77,8 +80,14 @@ class EmbeddedServer:
         ]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # stdout/stderr are inherited: the child's JSON lines join the daemon's log.
+        # systemd's notify socket and watchdog are the daemon's, not the child's
+        env = {k: v for k, v in os.environ.items() if k not in _SYSTEMD_VARS}
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent
+            cmd,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self.starts += 1
         return self.url

@@ -31,10 +31,12 @@ from svwatchd.daemon.embedded import EmbeddedServer as EmbeddedProcess
 from svwatchd.daemon.ingest import Ingest
 from svwatchd.daemon.journal import Journal, JournalWriteError
 from svwatchd.daemon.metadata import MetadataResolver
+from svwatchd.daemon.metrics import DaemonMetrics
 from svwatchd.daemon.outputs import read_output_records
 from svwatchd.daemon.submit import Submitter
 from svwatchd.daemon.watcher import Watcher, WatchSpec
 from svwatchd.errors import ConfigError, ServerError
+from svwatchd.notify import Watchdog, notify
 
 __all__ = ["Daemon"]
 
@@ -57,7 +59,9 @@ class Daemon:
         self.log = structlog.get_logger("svwatchd")
         self._stop = threading.Event()
         self._reload = threading.Event()
-        self.notify: Callable[[str], None] = lambda message: None  # sd_notify hook
+        self.notify: Callable[[str], object] = notify  # systemd; a no-op without NOTIFY_SOCKET
+        self.watchdog = Watchdog()
+        self.metrics = DaemonMetrics()
         self.journal: Journal | None = None
         self.embedded: EmbeddedProcess | None = None
         self._server: Server | None = None
@@ -132,7 +136,12 @@ class Daemon:
             self._connect(self.embedded.start())
         else:
             self._connect(server_cfg.url)
-        self.ingest = Ingest(journal, self.config.watches, self.log)
+        self.ingest = Ingest(
+            journal,
+            self.config.watches,
+            self.log,
+            on_detected=lambda watch, path, fingerprint: self.metrics.detected(watch),
+        )
         self.submitter = Submitter(
             journal,
             self.log,
@@ -149,6 +158,10 @@ class Daemon:
             policy=lambda: self.config.policy,
             wallclock=self.wallclock,
         )
+        self.submitter.metrics = self.collector.metrics = self.metrics
+        self.metrics.init_watches(str(w.path) for w in self.config.watches)
+        if self.config.metrics is not None:
+            self.metrics.serve(self.config.metrics.host, self.config.metrics.port)
         if journal.rebuilt_from_corruption or journal.size() == 0:
             # damaged, or gone (a new state_dir): refill from the outputs and the server
             self._rebuild()
@@ -166,6 +179,7 @@ class Daemon:
         finally:
             self.notify("STOPPING=1")
             self.log.info("daemon.stopping")
+            self.metrics.close()
             self.watcher.stop()
             if self._server is not None:
                 self._server.close()
@@ -177,6 +191,7 @@ class Daemon:
     def _loop(self) -> None:
         next_refresh = 0.0
         next_rescan = time.monotonic() + self.config.rescan_interval
+        last_status = ""
         while not self._stop.is_set():
             if self._reload.is_set():
                 self._reload.clear()
@@ -192,6 +207,7 @@ class Daemon:
                 if now >= next_refresh:
                     next_refresh = now + self.config.refresh_interval
                     self.collector.step()
+                    self._gauges()
                     self.ingest.forget_quiet_folders()
                 if now >= next_rescan:
                     next_rescan = now + self.config.rescan_interval
@@ -207,8 +223,18 @@ class Daemon:
             except Exception:  # a bug must not stop the service: log it loudly, go on
                 self.log.exception("daemon.step_failed")
                 self._stop.wait(1.0)
-            self.notify(f"STATUS={self.status_line()}")
+            self.watchdog.kick()  # the loop turns: systemd's watchdog stays quiet
+            status = self.status_line()
+            if status != last_status:
+                self.notify(f"STATUS={status}")
+                last_status = status
             self.watcher.wakeup.wait(TICK)  # a change wakes us at once
+
+    def _gauges(self) -> None:
+        assert self.journal is not None
+        self.metrics.set_journal_rows(self.journal.size())
+        self.metrics.set_file_states(self.journal.counts_by_watch())
+        self.metrics.set_server_up(self.submitter.reachable)
 
     def _release_held(self) -> None:
         assert self.journal is not None

@@ -66,6 +66,7 @@ class Submitter:
         self._next_try = 0.0
         self._held_logged: set[tuple[str, str]] = set()
         self.reachable: bool | None = None
+        self.metrics: Any = _NoMetrics()  # DaemonMetrics, when the daemon sets one
         self.retries = 0
         self.submitted = 0
         self.failed = 0
@@ -171,6 +172,7 @@ class Submitter:
                 with attempt:
                     if attempt.retry_state.attempt_number > 1:
                         self.retries += 1
+                        self.metrics.retry()
                     try:
                         server.decodestreams(streams)
                     except ServerRefusedError as exc:
@@ -193,6 +195,7 @@ class Submitter:
         self.journal.mark_inflight([by_sid[s.id].id for s in accepted])
         for s in accepted:
             self.submitted += 1
+            self.metrics.submitted(by_sid[s.id].watch)
             self.log.info(
                 "stream.submitted",
                 path=by_sid[s.id].path,
@@ -210,6 +213,7 @@ class Submitter:
             write_error(base, reason=reason, record=_record(row))
         self.journal.mark_failed(row.id, reason)
         self.failed += 1
+        self.metrics.failed(row.watch)
         self.log.error("stream.error", path=row.path, stream_id=row.stream_id, error=reason)
 
     # -- outages ------------------------------------------------------------------------
@@ -249,3 +253,10 @@ def _record(row: FileRecord) -> dict[str, Any]:
         "watch": row.watch,
         "metadata": row.metadata or {},
     }
+
+
+class _NoMetrics:
+    """Stands in for DaemonMetrics when none is configured: every call does nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None

@@ -19,8 +19,10 @@ import structlog
 from fastapi import FastAPI
 
 import svwatchd
+from svwatchd.notify import notify
 from svwatchd.server import api
 from svwatchd.server.config import ServerConfig
+from svwatchd.server.metrics import ServerMetrics
 from svwatchd.server.scheduler import Executor, Scheduler
 from svwatchd.server.service import StreamService
 from svwatchd.server.store import Store
@@ -106,12 +108,22 @@ def create_app(
         app.state.params = params
         app.state.status = lambda: _status(store, scheduler, started)
         app.state.sysinfo = lambda: _sysinfo(config, executor, started)
+        metrics = ServerMetrics(
+            stream_counts=store.counts,
+            workers_busy=lambda: scheduler.busy + len(scheduler.live),
+        )
+        scheduler.metrics = metrics
+        if config.metrics is not None:
+            metrics.serve(*config.metrics)
         scheduler.start()
         log.info("server.ready", listen=f"{config.host}:{config.port}", engine=config.engine.name)
+        notify("READY=1")  # systemd Type=notify: accepting requests from here on
         try:
             yield
         finally:
             log.info("server.stopping")
+            notify("STOPPING=1")
+            metrics.close()
             await live.close()
             await scheduler.stop()
             executor.close(timeout=2.0)  # running jobs are re-queued at the next start

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--compute-type", default=None)
     serve.add_argument("--language", default=None)
     serve.add_argument("--max-upload", type=int, default=2 * 1024**3, metavar="BYTES")
+    serve.add_argument("--metrics", default=None, metavar="HOST:PORT", help="Prometheus /metrics")
     serve.add_argument("--log-format", choices=["json", "console"], default="json")
     serve.add_argument("--log-level", default="info")
     return parser
@@ -79,7 +80,17 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         token=token,
         max_upload_bytes=args.max_upload,
         maxactive=args.maxactive,
+        metrics=_metrics_address(args.metrics),
     )
+
+
+def _metrics_address(text: str | None) -> tuple[str, int] | None:
+    if not text:
+        return None
+    host, port = parse_hostport(text)
+    if port is None:
+        raise ValueError(f"--metrics {text}: give HOST:PORT")
+    return host, port
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,6 +63,7 @@ class ServerConfig:
     max_upload_bytes: int = 2 * 1024**3
     max_request_bytes: int = 32 * 1024**2
     maxactive: int | None = None
+    metrics: tuple[str, int] | None = None  # where /metrics listens (Prometheus), if anywhere
 
     def __post_init__(self) -> None:
         roots = tuple(Path(os.path.realpath(r)) for r in self.allow_roots)

@@ -66,6 +66,7 @@ class Scheduler:
         self.live: dict[str, Any] = {}  # stream id -> live session (see live.py)
         self.start_live: Callable[[StreamRow], Any] | None = None
         self._task: asyncio.Task[None] | None = None
+        self.metrics: Any = None  # ServerMetrics, when the app sets one
         self.jobs_done = 0
         self.audio_seconds_decoded = 0.0
 
@@ -140,6 +141,8 @@ class Scheduler:
         now = time.time()
         for row in rows:
             self.store.update(row.id, status="ACTIVE", started=now, queue_wait=now - row.queued)
+            if self.metrics is not None:
+                self.metrics.observe_queue_wait(now - row.queued)
         self.service.poke()
 
     async def _file_job(self, rows: list[StreamRow]) -> None:
@@ -169,6 +172,8 @@ class Scheduler:
             self._commit(row, utts, secs, wall * secs / total)
         self.jobs_done += 1
         self.audio_seconds_decoded += sum(seconds)
+        if self.metrics is not None:
+            self.metrics.observe_job(None, wall, sum(seconds))  # waits: seen at activation
         await self.service.notify()
 
     def _load(self, row: StreamRow) -> Samples:
