@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
 import socket
-from collections.abc import Iterator
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from svwatchd.daemon.metrics import DaemonMetrics
 from svwatchd.server.metrics import ServerMetrics
+from tests.svserver import SvServer, free_port
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -251,3 +259,118 @@ def test_server_failing_callback_leaves_the_metric_out(
     metrics.unbind()
     s = scrape(port)
     assert not any(name == "svserver_workers_busy" for name, _ in s)
+
+
+# -- the processes, end to end -------------------------------------------------------
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (httpx.TransportError, KeyError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_svserver_serves_metrics(tmp_path: Path) -> None:
+    """``svserver serve --metrics HOST:PORT``: streams by state read from its database,
+    busy workers, and the job histograms once a file is decoded."""
+    port = free_port()
+    server = SvServer(tmp_path / "data", workers=1, args=["--metrics", f"127.0.0.1:{port}"])
+    server.start()
+    try:
+        s = scrape(port)
+        assert value(s, "svserver_streams", state="QUEUED") == 0
+        assert value(s, "svserver_streams", state="DONE") == 0
+        assert value(s, "svserver_workers_busy") == 0
+        assert value(s, "svserver_decode_seconds_count") == 0
+        assert value(s, "process_resident_memory_bytes") > 0
+        # uvicorn re-raises the SIGTERM it caught once it has shut down cleanly; systemd
+        # counts death by SIGTERM as a clean exit (SuccessExitStatus)
+        assert server.stop() in (0, -signal.SIGTERM), server.output()
+    finally:
+        server.kill()
+    with socket.socket() as sock, pytest.raises(OSError):  # closed with the server
+        sock.settimeout(2)
+        sock.connect(("127.0.0.1", port))
+
+
+def test_svserver_refuses_a_bad_metrics_address(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "svwatchd.server.cli", "serve", "--data-dir", str(tmp_path),
+         "--listen", f"127.0.0.1:{free_port()}", "--engine", "pocketsphinx",
+         "--metrics", "127.0.0.1"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "--metrics" in result.stderr
+
+
+def test_svserver_runs_on_when_the_metrics_port_is_taken(tmp_path: Path) -> None:
+    """Metrics are not worth refusing to decode for: an error line, and the API serves."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        server = SvServer(tmp_path / "data", workers=1, args=["--metrics", f"127.0.0.1:{port}"])
+        server.start()
+        try:
+            assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+        finally:
+            server.kill()
+    assert "metrics.listen_failed" in server.output()
+
+
+def test_daemon_serves_metrics(tmp_path: Path) -> None:
+    """``svwatchd run`` with ``metrics: {listen: ...}``: a file dropped in a watch is
+    counted as detected although the server is down, and the server shows as down."""
+    port = free_port()
+    watch, out = tmp_path / "in", tmp_path / "out"
+    watch.mkdir()
+    config = tmp_path / "svwatchd.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""\
+            server: {{url: "http://127.0.0.1:9", timeout: 1s}}
+            state_dir: {tmp_path / "state"}
+            refresh_interval: 1s
+            metrics: {{listen: "127.0.0.1:{port}"}}
+            watches:
+              - path: {watch}
+                settle: 100ms
+                output: {{dir: {out}}}
+            """
+        )
+    )
+    log = tmp_path / "daemon.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "svwatchd.daemon.cli", "run", "-c", str(config)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        wait_for(lambda: "svwatchd_inflight" in str(scrape(port)), 60, "the metrics endpoint")
+        (watch / "call.wav").write_bytes(b"RIFF" + bytes(100))
+        key = str(watch)
+        wait_for(
+            lambda: value(scrape(port), "svwatchd_files_detected_total", watch=key) == 1,
+            30,
+            "call.wav counted as detected",
+        )
+        wait_for(lambda: value(scrape(port), "svwatchd_server_up") == 0, 30, "server down")
+        s = scrape(port)
+        assert value(s, "svwatchd_files_submitted_total", watch=key) == 0
+        assert value(s, "svwatchd_journal_rows") >= 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,9 +14,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from svwatchd.notify import Watchdog, notify, notify_address, watchdog_interval
+from tests.svserver import free_port
 
 
 @pytest.fixture
@@ -261,3 +264,43 @@ def test_daemon_notifies_systemd(short_dir: Path) -> None:
     assert "pending" in statuses[-1] and "in flight" in statuses[-1], statuses[-1]
     assert "server down" in statuses[-1] or "server ?" in statuses[-1], statuses[-1]
     assert stopping and stopping[-1] == "STOPPING=1", (stopping, stderr)
+
+
+def test_svserver_notifies_systemd(short_dir: Path) -> None:
+    """``svserver serve`` as systemd starts it: READY=1 only once the API accepts requests
+    (a request right after it succeeds, no retry), STATUS= with its queue, WATCHDOG=1 pings
+    from the event loop, STOPPING=1 on SIGTERM, a clean exit. (The decode workers inherit
+    $NOTIFY_SOCKET; NotifyAccess=main makes systemd ignore them.)"""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [
+        sys.executable, "-m", "svwatchd.server.cli", "serve",
+        "--data-dir", str(short_dir / "data"), "--listen", f"127.0.0.1:{port}",
+        "--engine", "pocketsphinx", "--workers", "1", "--threads", "1",
+    ]  # fmt: skip
+    path = short_dir / "n.sock"
+    log = short_dir / "svserver.log"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        env = {**os.environ, "NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "2000000"}
+        env.pop("WATCHDOG_PID", None)
+        with log.open("wb") as out:
+            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            before = _drain(sock, "READY=1", 120.0)
+            assert before and before[-1] == "READY=1", (before, log.read_text())
+            assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+            after = _drain(sock, "__never__", 3.0)
+            proc.send_signal(signal.SIGTERM)
+            stopping = _drain(sock, "STOPPING=1", 30.0)
+            # uvicorn re-raises the SIGTERM it caught once it has shut down cleanly;
+            # systemd counts death by SIGTERM as a clean exit (SuccessExitStatus)
+            assert proc.wait(30) in (0, -signal.SIGTERM), log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert "WATCHDOG=1" in after, after
+    statuses = [m for m in before + after if m.startswith("STATUS=")]
+    assert statuses and "queued 0" in statuses[-1], (statuses, log.read_text())
+    assert stopping and stopping[-1] == "STOPPING=1", (stopping, log.read_text())

@@ -161,7 +161,15 @@ class Daemon:
         self.submitter.metrics = self.collector.metrics = self.metrics
         self.metrics.init_watches(str(w.path) for w in self.config.watches)
         if self.config.metrics is not None:
-            self.metrics.serve(self.config.metrics.host, self.config.metrics.port)
+            try:
+                self.metrics.serve(self.config.metrics.host, self.config.metrics.port)
+            except OSError as exc:
+                self.log.error(
+                    "metrics.listen_failed",
+                    listen=f"{self.config.metrics.host}:{self.config.metrics.port}",
+                    error=str(exc),
+                    detail="running without a metrics endpoint",
+                )
         if journal.rebuilt_from_corruption or journal.size() == 0:
             # damaged, or gone (a new state_dir): refill from the outputs and the server
             self._rebuild()
@@ -306,6 +314,14 @@ class Daemon:
         """Load the config again; on success swap watches, else keep the old config."""
         if self.config_path is None:
             return
+        self.notify("RELOADING=1")
+        try:
+            self._reload_config()
+        finally:
+            self.notify("READY=1")
+
+    def _reload_config(self) -> None:
+        assert self.config_path is not None
         try:
             new = load_config(self.config_path)
         except ConfigError as exc:
@@ -324,6 +340,7 @@ class Daemon:
         self.config = new
         self.ingest.set_watches(new.watches)
         self._start_watches(new.watches)
+        self.metrics.init_watches(str(w.path) for w in new.watches)
         for i in range(len(new.watches)):
             self.ingest.scan(i, rescan=False)
         if self.embedded is not None and old_roots != self._roots():

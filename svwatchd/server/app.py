@@ -19,7 +19,6 @@ import structlog
 from fastapi import FastAPI
 
 import svwatchd
-from svwatchd.notify import notify
 from svwatchd.server import api
 from svwatchd.server.config import ServerConfig
 from svwatchd.server.metrics import ServerMetrics
@@ -114,19 +113,26 @@ def create_app(
         )
         scheduler.metrics = metrics
         if config.metrics is not None:
-            metrics.serve(*config.metrics)
+            try:
+                metrics.serve(*config.metrics)
+            except OSError as exc:  # metrics are not worth refusing to decode for
+                log.error(
+                    "metrics.listen_failed",
+                    listen=f"{config.metrics[0]}:{config.metrics[1]}",
+                    error=str(exc),
+                    detail="running without a metrics endpoint",
+                )
         scheduler.start()
         log.info("server.ready", listen=f"{config.host}:{config.port}", engine=config.engine.name)
-        notify("READY=1")  # systemd Type=notify: accepting requests from here on
         try:
             yield
         finally:
             log.info("server.stopping")
-            notify("STOPPING=1")
             metrics.close()
             await live.close()
             await scheduler.stop()
             executor.close(timeout=2.0)  # running jobs are re-queued at the next start
+            metrics.unbind()
             store.close()
 
     app = FastAPI(

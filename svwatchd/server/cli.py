@@ -4,14 +4,61 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from pathlib import Path
 
+import uvicorn
+
 from svwatchd.errors import SvwatchdError
 from svwatchd.logs import configure_logging
+from svwatchd.notify import Watchdog, notify
 from svwatchd.server.config import DEFAULT_PORT, ServerConfig, parse_hostport
 
 __all__ = ["build_parser", "config_from_args", "main"]
+
+STATUS_EVERY = 20  # uvicorn ticks (0.1 s each): STATUS= at most every 2 s
+
+
+class _NotifyingServer(uvicorn.Server):
+    """uvicorn's server speaking sd_notify: READY=1 once the socket accepts requests,
+    WATCHDOG=1 and STATUS= from the event loop's tick, STOPPING=1 when shutting down."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.watchdog = Watchdog()
+        self._status = ""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            notify("READY=1")
+
+    async def on_tick(self, counter: int) -> bool:
+        self.watchdog.kick()
+        if counter % STATUS_EVERY == 0:
+            self._send_status()
+        return await super().on_tick(counter)
+
+    def _send_status(self) -> None:
+        status = getattr(getattr(self.config.app, "state", None), "status", None)
+        if status is None:
+            return
+        try:
+            s = status()
+        except Exception:  # the store is closing: no STATUS this time
+            return
+        line = (
+            f"queued {s['queued']}, active {s['active']}, workers busy {s['workers_busy']}, "
+            f"jobs done {s['jobs_done']}"
+        )
+        if line != self._status:
+            self._status = line
+            notify(f"STATUS={line}")
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        notify("STOPPING=1")
+        await super().shutdown(sockets)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,11 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, SvwatchdError) as exc:
         print(f"svserver: {exc}", file=sys.stderr)
         return 2
-    import uvicorn
-
     from svwatchd.server.app import create_app
 
-    server = uvicorn.Server(
+    server = _NotifyingServer(
         uvicorn.Config(
             create_app(config),
             host=config.host,
