@@ -30,6 +30,7 @@ from svwatchd.errors import InvalidStreamError, ServerRefusedError, ServerUnreac
 __all__ = ["Collector"]
 
 BATCH = 2000
+STEP_SECONDS = 5.0  # finished streams handled per refresh, at most this long
 
 
 class Collector:
@@ -72,7 +73,10 @@ class Collector:
         self.last_refresh_seconds = time.monotonic() - began
         self.metrics.observe_refresh(self.last_refresh_seconds)
         self.metrics.set_inflight(len(rows))
+        budget = time.monotonic() + STEP_SECONDS
         for stream in streams:
+            if time.monotonic() > budget and stream.isdone():
+                continue  # the rest next time: the loop (and systemd's watchdog) must turn
             row = by_sid[stream.id]
             try:
                 self._handle(server, row, stream)
