@@ -500,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
         corpus_dir.mkdir()
         if args.quick:
             corpora = [
-                build_long(corpus_dir, 2, 20.5, 21.0, rng),
+                build_long(corpus_dir, 1, 20.5, 21.0, rng),
                 build_short(corpus_dir, 10, rng),
             ]
         else:

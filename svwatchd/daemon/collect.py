@@ -22,8 +22,8 @@ from svwatchd.client.server import Server
 from svwatchd.client.stream import Stream
 from svwatchd.daemon.config import Policy, WatchConfig
 from svwatchd.daemon.journal import FileRecord, FileState, Journal
-from svwatchd.daemon.outputs import apply_after, output_base, write_error, write_transcripts
-from svwatchd.daemon.submit import _NoMetrics, _record
+from svwatchd.daemon.outputs import apply_after, output_base, write_transcripts
+from svwatchd.daemon.stage import Stage, output_record
 from svwatchd.enums import DecodeStatus
 from svwatchd.errors import InvalidStreamError, ServerRefusedError, ServerUnreachableError
 
@@ -33,7 +33,7 @@ BATCH = 2000
 STEP_SECONDS = 5.0  # finished streams handled per refresh, at most this long
 
 
-class Collector:
+class Collector(Stage):
     """Collects finished streams and applies the policy; ``step()`` once per refresh."""
 
     def __init__(
@@ -46,21 +46,14 @@ class Collector:
         policy: Callable[[], Policy],
         wallclock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.journal = journal
-        self.log = log
+        super().__init__(journal, log, watches)
         self._server = server
-        self._watches = watches
         self._policy = policy
         self._now = wallclock
         self.paused_by_us: set[str] = set()
         self.done = 0
-        self.failed = 0
         self.last_refresh_seconds = 0.0
         self.inflight = 0
-        self.metrics: Any = _NoMetrics()  # DaemonMetrics, when the daemon sets one
-
-    def _watch(self, row: FileRecord) -> WatchConfig | None:
-        return next((w for w in self._watches() if str(w.path) == row.watch), None)
 
     def step(self) -> None:
         """Refresh every stream in flight (one request per 2000) and act on what changed."""
@@ -108,19 +101,19 @@ class Collector:
                 )
                 self._resubmit(server, row)
             else:
-                self._fail(row, stream.error or "decoding failed")
+                self.fail(row, stream.error or "decoding failed")
         elif status is DecodeStatus.CLOSED:
-            self._fail(row, "the stream was closed on the server before it finished")
+            self.fail(row, "the stream was closed on the server before it finished")
         elif status is DecodeStatus.DELETED:
-            self._fail(row, "the stream was deleted on the server before its outputs were written")
+            self.fail(row, "the stream was deleted on the server before its outputs were written")
 
     def _finish(self, server: Server, row: FileRecord, stream: Stream) -> None:
-        watch = self._watch(row)
+        watch = self.watch_of(row)
         if watch is None:
             return  # its watch was removed by a reload; outputs wait for it to come back
         utterances = stream.utterances()
         base = output_base(Path(row.path), watch.path, watch.output_dir)
-        written = write_transcripts(base, utterances, watch.formats, record=_record(row))
+        written = write_transcripts(base, utterances, watch.formats, record=output_record(row))
         self.journal.mark_done(row.id)
         self.done += 1
         self.metrics.done(row.watch)
@@ -140,19 +133,9 @@ class Collector:
             stream = Stream(row.path, **(row.metadata or {}))
             stream.id = row.stream_id or ""
         except InvalidStreamError as exc:
-            self._fail(row, str(exc))
+            self.fail(row, str(exc))
             return
         server.decodestreams(stream)
-
-    def _fail(self, row: FileRecord, reason: str) -> None:
-        watch = self._watch(row)
-        if watch is not None:
-            base = output_base(Path(row.path), watch.path, watch.output_dir)
-            write_error(base, reason=reason, record=_record(row))
-        self.journal.mark_failed(row.id, reason)
-        self.failed += 1
-        self.metrics.failed(row.watch)
-        self.log.error("stream.error", path=row.path, stream_id=row.stream_id, error=reason)
 
     # -- policy -------------------------------------------------------------------------
 

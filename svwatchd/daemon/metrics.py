@@ -30,11 +30,10 @@ import math
 import threading
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
-from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
-from svwatchd.server.metrics import MetricsEndpoint
+from svwatchd.metrics import MetricsEndpoint, Served
 
 __all__ = ["REFRESH_BUCKETS", "DaemonMetrics"]
 
@@ -43,7 +42,7 @@ _State = TypeVar("_State", bound=str)  # FileState (a StrEnum) or plain names
 REFRESH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
-class DaemonMetrics:
+class DaemonMetrics(Served):
     """Counters and gauges of one daemon; thread-safe (prometheus_client locks its values)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -155,35 +154,3 @@ class DaemonMetrics:
     def observe_refresh(self, seconds: float) -> None:
         """One refresh of the streams in flight took ``seconds``."""
         self._refresh.observe(max(0.0, seconds))
-
-    # -- the endpoint -------------------------------------------------------------------
-
-    def serve(self, host: str, port: int) -> MetricsEndpoint:
-        """Serve ``/metrics`` on ``host:port`` (port 0: any free port) until :meth:`close`.
-
-        Raises OSError when the address cannot be bound (in use, not local).
-        """
-        with self._lock:
-            if self._endpoint is not None:
-                raise RuntimeError(
-                    f"metrics already served on {self._endpoint.host}:{self._endpoint.port}"
-                )
-            self._endpoint = MetricsEndpoint(self.registry, host, port)
-            return self._endpoint
-
-    @property
-    def endpoint(self) -> MetricsEndpoint | None:
-        """The running endpoint, if any."""
-        return self._endpoint
-
-    @property
-    def server(self) -> WSGIServer | None:
-        """The running HTTP server, if any."""
-        return None if self._endpoint is None else self._endpoint.server
-
-    def close(self) -> None:
-        """Stop the endpoint (if serving); safe to call twice."""
-        with self._lock:
-            endpoint, self._endpoint = self._endpoint, None
-        if endpoint is not None:
-            endpoint.close()

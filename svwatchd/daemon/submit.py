@@ -30,7 +30,7 @@ from svwatchd.daemon.config import Policy, WatchConfig
 from svwatchd.daemon.identity import stream_id_for
 from svwatchd.daemon.journal import FileRecord, FileState, Journal
 from svwatchd.daemon.metadata import Held, MetadataResolver
-from svwatchd.daemon.outputs import output_base, write_error
+from svwatchd.daemon.stage import Stage
 from svwatchd.errors import InvalidStreamError, ServerRefusedError, ServerUnreachableError
 
 __all__ = ["Submitter"]
@@ -38,7 +38,7 @@ __all__ = ["Submitter"]
 BATCH = 500
 
 
-class Submitter:
+class Submitter(Stage):
     """Moves PENDING rows to the server, ``max_inflight`` at most."""
 
     def __init__(
@@ -53,10 +53,8 @@ class Submitter:
         clock: Callable[[], float] = time.monotonic,
         quick_retries: int = 3,
     ) -> None:
-        self.journal = journal
-        self.log = log
+        super().__init__(journal, log, watches)
         self._server = server
-        self._watches = watches
         self._resolver = resolvers
         self._policy = policy
         self._clock = clock
@@ -66,13 +64,8 @@ class Submitter:
         self._next_try = 0.0
         self._held_logged: set[tuple[str, str]] = set()
         self.reachable: bool | None = None
-        self.metrics: Any = _NoMetrics()  # DaemonMetrics, when the daemon sets one
         self.retries = 0
         self.submitted = 0
-        self.failed = 0
-
-    def _watch(self, row: FileRecord) -> WatchConfig | None:
-        return next((w for w in self._watches() if str(w.path) == row.watch), None)
 
     def step(self) -> None:
         """Submit what room allows; after an outage, wait out the backoff first."""
@@ -95,7 +88,7 @@ class Submitter:
     def _prepare(self, rows: list[FileRecord]) -> None:
         ids, sids, metas = [], [], []
         for row in rows:
-            watch = self._watch(row)
+            watch = self.watch_of(row)
             resolver = self._resolver(row.watch)
             if watch is None or resolver is None:
                 continue  # its watch was removed by a reload: it waits
@@ -158,7 +151,7 @@ class Submitter:
             self.journal.mark_inflight([r.id for r, _ in unbuildable if r.stream_id in there])
             for row, reason in unbuildable:
                 if row.stream_id not in there:
-                    self._fail(row, reason)
+                    self.fail(row, reason)
         if not streams:
             return True
         refused: dict[str, Any] = {}
@@ -203,18 +196,8 @@ class Submitter:
                 status=s.status.value if s.status else None,
             )
         for sid, reason in refused.items():
-            self._fail(by_sid[sid], f"svserver refused it: {reason.get('message', reason)}")
+            self.fail(by_sid[sid], f"svserver refused it: {reason.get('message', reason)}")
         return True
-
-    def _fail(self, row: FileRecord, reason: str) -> None:
-        watch = self._watch(row)
-        if watch is not None:
-            base = output_base(Path(row.path), watch.path, watch.output_dir)
-            write_error(base, reason=reason, record=_record(row))
-        self.journal.mark_failed(row.id, reason)
-        self.failed += 1
-        self.metrics.failed(row.watch)
-        self.log.error("stream.error", path=row.path, stream_id=row.stream_id, error=reason)
 
     # -- outages ------------------------------------------------------------------------
 
@@ -242,21 +225,3 @@ class Submitter:
         self.reachable = True
         self._failures = 0
         self._next_try = 0.0
-
-
-def _record(row: FileRecord) -> dict[str, Any]:
-    """What every output JSON records about its source (enough to rebuild the journal)."""
-    return {
-        "source_path": row.path,
-        "fingerprint": row.fingerprint,
-        "stream_id": row.stream_id,
-        "watch": row.watch,
-        "metadata": row.metadata or {},
-    }
-
-
-class _NoMetrics:
-    """Stands in for DaemonMetrics when none is configured: every call does nothing."""
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: None

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
     CollectorRegistry,
@@ -35,12 +34,12 @@ from prometheus_client import (
     Gauge,
     Histogram,
     ProcessCollector,
-    start_http_server,
 )
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from svwatchd.enums import DecodeStatus
+from svwatchd.metrics import MetricsEndpoint, Served
 
 __all__ = [
     "DECODE_BUCKETS",
@@ -59,30 +58,6 @@ DECODE_BUCKETS = (
 
 StreamCounts = Callable[[], Mapping[str, int]]
 WorkersBusy = Callable[[], int]
-
-
-class MetricsEndpoint:
-    """prometheus_client's HTTP server for one registry, on its own daemon thread."""
-
-    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
-        self.server, self._thread = start_http_server(port, addr=host, registry=registry)
-
-    @property
-    def host(self) -> str:
-        """The address it is bound to."""
-        return str(self.server.server_address[0])
-
-    @property
-    def port(self) -> int:
-        """The port it listens on (the real one when asked for port 0)."""
-        return int(self.server.server_port)
-
-    def close(self) -> None:
-        """Stop serving and release the port; safe to call twice."""
-        if self._thread.is_alive():
-            self.server.shutdown()
-            self._thread.join(timeout=5.0)
-        self.server.server_close()
 
 
 class _StateCollector(Collector):
@@ -130,7 +105,7 @@ class _StateCollector(Collector):
                 yield family
 
 
-class ServerMetrics:
+class ServerMetrics(Served):
     """svserver's metrics; thread-safe (the endpoint scrapes from its own thread).
 
     ``stream_counts`` (streams by state, e.g. ``Store.counts``) and
@@ -229,35 +204,3 @@ class ServerMetrics:
         if audio_seconds > 0:
             self._audio.inc(audio_seconds)
             self._rtf.set(max(0.0, decode_seconds) / audio_seconds)
-
-    # -- the endpoint -------------------------------------------------------------------
-
-    def serve(self, host: str, port: int) -> MetricsEndpoint:
-        """Serve ``/metrics`` on ``host:port`` (port 0: any free port) until :meth:`close`.
-
-        Raises OSError when the address cannot be bound (in use, not local).
-        """
-        with self._lock:
-            if self._endpoint is not None:
-                raise RuntimeError(
-                    f"metrics already served on {self._endpoint.host}:{self._endpoint.port}"
-                )
-            self._endpoint = MetricsEndpoint(self.registry, host, port)
-            return self._endpoint
-
-    @property
-    def endpoint(self) -> MetricsEndpoint | None:
-        """The running endpoint, if any."""
-        return self._endpoint
-
-    @property
-    def server(self) -> WSGIServer | None:
-        """The running HTTP server, if any."""
-        return None if self._endpoint is None else self._endpoint.server
-
-    def close(self) -> None:
-        """Stop the endpoint (if serving); safe to call twice."""
-        with self._lock:
-            endpoint, self._endpoint = self._endpoint, None
-        if endpoint is not None:
-            endpoint.close()

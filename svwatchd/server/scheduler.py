@@ -171,6 +171,7 @@ class Scheduler:
         for row, utts, secs in zip(decodable, results, seconds, strict=True):
             self._commit(row, utts, secs, wall * secs / total)
         self.jobs_done += 1
+        self.service.wake.set()  # a slot is free: dispatch now, not at the next tick
         self.audio_seconds_decoded += sum(seconds)
         if self.metrics is not None:
             self.metrics.observe_job(None, wall, sum(seconds))  # waits: seen at activation

@@ -46,7 +46,7 @@ class LiveSegmenter:
         silence: float = 0.5,
         max_seconds: float = 30.0,
         offset: float = 0.0,
-        check_every: float = 0.3,
+        check_every: float = 0.2,
     ) -> None:
         from faster_whisper.vad import VadOptions
 
@@ -114,7 +114,8 @@ class LiveSegmenter:
                 self._drop(n - keep)
                 return out
             first = spans[0]
-            closed = final or first["end"] + self._silence <= n or len(spans) > 1
+            # the VAD pads each span; the silence is counted from the speech's real end
+            closed = final or first["end"] - self._pad + self._silence <= n or len(spans) > 1
             if closed:
                 out.append(self._emit(first["start"], first["end"]))
                 continue
