@@ -114,17 +114,23 @@ class _Handler(FileSystemEventHandler):
 class Watcher:
     """Observers for a set of watches, feeding one thread-safe queue of Changes."""
 
-    def __init__(self, on_warning: Callable[..., None] | None = None) -> None:
+    def __init__(
+        self,
+        on_warning: Callable[..., None] | None = None,
+        *,
+        inotify: Callable[[], BaseObserver] = Observer,
+    ) -> None:
         self.changes: queue.SimpleQueue[Change] = queue.SimpleQueue()
         self.wakeup = threading.Event()  # set on every change: the daemon's loop waits on it
         self._observers: dict[int, BaseObserver] = {}
         self._warn = on_warning or (lambda *a, **k: None)
         self.polling: set[int] = set()
+        self._inotify = inotify
 
     def add(self, spec: WatchSpec) -> None:
         """Start watching one watch; falls back to polling when inotify is out of watches."""
         handler = _Handler(spec, self._put)
-        observer: BaseObserver = PollingObserver(timeout=1.0) if spec.poll else Observer()
+        observer: BaseObserver = PollingObserver(timeout=1.0) if spec.poll else self._inotify()
         try:
             observer.schedule(handler, str(spec.root), recursive=spec.recursive)
             observer.start()

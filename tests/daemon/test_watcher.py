@@ -1,0 +1,84 @@
+"""The watcher: real inotify events become Changes; the watch limit falls back to polling."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from watchdog.observers import Observer
+
+from svwatchd.client.select import FileSelector
+from svwatchd.daemon.watcher import Change, Watcher, WatchSpec
+from tests.conftest import TESTDATA, speech_file
+
+
+def _collect(watcher: Watcher, want: int, timeout: float = 10) -> list[Change]:
+    got: list[Change] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        watcher.wakeup.wait(0.2)
+        watcher.wakeup.clear()
+        got += watcher.drain()
+    return got
+
+
+def test_events_are_filtered_and_hinted(tmp_path: Path) -> None:
+    speech_file("001.wav")
+    out = tmp_path / "out"
+    out.mkdir()
+    spec = WatchSpec(
+        0,
+        tmp_path,
+        True,
+        FileSelector.create(["wav"], None, [".*"]),
+        False,
+        (out,),
+        ".svwatchd.yaml",
+    )
+    watcher = Watcher()
+    watcher.add(spec)
+    try:
+        shutil.copy(TESTDATA / "001.wav", tmp_path / "a.wav")  # closed after writing
+        staged = tmp_path / ".staging.wav"
+        shutil.copy(TESTDATA / "001.wav", staged)
+        staged.rename(tmp_path / "b.wav")  # moved in
+        (tmp_path / "notes.txt").write_text("x")  # not in exts
+        shutil.copy(TESTDATA / "001.wav", out / "c.wav")  # an output folder: excluded
+        (tmp_path / ".svwatchd.yaml").write_text("customer: a\n")  # a metadata file
+        (tmp_path / "new").mkdir()  # a new folder: scanned by the daemon
+        changes = _collect(watcher, 6)
+    finally:
+        watcher.stop()
+    hints = {(Path(c.path).name, c.hint, c.metadata) for c in changes}
+    assert ("a.wav", "closed", False) in hints
+    assert ("b.wav", "moved", False) in hints
+    assert ("new", None, False) in hints
+    assert any(name == ".svwatchd.yaml" and meta for name, _, meta in hints)
+    assert not any(name in ("notes.txt", "c.wav", ".staging.wav") for name, _, _ in hints)
+
+
+def test_watch_limit_falls_back_to_polling(tmp_path: Path) -> None:
+    """A stand-in for inotify's ENOSPC: this sandbox ignores fs.inotify.max_user_watches
+    (lowering it changes nothing here), so the real limit cannot be reached; the observer
+    below raises exactly what watchdog raises when it is (OSError ENOSPC from schedule)."""
+    speech_file("001.wav")
+
+    class FullInotify(Observer):  # type: ignore[valid-type,misc]
+        def schedule(self, *args: Any, **kwargs: Any) -> Any:
+            raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+    warnings: list[tuple[str, dict[str, Any]]] = []
+    watcher = Watcher(lambda event, **kw: warnings.append((event, kw)), inotify=FullInotify)
+    watcher.add(WatchSpec(0, tmp_path, True, FileSelector.create(["wav"])))
+    try:
+        assert watcher.polling == {0}
+        ((event, fields),) = warnings
+        assert event == "watch.limit" and "max_user_watches" in fields["remedy"]
+        shutil.copy(TESTDATA / "001.wav", tmp_path / "p.wav")
+        changes = _collect(watcher, 1)
+    finally:
+        watcher.stop()
+    assert any(Path(c.path).name == "p.wav" for c in changes)
