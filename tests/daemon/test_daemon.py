@@ -12,8 +12,6 @@ import shutil
 import signal
 import threading
 import time
-import zlib
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,24 +29,6 @@ from tests.svserver import SvServer
 pytestmark = pytest.mark.timeout(300)
 
 RAW = {"samprate": "16k", "encoding": "SPCM", "sampwidth": 2}
-
-
-@pytest.fixture(scope="module")
-def area(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SvServer, Path]]:
-    speech_file("001.wav")
-    base = tmp_path_factory.mktemp("daemon")
-    (base / "work").mkdir()
-    srv = SvServer(base / "svdata", args=["--allow-root", str(base / "work")]).start()
-    yield srv, base / "work"
-    srv.stop()
-
-
-@pytest.fixture
-def work(area: tuple[SvServer, Path], request: pytest.FixtureRequest) -> Path:
-    name = request.node.name
-    path = area[1] / f"{name[:32]}-{zlib.crc32(name.encode()):08x}"
-    (path / "inbox").mkdir(parents=True)
-    return path
 
 
 def _server_streams(srv: SvServer) -> list[dict[str, Any]]:

@@ -7,8 +7,6 @@ import shutil
 import subprocess
 import sys
 import time
-import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,29 +15,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import TESTDATA, speech_file
+from tests.conftest import TESTDATA
 from tests.daemon.daemon_harness import DaemonProc, wait_for, write_config
 from tests.svserver import SvServer
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def area(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SvServer, Path]]:
-    speech_file("001.wav")
-    base = tmp_path_factory.mktemp("policy")
-    (base / "work").mkdir()
-    srv = SvServer(base / "sv", args=["--allow-root", str(base / "work")]).start()
-    yield srv, base / "work"
-    srv.stop()
-
-
-@pytest.fixture
-def work(area: tuple[SvServer, Path], request: pytest.FixtureRequest) -> Path:
-    name = request.node.name
-    path = area[1] / f"{name[:32]}-{zlib.crc32(name.encode()):08x}"
-    (path / "inbox").mkdir(parents=True)
-    return path
 
 
 def _streams(srv: SvServer, under: Path) -> list[dict[str, Any]]:
