@@ -225,33 +225,60 @@ class WhisperEngine:
         :data:`LONG_CLIP_S` of speech, clips left in a window of their own,
         and every clip when a multilingual model must detect the language
         (one window must hold one language) are decoded alone, as are clips
-        whose packed words fail the attribution check.
+        whose packed words fail the attribution check twice (the second time
+        packed again among themselves, in the other order, with twice the gap).
         """
         audios = [as_audio(c, what=f"clip {i}") for i, c in enumerate(clips)]
         results: list[list[Utterance] | None] = [None] * len(audios)
-        if len(audios) > 1 and self._language is not None:
-            speech: list[list[tuple[int, int]]] = []
+        packing = len(audios) > 1 and self._language is not None
+        speech: list[list[tuple[int, int]]] = []
+        if packing:
             for i, clip in enumerate(audios):
                 speech.append(self._speech_chunks(clip))
                 if not speech[-1]:
                     results[i] = []
-            windows = plan_windows(
-                speech, gap_s=PACK_GAP_S, window_s=PACK_WINDOW_S, long_s=LONG_CLIP_S
-            )
-            for window in windows:
-                if len(window) < 2:
+            failed = self._pack(audios, speech, results, range(len(audios)), PACK_GAP_S)
+            if len(failed) > 1:
+                # Second chance before a 30 s window each: the failed clips again, in the
+                # other order (new neighbours) and with twice the silence between them.
+                self._pack(audios, speech, results, failed[::-1], 2 * PACK_GAP_S)
+        for i, r in enumerate(results):
+            if r is None:
+                if packing and speech[i]:
+                    self.fallback_clips += 1  # it had speech, yet is decoded alone
+                results[i] = self._solo(audios[i])
+        return [r if r is not None else [] for r in results]
+
+    def _pack(
+        self,
+        audios: Sequence[Audio],
+        speech: Sequence[list[tuple[int, int]]],
+        results: list[list[Utterance] | None],
+        order: Iterable[int],
+        gap_s: float,
+    ) -> list[int]:
+        """Decode the clips of ``order`` packed; fill ``results``; return those that failed."""
+        picked = [i for i in order if results[i] is None]
+        windows = plan_windows(
+            [speech[i] for i in picked], gap_s=gap_s, window_s=PACK_WINDOW_S, long_s=LONG_CLIP_S
+        )
+        failed: list[int] = []
+        for window in windows:
+            if len(window) < 2:
+                continue
+            local = [audios[i] for i in picked]
+            decoded = self._segments(window_audio(window, local), vad=False)
+            per_clip, bad = attribute(window, _timed_words(decoded))
+            for p in window:
+                clip = picked[p.index]
+                if p.index in bad:
+                    failed.append(clip)
                     continue
-                decoded = self._segments(window_audio(window, audios), vad=False)
-                per_clip, bad = attribute(window, _timed_words(decoded))
-                for p in window:
-                    if p.index in bad:
-                        self.fallback_clips += 1
-                        continue
-                    self.packed_clips += 1
-                    results[p.index] = _utterances(per_clip[p.index], len(audios[p.index]))
-                if bad:
-                    log.debug("packed words failed the check for clips %s: decoding alone", bad)
-        return [r if r is not None else self._solo(a) for r, a in zip(results, audios, strict=True)]
+                self.packed_clips += 1
+                results[clip] = _utterances(per_clip[p.index], len(audios[clip]))
+            if bad:
+                log.debug("packed words failed the check for clips %s", bad)
+        return failed
 
 
 def _timed_words(segments: Iterable[Any]) -> list[TimedWord]:
