@@ -85,6 +85,7 @@ def create_app(
 
         executor = await asyncio.to_thread(factory, config)
         service = StreamService(config, store)
+        service.engine_info = executor.info
         params = Params(
             store,
             fixed={"engine": config.engine.name, "workers": config.workers},

@@ -193,7 +193,9 @@ class _Session:
 
     async def _commit(self, seg: Segment, skip_before: float | None, position: int) -> None:
         began = time.monotonic()
-        results: list[Any] = await asyncio.wrap_future(self.executor.submit([seg.audio]))
+        lang = self.row.tags.get("language")
+        languages = [lang if isinstance(lang, str) else None]
+        results: list[Any] = await asyncio.wrap_future(self.executor.submit([seg.audio], languages))
         wall = time.monotonic() - began
         utts = [_shift(u, seg.start) for u in results[0]]
         row = self.store.one(self.row.id)

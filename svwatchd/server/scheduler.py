@@ -37,7 +37,9 @@ SHORT_CLIP_SECONDS = 20.0
 class Executor(Protocol):
     """The worker pool seam: submit clips, get each clip's utterances back."""
 
-    def submit(self, clips: list[Samples]) -> Future[list[list[Utterance]]]:
+    def submit(
+        self, clips: list[Samples], languages: list[str | None] | None = None
+    ) -> Future[list[list[Utterance]]]:
         """Decode the clips; the future's result has one list of utterances per clip."""
 
     def info(self) -> dict[str, Any]:
@@ -158,7 +160,10 @@ class Scheduler:
             return
         began = time.monotonic()
         try:
-            results: list[list[Utterance]] = await asyncio.wrap_future(self.executor.submit(clips))
+            languages = [_language(r) for r in decodable]
+            results: list[list[Utterance]] = await asyncio.wrap_future(
+                self.executor.submit(clips, languages)
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -228,3 +233,9 @@ def _describe(row: StreamRow, exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return f"Cannot read {row.source}: {exc.strerror or exc}"
     return f"{row.source}: {exc}"
+
+
+def _language(row: StreamRow) -> str | None:
+    """The stream's ``language`` tag (validated at submission), if any."""
+    lang = row.tags.get("language")
+    return lang if isinstance(lang, str) else None

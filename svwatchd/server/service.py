@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +28,8 @@ from svwatchd.server.records import Listener, StreamSpec
 from svwatchd.server.store import Store, StreamRow
 
 __all__ = ["Rejection", "StreamService"]
+
+_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 
 _RUNNING = ("QUEUED", "ACTIVE", "PAUSED")
 
@@ -59,6 +62,7 @@ class StreamService:
         self._changed = asyncio.Condition()
         self.wake = asyncio.Event()  # set when the scheduler has something to look at
         self.on_stop: list[Any] = []  # callables(stream_id) told when a stream is closed
+        self.engine_info: Callable[[], Mapping[str, Any]] = dict  # the app sets executor.info
 
     # -- notifications ------------------------------------------------------------------
 
@@ -149,6 +153,7 @@ class StreamService:
                 seconds = None  # decoding will fail with the full reason
             mtime = spec.mtime if spec.kind == "upload" and spec.mtime else st.st_mtime
             anchor = mtime - (seconds or 0.0)
+        self._check_language(spec)
         recorded_at = spec.tags.get("recorded_at")
         if isinstance(recorded_at, str):
             try:
@@ -179,6 +184,29 @@ class StreamService:
             "anchor": anchor,
             "sourceseconds": seconds,
         }
+
+    def _check_language(self, spec: StreamSpec) -> None:
+        """A ``language`` tag must be a language code the engine's model can decode."""
+        lang = spec.tags.get("language")
+        if lang is None:
+            return
+        if not isinstance(lang, str) or not _LANGUAGE.match(lang):
+            raise _Refused(
+                spec.id,
+                400,
+                "bad_language",
+                f"language {lang!r} is not a language code (e.g. 'en', 'de', 'haw')",
+            )
+        info = self.engine_info()
+        if lang != "en" and not info.get("multilingual", False):
+            model = info.get("model", info.get("engine", "the model"))
+            raise _Refused(
+                spec.id,
+                400,
+                "language_unsupported",
+                f"stream {spec.id} is tagged language {lang!r}, but svserver's model {model} "
+                "is English-only; run svserver with a multilingual model (--model DIR)",
+            )
 
     def _source_path(self, spec: StreamSpec) -> str:
         if spec.kind == "upload":

@@ -16,6 +16,7 @@ import soxr
 
 from svwatchd.client import DecodeStatus, Stream
 from svwatchd.client.server import Server
+from svwatchd.errors import ServerRefusedError
 from svwatchd.server.engines.model import BUNDLED_WHISPER_SHA256, bundled_whisper_model_dir
 from tests.conftest import TESTDATA, speech_file
 from tests.normalise import normalise
@@ -163,3 +164,26 @@ def test_tampered_model_refuses_to_start(tmp_path: Path) -> None:
     assert "vocabulary.txt" in message
     assert BUNDLED_WHISPER_SHA256["vocabulary.txt"] in message
     assert hashlib.sha256(bytes(data)).hexdigest() in message
+
+
+def test_language_tag_is_checked_against_the_model(whisper: tuple[SvServer, Path]) -> None:
+    """tiny.en is English-only: a stream tagged with another language is refused at once,
+    naming the language and the model; 'en' decodes as usual. (No multilingual model can
+    be installed here, so the per-clip language of a multilingual model is not exercised.)"""
+    srv, root = whisper
+    src = root / "lang.wav"
+    shutil.copy(TESTDATA / SENSE[4], src)
+    with Server(srv.url) as server:
+        german = Stream(src, language="de")
+        with pytest.raises(ServerRefusedError) as err:
+            server.decodestreams(german)
+        assert err.value.status_code == 400
+        assert "'de'" in str(err.value) and "tiny.en" in str(err.value)
+        assert "English-only" in str(err.value)
+        with pytest.raises(ServerRefusedError, match="language code"):
+            server.decodestreams(Stream(src, language="German"))
+        english = Stream(src, language="en")
+        _decode(server, [english])
+        assert english.status is DecodeStatus.DONE
+        words = normalise(" ".join(u.text for u in english.utterances()))
+        assert words == _reference(SENSE[4])

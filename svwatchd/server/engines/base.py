@@ -112,8 +112,15 @@ class Engine(Protocol):
         """Decode one clip; utterances in time order, times from the clip's start."""
         ...
 
-    def transcribe_many(self, clips: Sequence[Audio]) -> list[list[Utterance]]:
-        """Decode independent clips (maybe packed together); result ``i`` is clip ``i``'s."""
+    def transcribe_many(
+        self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
+    ) -> list[list[Utterance]]:
+        """Decode independent clips (maybe packed together); result ``i`` is clip ``i``'s.
+
+        ``languages``: each clip's spoken language (a stream's ``language`` tag), or
+        None to use the engine's own setting; English-only engines ignore it (the
+        server refuses other languages for them at submission).
+        """
         ...
 
 

@@ -66,6 +66,7 @@ def default_workers_and_threads(cores: int | None = None) -> tuple[int, int]:
 @dataclass
 class _Job:
     clips: list[Audio]
+    languages: list[str | None] | None = None
     future: Future[Result] = field(default_factory=Future)
 
 
@@ -129,14 +130,16 @@ class WorkerPool:
             self._threads.append(t)
         log.info("decode pool ready: %d workers, %s", self.workers, self._engine_info)
 
-    def submit(self, clips: Sequence[Audio]) -> Future[Result]:
+    def submit(
+        self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
+    ) -> Future[Result]:
         """Queue one job: decode ``clips`` (independent clips) on the next free worker.
 
         The future's result holds one list of utterances per clip, in order.
         Bad clips (not 1-D floating point, NaN) raise InvalidInputError here.
         """
         checked = [as_audio(c, what=f"clip {i}") for i, c in enumerate(clips)]
-        job = _Job(checked)
+        job = _Job(checked, list(languages) if languages is not None else None)
         with self._lock:
             if self._closed or not self._started:
                 raise EngineError("the worker pool is not running (closed or not started)")
@@ -232,7 +235,7 @@ class WorkerPool:
     def _run(self, slot: int, job: _Job) -> None:
         worker = self._live_worker(slot)
         try:
-            outcome: Any = worker.call(job.clips)
+            outcome: Any = worker.call(job.clips, job.languages)
         except WorkerGoneError as gone:
             if self._closed:
                 job.future.set_exception(

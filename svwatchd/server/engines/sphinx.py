@@ -180,7 +180,9 @@ class SphinxEngine:
                 out.append(utterance)
         return out
 
-    def transcribe_many(self, clips: Sequence[Audio]) -> list[list[Utterance]]:
+    def transcribe_many(
+        self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
+    ) -> list[list[Utterance]]:
         """Decode each clip in turn: pocketsphinx has no fixed window to share."""
         checked = [as_audio(c, what=f"clip {i}") for i, c in enumerate(clips)]
         return [self.transcribe(c) for c in checked]

@@ -179,10 +179,10 @@ class WhisperEngine:
             "fallback_clips": self.fallback_clips,
         }
 
-    def _segments(self, audio: Audio, *, vad: bool) -> list[Any]:
+    def _segments(self, audio: Audio, *, vad: bool, language: str | None = None) -> list[Any]:
         segments, _info = self._model.transcribe(
             audio,
-            language=self._language,
+            language=language or self._language,
             beam_size=BEAM_SIZE,
             vad_filter=vad,
             vad_parameters=self._vad_options,
@@ -196,10 +196,10 @@ class WhisperEngine:
         clip = as_audio(audio)
         return self._solo(clip)
 
-    def _solo(self, clip: Audio) -> list[Utterance]:
+    def _solo(self, clip: Audio, language: str | None = None) -> list[Utterance]:
         limit = len(clip) / SAMPLE_RATE
         out: list[Utterance] = []
-        for segment in self._segments(clip, vad=True):
+        for segment in self._segments(clip, vad=True, language=language):
             words = [(w.word, w.start, w.end, w.probability) for w in segment.words or ()]
             utterance = make_utterance(words, limit=limit)
             if utterance is not None:
@@ -216,7 +216,9 @@ class WhisperEngine:
         chunks = get_speech_timestamps(clip, self._vad_options)
         return [(int(c["start"]), int(c["end"])) for c in chunks]
 
-    def transcribe_many(self, clips: Sequence[Audio]) -> list[list[Utterance]]:
+    def transcribe_many(
+        self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
+    ) -> list[list[Utterance]]:
         """Decode independent clips, packing short ones into shared 30 s windows.
 
         Only the speech the VAD finds is packed, so a long recording with a
@@ -230,23 +232,31 @@ class WhisperEngine:
         """
         audios = [as_audio(c, what=f"clip {i}") for i, c in enumerate(clips)]
         results: list[list[Utterance] | None] = [None] * len(audios)
-        packing = len(audios) > 1 and self._language is not None
-        speech: list[list[tuple[int, int]]] = []
-        if packing:
-            for i, clip in enumerate(audios):
-                speech.append(self._speech_chunks(clip))
-                if not speech[-1]:
+        # English-only models speak English whatever the tag; others use the clip's
+        # language, else the configured one, else detect it (and decode alone)
+        langs = [
+            self._language if not self._multilingual else (lang or self._language)
+            for lang in (languages or [None] * len(audios))
+        ]
+        speech: list[list[tuple[int, int]]] = [[] for _ in audios]
+        for lang in {x for x in langs if x is not None}:
+            group = [i for i, x in enumerate(langs) if x == lang]
+            if len(group) < 2:
+                continue
+            for i in group:
+                speech[i] = self._speech_chunks(audios[i])
+                if not speech[i]:
                     results[i] = []
-            failed = self._pack(audios, speech, results, range(len(audios)), PACK_GAP_S)
+            failed = self._pack(audios, speech, results, group, PACK_GAP_S, lang)
             if len(failed) > 1:
                 # Second chance before a 30 s window each: the failed clips again, in the
                 # other order (new neighbours) and with twice the silence between them.
-                self._pack(audios, speech, results, failed[::-1], 2 * PACK_GAP_S)
+                self._pack(audios, speech, results, failed[::-1], 2 * PACK_GAP_S, lang)
         for i, r in enumerate(results):
             if r is None:
-                if packing and speech[i]:
+                if speech[i]:
                     self.fallback_clips += 1  # it had speech, yet is decoded alone
-                results[i] = self._solo(audios[i])
+                results[i] = self._solo(audios[i], langs[i])
         return [r if r is not None else [] for r in results]
 
     def _pack(
@@ -256,6 +266,7 @@ class WhisperEngine:
         results: list[list[Utterance] | None],
         order: Iterable[int],
         gap_s: float,
+        language: str,
     ) -> list[int]:
         """Decode the clips of ``order`` packed; fill ``results``; return those that failed."""
         picked = [i for i in order if results[i] is None]
@@ -267,7 +278,7 @@ class WhisperEngine:
             if len(window) < 2:
                 continue
             local = [audios[i] for i in picked]
-            decoded = self._segments(window_audio(window, local), vad=False)
+            decoded = self._segments(window_audio(window, local), vad=False, language=language)
             per_clip, bad = attribute(window, _timed_words(decoded))
             for p in window:
                 clip = picked[p.index]

@@ -99,7 +99,8 @@ def _main(config: EngineConfig, conn: Connection) -> None:
         if kind != "job":
             return
         try:
-            conn.send(("ok", engine.transcribe_many(payload)))
+            clips, languages = payload
+            conn.send(("ok", engine.transcribe_many(clips, languages)))
         except Exception as exc:
             conn.send(("error", pack_error(exc)))
 
@@ -165,10 +166,10 @@ class Worker:
             raise unpack_error(payload)
         return dict(payload)
 
-    def call(self, clips: list[Audio]) -> Any:
+    def call(self, clips: list[Audio], languages: list[str | None] | None = None) -> Any:
         """Decode one job: the results, or the worker's exception (returned, not raised)."""
         try:
-            self.conn.send(("job", clips))
+            self.conn.send(("job", (clips, languages)))
         except (OSError, ValueError) as exc:
             self.process.join(1.0)
             raise WorkerGoneError(_describe_exit(self.process.exitcode)) from exc
