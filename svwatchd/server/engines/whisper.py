@@ -274,10 +274,10 @@ class WhisperEngine:
             [speech[i] for i in picked], gap_s=gap_s, window_s=PACK_WINDOW_S, long_s=LONG_CLIP_S
         )
         failed: list[int] = []
+        local = [audios[i] for i in picked]
         for window in windows:
             if len(window) < 2:
                 continue
-            local = [audios[i] for i in picked]
             decoded = self._segments(window_audio(window, local), vad=False, language=language)
             per_clip, bad = attribute(window, _timed_words(decoded))
             for p in window:
