@@ -23,7 +23,6 @@ the public names of both are re-exported here, the import path to use.
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import shutil
@@ -48,6 +47,14 @@ from svwatchd.daemon.journal_types import (
     RebuildReport,
 )
 from svwatchd.daemon.rebuild import rebuild_rows
+from svwatchd.sqlite import (
+    Locked,
+    NewerSchema,
+    connect,
+    lock_exclusively,
+    migrate,
+    open_checked,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -60,7 +67,6 @@ __all__ = [
     "RebuildReport",
 ]
 
-_CORRUPT_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 _WRITE_CODES = (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
 _CHUNK = 900  # ids per IN (...) and rows per batch transaction
 _S = FileState
@@ -102,28 +108,14 @@ class Journal:
     # -- opening ----------------------------------------------------------------------
 
     def _acquire_lock(self) -> int:
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-            os.close(fd)
-            raise JournalLockedError(
-                str(self.lock_path), int(text) if text.isdigit() else None
-            ) from None
-        except BaseException:
-            os.close(fd)
-            raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return fd
+            return lock_exclusively(self.lock_path)
+        except Locked as exc:
+            raise JournalLockedError(str(self.lock_path), exc.pid) from None
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        db = connect(self.path)
         try:
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA journal_size_limit=67108864")
         except BaseException:
             db.close()
@@ -131,57 +123,16 @@ class Journal:
         return db
 
     def _open_checked(self) -> None:
-        try:
-            self._db = self._connect()
-            problems = [r[0] for r in self._db.execute("PRAGMA quick_check")]
-            if problems != ["ok"]:
-                raise sqlite3.DatabaseError("quick_check: " + "; ".join(problems[:5]))
-        except sqlite3.DatabaseError as exc:
-            code = getattr(exc, "sqlite_errorcode", None)
-            if code is not None and (code & 0xFF) not in _CORRUPT_CODES:
-                raise
-            self._move_aside()
-            self._db = self._connect()
+        self._db, self.corrupt_path = open_checked(self.path, self._connect, "journal.db")
+        self.rebuilt_from_corruption = self.corrupt_path is not None
         self._migrate()
-
-    def _move_aside(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        target = self.state_dir / f"journal.db.corrupt-{stamp}"
-        n = 1
-        while target.exists():
-            n += 1
-            target = self.state_dir / f"journal.db.corrupt-{stamp}-{n}"
-        os.replace(self.path, target)
-        for suffix in ("-wal", "-shm"):
-            side = Path(str(self.path) + suffix)
-            if side.exists():
-                os.replace(side, Path(str(target) + suffix))
-        dirfd = os.open(self.state_dir, os.O_RDONLY)
-        try:
-            os.fsync(dirfd)
-        finally:
-            os.close(dirfd)
-        self.corrupt_path = target
-        self.rebuilt_from_corruption = True
 
     def _migrate(self) -> None:
         with self.transaction() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = int(row[0]) if row else 0
-            if version > SCHEMA_VERSION:
-                raise JournalSchemaError(str(self.path), version)
-            for target in range(version + 1, SCHEMA_VERSION + 1):
-                for stmt in MIGRATIONS[target].split(";"):
-                    if stmt.strip():
-                        db.execute(stmt)
-            db.execute(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
+            try:
+                migrate(db, MIGRATIONS, SCHEMA_VERSION)
+            except NewerSchema as exc:
+                raise JournalSchemaError(str(self.path), exc.found) from None
 
     def close(self) -> None:
         """Close the database and release the lock (idempotent)."""

@@ -21,6 +21,7 @@ from typing import Any
 
 from svwatchd.client.speechdata import Utterance
 from svwatchd.errors import SvwatchdError
+from svwatchd.sqlite import Locked, NewerSchema, connect, lock_exclusively, migrate
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -34,7 +35,6 @@ __all__ = [
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS streams (
     id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
@@ -118,28 +118,6 @@ class DataDirLockedError(SvwatchdError):
     """Another svserver already uses this data directory."""
 
 
-def _lock_exclusively(path: Path) -> Any:
-    """Hold an exclusive lock on ``path`` for the process lifetime, or raise."""
-    import fcntl
-
-    f = open(path, "a+")  # noqa: SIM115 - kept open: the lock lives as long as the file
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or "unknown"
-        f.close()
-        raise DataDirLockedError(
-            f"Another svserver (pid {holder}) uses {path.parent}; stop it or choose "
-            "another --data-dir"
-        ) from None
-    f.seek(0)
-    f.truncate()
-    f.write(str(os.getpid()))
-    f.flush()
-    return f
-
-
 @dataclass(frozen=True, slots=True)
 class StreamRow:
     """One stream as stored."""
@@ -199,41 +177,33 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._lockfile = _lock_exclusively(self.path.with_suffix(".lock"))
+        lock = self.path.with_suffix(".lock")
+        try:
+            self._lock_fd = lock_exclusively(lock)
+        except Locked as exc:
+            raise DataDirLockedError(
+                f"Another svserver (pid {exc.pid or 'unknown'}) uses {self.path.parent}; "
+                "stop it or choose another --data-dir"
+            ) from None
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            str(self.path), isolation_level=None, check_same_thread=False, timeout=30
-        )
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = connect(self.path, timeout=30)
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
-
-    def _migrate(self) -> None:
         with self.transaction() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = int(row[0]) if row else 0
-            if version > SCHEMA_VERSION:
+            try:
+                migrate(db, {1: _SCHEMA}, SCHEMA_VERSION)
+            except NewerSchema as exc:
                 raise SchemaError(
-                    f"Database {self.path} has schema version {version}, newer than this "
+                    f"Database {self.path} has schema version {exc.found}, newer than this "
                     f"svserver's {SCHEMA_VERSION}; upgrade svserver or use another --data-dir"
-                )
-            if version < 1:
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        db.execute(stmt)
-            db.execute(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
+                ) from None
 
     def close(self) -> None:
         """Close the database and release the data directory (idempotent)."""
         with self._lock:
             self._db.close()
-        self._lockfile.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -1,0 +1,148 @@
+"""What svserver's store and the daemon's journal share about SQLite and their files.
+
+Both keep state that must survive a crash (WAL, ``synchronous=FULL``: a
+committed transaction survives a process crash and a power loss), both are
+the only writer of their directory (an ``flock`` held for the process
+lifetime, with the holder's PID in the lock file), and both carry a schema
+version that migrates forward on open and refuses a newer one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+__all__ = [
+    "Locked",
+    "NewerSchema",
+    "connect",
+    "lock_exclusively",
+    "migrate",
+    "move_aside",
+    "open_checked",
+]
+
+_CORRUPT_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+class Locked(Exception):
+    """Another process holds the lock; ``pid`` is what it wrote there (None if unreadable)."""
+
+    def __init__(self, path: Path, pid: int | None) -> None:
+        super().__init__(f"{path} is locked by PID {pid}")
+        self.path = path
+        self.pid = pid
+
+
+class NewerSchema(Exception):
+    """The database carries a schema version newer than this code knows (``found``)."""
+
+    def __init__(self, found: int) -> None:
+        super().__init__(f"schema version {found}")
+        self.found = found
+
+
+def lock_exclusively(path: Path) -> int:
+    """Take an exclusive ``flock`` on ``path`` (created if missing) and write our PID in it.
+
+    Returns the file descriptor: the lock lasts until it is closed (or the
+    process ends). Raises :class:`Locked` when another process holds it.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise Locked(path, int(text) if text.isdigit() else None) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def connect(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
+    """A connection in autocommit mode (explicit transactions), rows as ``sqlite3.Row``,
+    WAL with ``synchronous=FULL``, usable from the threads that share its owner's lock."""
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=timeout)
+    try:
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def migrate(db: sqlite3.Connection, migrations: Mapping[int, str], current: int) -> None:
+    """Bring the schema up to ``current`` inside the caller's transaction.
+
+    ``migrations[v]`` is the SQL script taking version v-1 to v. Raises
+    :class:`NewerSchema` when the database is already past ``current``.
+    """
+    db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+    row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    version = int(row[0]) if row else 0
+    if version > current:
+        raise NewerSchema(version)
+    for target in range(version + 1, current + 1):
+        for stmt in migrations[target].split(";"):
+            if stmt.strip():
+                db.execute(stmt)
+    db.execute(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)", (str(current),)
+    )
+
+
+def move_aside(path: Path, name: str) -> Path:
+    """Move a damaged database (and its -wal/-shm) to ``<name>.corrupt-<UTC stamp>``."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{name}.corrupt-{stamp}-{n}")
+    os.replace(path, target)
+    for suffix in ("-wal", "-shm"):
+        side = Path(str(path) + suffix)
+        if side.exists():
+            os.replace(side, Path(str(target) + suffix))
+    dirfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)
+    return target
+
+
+def open_checked(
+    path: Path, opener: Callable[[], sqlite3.Connection], name: str
+) -> tuple[sqlite3.Connection, Path | None]:
+    """Open ``path`` with ``opener`` and run ``PRAGMA quick_check``.
+
+    A damaged database is never silently emptied: it is moved aside
+    (:func:`move_aside`) and a fresh one opened; the second item says where the
+    damaged copy went (None when the database was sound).
+    """
+    db: sqlite3.Connection | None = None
+    try:
+        db = opener()
+        problems = [r[0] for r in db.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError("quick_check: " + "; ".join(problems[:5]))
+        return db, None
+    except sqlite3.DatabaseError as exc:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None and (code & 0xFF) not in _CORRUPT_CODES:
+            raise
+        if db is not None:
+            db.close()
+        moved = move_aside(path, name)
+        return opener(), moved
