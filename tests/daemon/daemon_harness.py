@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from tests.svserver import SvServer
@@ -91,3 +92,18 @@ def write_config(
     path = base / "svwatchd.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def server_streams(srv: SvServer, under: Path | None = None) -> list[dict[str, Any]]:
+    """The records of the server's streams (not deleted), those under ``under`` if given."""
+    body = httpx.post(f"{srv.url}/v1/streams/query", json={"match": []}, timeout=30).json()
+    streams: list[dict[str, Any]] = body["streams"]
+    return [s for s in streams if under is None or s["source"].startswith(str(under))]
+
+
+def tags_of(srv: SvServer, path: Path) -> dict[str, Any]:
+    """The tags the server holds for the stream of ``path``."""
+    for s in server_streams(srv):
+        if s["source"] == str(path):
+            return dict(s["tags"])
+    raise AssertionError(f"no stream for {path}")

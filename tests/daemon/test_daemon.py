@@ -14,26 +14,19 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from svwatchd.daemon.config import load_config
 from svwatchd.daemon.runner import Daemon
 from tests.conftest import TESTDATA, speech_file
-from tests.daemon.daemon_harness import DaemonProc, wait_for, write_config
+from tests.daemon.daemon_harness import DaemonProc, server_streams, wait_for, write_config
 from tests.normalise import normalise
 from tests.svserver import SvServer
 
 pytestmark = pytest.mark.timeout(300)
 
 RAW = {"samprate": "16k", "encoding": "SPCM", "sampwidth": 2}
-
-
-def _server_streams(srv: SvServer) -> list[dict[str, Any]]:
-    body = httpx.post(f"{srv.url}/v1/streams/query", json={"match": []}, timeout=30).json()
-    return list(body["streams"])
 
 
 def _text(path: Path) -> str:
@@ -103,7 +96,7 @@ def test_files_become_transcripts(area: tuple[SvServer, Path], work: Path) -> No
         assert "bad.wav" in error["reason"] and error["error"] is True
         assert not (out / "notes.txt.txt").exists() and not (out / ".hidden.wav.txt").exists()
 
-        streams = {s["source"]: s for s in _server_streams(srv)}
+        streams = {s["source"]: s for s in server_streams(srv)}
         tags = streams[str(inbox / "alice_20261124_call.wav")]["tags"]
         assert tags == {"channel": "sales", "agent": "alice", "date": "20261124"}
         # a WAV header wins over the watch's format fields: they are not sent for WAV files
@@ -161,7 +154,7 @@ def test_sigkill_mid_burst_then_restart_decodes_each_file_once(
         )
     finally:
         again.stop()
-    mine = [s for s in _server_streams(srv) if s["source"].startswith(str(inbox))]
+    mine = [s for s in server_streams(srv) if s["source"].startswith(str(inbox))]
     assert len(mine) == len(names)  # one stream per file, however often it was sent
     assert all(s["attempts"] == 1 and s["status"] == "DONE" for s in mine)
     for name in names:
@@ -277,7 +270,7 @@ def test_pause_windows_pause_and_resume_own_streams(
         wait_for(
             lambda: any(
                 s["status"] == "PAUSED" and s["source"] == str(inbox / "p.wav")
-                for s in _server_streams(srv)
+                for s in server_streams(srv)
             ),
             60,
             "paused inside the window",

@@ -10,21 +10,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 import soundfile as sf
 
 from tests.conftest import TESTDATA
-from tests.daemon.daemon_harness import DaemonProc, wait_for, write_config
+from tests.daemon.daemon_harness import DaemonProc, server_streams, wait_for, write_config
 from tests.svserver import SvServer
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def _streams(srv: SvServer, under: Path) -> list[dict[str, Any]]:
-    body = httpx.post(f"{srv.url}/v1/streams/query", json={"match": []}, timeout=30).json()
-    return [s for s in body["streams"] if s["source"].startswith(str(under))]
 
 
 def _watch(work: Path, **extra: Any) -> dict[str, Any]:
@@ -53,7 +47,7 @@ def test_error_is_retried_then_recorded(area: tuple[SvServer, Path], work: Path)
         assert "tiny.raw" in doc["reason"] and doc["stream_id"] and doc["fingerprint"]
         retries = daemon.events("stream.retry")
         assert len(retries) == 1 and retries[0]["attempt"] == 1
-        (stream,) = _streams(srv, work)
+        (stream,) = server_streams(srv, work)
         assert stream["attempts"] == 2 and stream["status"] == "ERROR"  # one stream, two tries
         # the daemon keeps going
         shutil.copy(TESTDATA / "goforward.raw", work / "inbox" / "fine.raw")
@@ -113,7 +107,7 @@ def test_delete_after_and_close_after(area: tuple[SvServer, Path], work: Path) -
         wait_for((work / "out" / "short.wav.txt").exists, 60, "short", daemon.output)
         # finished and written: its server stream is deleted (delete_after: 0s)
         wait_for(
-            lambda: not any(s["source"].endswith("short.wav") for s in _streams(srv, work)),
+            lambda: not any(s["source"].endswith("short.wav") for s in server_streams(srv, work)),
             30,
             "server stream deleted",
             daemon.output,
@@ -156,7 +150,7 @@ def test_damaged_journal_is_rebuilt_without_decoding_twice(
         assert rebuilt and rebuilt[0]["done"] == 4
         submitted = [e["path"] for e in again.events("stream.submitted")]
         assert submitted == [str(work / "inbox" / "new.wav")]
-        assert all(s["attempts"] == 1 for s in _streams(srv, work))
+        assert all(s["attempts"] == 1 for s in server_streams(srv, work))
         assert bool(list((work / "state").glob("journal.db.corrupt-*"))) == (damage == "garbage")
     finally:
         again.stop()

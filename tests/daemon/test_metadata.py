@@ -7,17 +7,14 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from svwatchd.daemon.metadata import Held, MetadataResolver, load_metadata_file
 from svwatchd.errors import ConfigError
-from tests.conftest import TESTDATA, speech_file
-from tests.daemon.daemon_harness import DaemonProc, wait_for, write_config
+from tests.conftest import TESTDATA
+from tests.daemon.daemon_harness import DaemonProc, tags_of, wait_for, write_config
 from tests.normalise import normalise
 from tests.svserver import SvServer
 
@@ -149,29 +146,9 @@ def test_check_reports_every_broken_metadata_file(tmp_path: Path) -> None:
 # -- the daemon around them ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SvServer, Path]]:
-    speech_file("001.wav")
-    base = tmp_path_factory.mktemp("meta")
-    (base / "work").mkdir()
-    srv = SvServer(base / "sv", args=["--allow-root", str(base / "work")]).start()
-    yield srv, base / "work"
-    srv.stop()
-
-
-def _tags(srv: SvServer, path: Path) -> dict[str, Any]:
-    body = httpx.post(f"{srv.url}/v1/streams/query", json={"match": []}, timeout=30).json()
-    for s in body["streams"]:
-        if s["source"] == str(path):
-            return dict(s["tags"])
-    raise AssertionError(f"no stream for {path}")
-
-
-def test_daemon_uses_edits_holds_and_releases(server: tuple[SvServer, Path]) -> None:
-    srv, base = server
-    work = base / "edits"
+def test_daemon_uses_edits_holds_and_releases(area: tuple[SvServer, Path], work: Path) -> None:
+    srv, _ = area
     inbox, out = work / "inbox", work / "out"
-    inbox.mkdir(parents=True)
     cfg = write_config(
         work,
         srv,
@@ -186,7 +163,7 @@ def test_daemon_uses_edits_holds_and_releases(server: tuple[SvServer, Path]) -> 
         shutil.copy(TESTDATA / "goforward.raw", inbox / "calls" / "first.raw")
         wait_for(lambda: (out / "calls" / "first.raw.txt").exists(), 60, "first", daemon.output)
         assert normalise((out / "calls" / "first.raw.txt").read_text()) == "go forward ten meters"
-        assert _tags(srv, inbox / "calls" / "first.raw") == {"campaign": "one"}
+        assert tags_of(srv, inbox / "calls" / "first.raw") == {"campaign": "one"}
 
         # edited while running: new files get the new metadata, the old one keeps its own
         _write(
@@ -196,8 +173,8 @@ def test_daemon_uses_edits_holds_and_releases(server: tuple[SvServer, Path]) -> 
         time.sleep(0.3)
         shutil.copy(TESTDATA / "something.raw", inbox / "calls" / "second.raw")
         wait_for(lambda: (out / "calls" / "second.raw.txt").exists(), 60, "second", daemon.output)
-        assert _tags(srv, inbox / "calls" / "second.raw") == {"campaign": "two"}
-        assert _tags(srv, inbox / "calls" / "first.raw") == {"campaign": "one"}
+        assert tags_of(srv, inbox / "calls" / "second.raw") == {"campaign": "two"}
+        assert tags_of(srv, inbox / "calls" / "first.raw") == {"campaign": "one"}
 
         # broken: files under it are held with a clear error, logged once; fixing releases
         _write(inbox / "calls" / ".svwatchd.yaml", "samprate: 16k\nencoding: SPCM\nsampwidth: 9\n")
@@ -224,11 +201,11 @@ def test_daemon_uses_edits_holds_and_releases(server: tuple[SvServer, Path]) -> 
         daemon.stop()
 
 
-def test_folder_copied_in_gets_its_late_metadata_file(server: tuple[SvServer, Path]) -> None:
-    srv, base = server
-    work = base / "cpr"
+def test_folder_copied_in_gets_its_late_metadata_file(
+    area: tuple[SvServer, Path], work: Path
+) -> None:
+    srv, _ = area
     inbox, out = work / "inbox", work / "out"
-    inbox.mkdir(parents=True)
     cfg = write_config(
         work,
         srv,
@@ -248,7 +225,7 @@ def test_folder_copied_in_gets_its_late_metadata_file(server: tuple[SvServer, Pa
         (folder / ".svwatchd.yaml").write_text(meta)  # written in place, as cp does
         wait_for(lambda: len(list(out.glob("batch/*.txt"))) == 4, 60, "all four", daemon.output)
         for i in range(4):
-            assert _tags(srv, folder / f"f{i}.raw") == {"customer": "late"}
+            assert tags_of(srv, folder / f"f{i}.raw") == {"customer": "late"}
         assert not list(out.glob("batch/*.error.json"))
     finally:
         daemon.stop()
