@@ -30,19 +30,23 @@ Watches may not repeat or nest. Problems come sorted by line.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
 from pathlib import Path
-from typing import Literal, TypeAlias
+from typing import Literal
 from urllib.parse import urlsplit
 
-from svwatchd.client.metadata import split_metadata
-from svwatchd.client.select import FileSelector
 from svwatchd.daemon.schedule import PauseWindow, PauseWindows, load_zone
-from svwatchd.daemon.yamldoc import YamlDoc, YamlMap, compose_file, join_key
-from svwatchd.errors import ConfigError, InvalidStreamError
+from svwatchd.daemon.watchconfig import (
+    DEFAULT_IGNORE,
+    FORMATS,
+    After,
+    WatchConfig,
+    abspath,
+    parse_watch,
+)
+from svwatchd.daemon.yamldoc import YamlDoc, compose_file
+from svwatchd.errors import ConfigError
 from svwatchd.server.config import parse_hostport
 
 __all__ = [
@@ -61,9 +65,6 @@ __all__ = [
     "validate_config",
 ]
 
-FORMATS = ("txt", "json", "srt", "vtt")
-DEFAULT_IGNORE = (".*", "*.part", "*.tmp", "*~")
-After: TypeAlias = Literal["keep", "delete"] | tuple[Literal["move"], Path]
 _LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -142,28 +143,6 @@ class Policy:
     pause_windows: PauseWindows = field(default_factory=PauseWindows)
 
 
-def _default_selector() -> FileSelector:
-    return FileSelector.create(None, None, DEFAULT_IGNORE)
-
-
-@dataclass(frozen=True)
-class WatchConfig:
-    """One watched folder and what becomes of its files; every path is absolute."""
-
-    path: Path
-    output_dir: Path
-    recursive: bool = True
-    selector: FileSelector = field(default_factory=_default_selector)
-    settle: float = 2.0
-    poll: bool = False
-    metadata: dict[str, object] = field(default_factory=dict, hash=False)
-    metadata_file: str = ".svwatchd.yaml"
-    tags_from_path: re.Pattern[str] | None = None
-    formats: tuple[str, ...] = FORMATS
-    after: After = "keep"
-    excluded_dirs: tuple[Path, ...] = ()
-
-
 @dataclass(frozen=True)
 class DaemonConfig:
     """The whole daemon config, validated (see :func:`load_config`)."""
@@ -176,10 +155,6 @@ class DaemonConfig:
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig | None = None
     policy: Policy = field(default_factory=Policy)
-
-
-def _abspath(text: str) -> Path:
-    return Path(os.path.abspath(os.path.expanduser(text)))
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -203,7 +178,7 @@ def _server(d: YamlDoc, value: object) -> EmbeddedServer | RemoteServer | None:
         d.error("server.url", f"{url!r} is not an http:// or https:// URL")
     token = d.get(m, "token", "server", d.text, "")
     token_file = d.get(m, "token_file", "server", d.text, None)
-    path = _abspath(token_file) if token_file else None
+    path = abspath(token_file) if token_file else None
     if path is not None:
         if token:
             d.error("server.token", "give token or token_file, not both")
@@ -235,7 +210,7 @@ def _embedded(d: YamlDoc, value: dict[str, object]) -> EmbeddedServer | None:
     paths: dict[str, Path | None] = {}
     for name in ("model", "model_sha256"):
         text = d.get(m, name, key, d.text, "")
-        paths[name] = _abspath(text) if text else None
+        paths[name] = abspath(text) if text else None
         if paths[name] is not None and not paths[name].exists():  # type: ignore[union-attr]
             d.error(f"{key}.{name}", f"{text!r} does not exist")
     workers = d.get(m, "workers", key, lambda v, k: d.integer(v, k, 1), 0)
@@ -301,114 +276,6 @@ def _policy(d: YamlDoc, value: object) -> Policy:
     )
 
 
-_WATCH_KEYS = (
-    "path", "recursive", "exts", "filters", "ignore", "settle", "poll", "metadata",
-    "metadata_file", "tags_from_path", "output", "after",
-)  # fmt: skip
-
-
-def _selector(d: YamlDoc, m: YamlMap, key: str) -> FileSelector:
-    """The watch's FileSelector; each ext and filter is tried alone to place its error."""
-    good: dict[str, list[str]] = {"exts": [], "filters": []}
-    for name, items in good.items():
-        for text, k in d.texts(m.get(name), join_key(key, name)):
-            try:
-                FileSelector.create(**{name: [text]})
-                items.append(text)
-            except ValueError as exc:
-                d.error(k, str(exc))
-    ignore = d.texts(m["ignore"], join_key(key, "ignore")) if "ignore" in m else None
-    globs = DEFAULT_IGNORE if ignore is None else [t for t, _ in ignore]
-    return FileSelector.create(good["exts"] or None, good["filters"], globs)
-
-
-def _metadata(d: YamlDoc, value: object, key: str) -> YamlMap:
-    """The watch's metadata as written, each field checked by ``split_metadata`` as Stream does."""
-    out: YamlMap = {}
-    fields = d.mapping(value, key, None) if value is not None else {}
-    for name, field_value in (fields or {}).items():
-        k = join_key(key, name)
-        if isinstance(field_value, date):  # YAML reads 2026-11-24 as a date: keep the text
-            field_value = d.raw[k]
-        try:
-            split_metadata("metadata", {name: field_value})
-            out[name] = field_value
-        except InvalidStreamError as exc:
-            d.error(k, str(exc).removeprefix("Stream metadata: "))
-    return out
-
-
-def _tags_pattern(d: YamlDoc, value: object, key: str) -> re.Pattern[str] | None:
-    if value is None or (text := d.text(value, key)) is None:
-        return None
-    try:
-        pattern = re.compile(text)
-    except re.error as exc:
-        d.error(key, f"{text!r} is not a valid regular expression: {exc}")
-        return None
-    if not pattern.groupindex:
-        d.error(key, f"{text!r} has no named group; write (?P<name>...) for each tag")
-        return None
-    return pattern
-
-
-def _formats(d: YamlDoc, value: object, key: str) -> tuple[str, ...] | None:
-    formats: list[str] = []
-    for fmt, k in d.texts(value, key):
-        if fmt not in FORMATS:
-            d.error(k, f"{fmt!r} is not an output format: {', '.join(FORMATS)}")
-        elif fmt not in formats:
-            formats.append(fmt)
-    if value is None or value == []:
-        d.error(key, f"name one or more of {', '.join(FORMATS)}")
-    return tuple(formats) or None
-
-
-def _after(d: YamlDoc, value: object, key: str) -> After | None:
-    text = d.text(value, key)
-    if text in ("keep", "delete"):
-        return "keep" if text == "keep" else "delete"
-    if text is not None and text.startswith("move:") and text[5:].strip():
-        return ("move", _abspath(text[5:].strip()))
-    if text is not None:
-        d.error(key, f"{text!r} is not an action: keep, delete or move:DIR")
-    return None
-
-
-def _watch(d: YamlDoc, value: object, key: str) -> WatchConfig | None:
-    """One watch; None when it has no usable path (its other keys are still checked)."""
-    m = d.mapping(value, key, _WATCH_KEYS, ("path", "output"))
-    if m is None:
-        return None
-    text = d.get(m, "path", key, d.text, "")
-    path = _abspath(text or os.sep)
-    if text and not path.exists():
-        d.error(f"{key}.path", f"{str(path)!r} does not exist; create it")
-    elif text and not path.is_dir():
-        d.error(f"{key}.path", f"{str(path)!r} is not a directory")
-    name = d.get(m, "metadata_file", key, d.text, ".svwatchd.yaml")
-    if "/" in name or name in ("", ".", ".."):
-        d.error(f"{key}.metadata_file", f"{name!r} is not a plain file name")
-    out: YamlMap = {}
-    if "output" in m:
-        out = d.mapping(m["output"], f"{key}.output", ("dir", "formats"), ("dir",)) or {}
-    out_dir = d.get(out, "dir", f"{key}.output", d.text, "")
-    watch = WatchConfig(
-        path=path,
-        output_dir=_abspath(out_dir) if out_dir else path / "<missing output.dir>",
-        recursive=d.get(m, "recursive", key, d.boolean, True),
-        selector=_selector(d, m, key),
-        settle=d.get(m, "settle", key, d.duration, 2.0),
-        poll=d.get(m, "poll", key, d.boolean, False),
-        metadata=d.get(m, "metadata", key, lambda v, k: _metadata(d, v, k), {}),
-        metadata_file=name,
-        tags_from_path=d.get(m, "tags_from_path", key, lambda v, k: _tags_pattern(d, v, k), None),
-        formats=d.get(out, "formats", f"{key}.output", lambda v, k: _formats(d, v, k), FORMATS),
-        after=d.get(m, "after", key, lambda v, k: _after(d, v, k), "keep"),
-    )
-    return watch if text else None
-
-
 def _folders(d: YamlDoc, state_dir: Path, watches: Sequence[tuple[int, WatchConfig]]) -> list[Path]:
     """Check how watch, output, move and state folders lie; return the ones to exclude."""
     for n, (i, w) in enumerate(watches):
@@ -448,14 +315,14 @@ def _config(d: YamlDoc, value: object) -> DaemonConfig | None:
     m = d.mapping(value, "", _TOP_KEYS, ("state_dir", "watches"))
     if m is None:
         return None
-    state_dir = _abspath(d.get(m, "state_dir", "", d.text, "") or ".")
+    state_dir = abspath(d.get(m, "state_dir", "", d.text, "") or ".")
     if "state_dir" in m and state_dir.exists() and not state_dir.is_dir():
         d.error("state_dir", f"{str(state_dir)!r} is not a directory")
     items = m.get("watches", [])
     if not isinstance(items, list) or not items:
         d.error("watches", "expected a list of one or more watches, each with a path and output")
         items = []
-    found = [(i, _watch(d, item, f"watches[{i}]")) for i, item in enumerate(items)]
+    found = [(i, parse_watch(d, item, f"watches[{i}]")) for i, item in enumerate(items)]
     watches = [(i, w) for i, w in found if w is not None]
     folders = _folders(d, state_dir, watches)
     config = DaemonConfig(
