@@ -58,7 +58,6 @@ class EmbeddedServer:
         self.port = 0
         self.url = ""
         self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
 
     def start(self) -> str:
         """Start the child (not waiting for it to be ready); return its URL."""
@@ -89,7 +88,6 @@ class EmbeddedServer:
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-        self.starts += 1
         return self.url
 
     def alive(self) -> bool:

@@ -51,7 +51,6 @@ class Ingest:
         self.metadata_complete: set[str] = set()  # metadata files closed or moved in
         self._young: dict[str, float] = {}  # folders that appeared -> their last new entry
         self._clock = clock
-        self.missed_total = 0
 
     def set_watches(self, watches: Sequence[WatchConfig]) -> None:
         """A reload changed the watches (indexes follow the new list)."""
@@ -104,7 +103,6 @@ class Ingest:
                 missed.append(path)
             self.settler.note(path, index, "scanned", watch.settle, age=age)
         if missed:
-            self.missed_total += len(missed)
             self.log.warning(
                 "watch.overflow",
                 path=str(watch.path),

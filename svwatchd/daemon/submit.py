@@ -64,7 +64,6 @@ class Submitter(Stage):
         self._next_try = 0.0
         self._held_logged: set[tuple[str, str]] = set()
         self.reachable: bool | None = None
-        self.retries = 0
         self.submitted = 0
 
     def step(self) -> None:
@@ -164,7 +163,6 @@ class Submitter(Stage):
             ):
                 with attempt:
                     if attempt.retry_state.attempt_number > 1:
-                        self.retries += 1
                         self.metrics.retry()
                     try:
                         server.decodestreams(streams)

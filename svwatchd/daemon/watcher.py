@@ -18,10 +18,9 @@ import errno
 import os
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from watchdog.events import (
     DirCreatedEvent,
@@ -163,10 +162,6 @@ class Watcher:
             observer.join(5)
         self.polling.discard(index)
 
-    def indexes(self) -> Sequence[int]:
-        """The watches being watched."""
-        return list(self._observers)
-
     def stop(self) -> None:
         """Stop every observer."""
         for index in list(self._observers):
@@ -181,7 +176,3 @@ class Watcher:
             except queue.Empty:
                 break
         return out
-
-    def healthy(self) -> dict[int, Any]:
-        """Which observers are alive, by watch."""
-        return {i: o.is_alive() for i, o in self._observers.items()}

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -408,8 +408,3 @@ class _Refused(Exception):
 
 class _Gone(KeyError):
     """The stream was deleted."""
-
-
-def ids_of(items: Iterable[str]) -> list[str]:
-    """De-duplicated ids in their first order."""
-    return list(dict.fromkeys(items))

@@ -271,14 +271,6 @@ class Store:
         """One stream, or None."""
         return self.get([stream_id]).get(stream_id)
 
-    def all_live(self) -> list[StreamRow]:
-        """Every stream that is not deleted, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM streams WHERE status != 'DELETED' ORDER BY seq"
-            ).fetchall()
-        return [StreamRow._from_sql(r) for r in rows]
-
     def with_status(self, *statuses: str, limit: int | None = None) -> list[StreamRow]:
         """Streams in any of ``statuses``, oldest first."""
         marks = ",".join("?" * len(statuses))
