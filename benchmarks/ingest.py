@@ -99,13 +99,17 @@ def run(n: int, base: Path, srv: SvServer) -> None:
     wrote = time.time() - began
     deadline = time.time() + 600
     submitted: dict[str, float] = {}
-    while len(submitted) < n and time.time() < deadline:
-        time.sleep(0.5)
-        for line in log.read_text(errors="replace").splitlines():
-            if '"stream.submitted"' in line:
-                e = json.loads(line)
-                ts = datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).timestamp()
-                submitted[e["path"]] = ts
+    with open(log, "rb") as reader:  # read as it grows: re-reading it all would compete for CPU
+        pending = b""
+        while len(submitted) < n and time.time() < deadline:
+            time.sleep(0.5)
+            pending += reader.read()
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if b'"stream.submitted"' in line:
+                    e = json.loads(line)
+                    ts = datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).timestamp()
+                    submitted[e["path"]] = ts
     observer.stop()
     observer.join()
     rss = _rss_mb(daemon.pid)

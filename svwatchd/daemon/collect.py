@@ -30,7 +30,7 @@ from svwatchd.errors import InvalidStreamError, ServerRefusedError, ServerUnreac
 __all__ = ["Collector"]
 
 BATCH = 2000
-STEP_SECONDS = 5.0  # finished streams handled per refresh, at most this long
+STEP_SECONDS = 5.0  # finished streams handled per drain, at most this long (by default)
 
 
 class Collector(Stage):
@@ -54,9 +54,14 @@ class Collector(Stage):
         self.done = 0
         self.last_refresh_seconds = 0.0
         self.inflight = 0
+        self._finished: dict[str, tuple[FileRecord, Stream]] = {}  # refreshed, not yet handled
 
     def step(self) -> None:
-        """Refresh every stream in flight (one request per 2000) and act on what changed."""
+        """Refresh every stream in flight (one request, 2000 at most) and queue what finished.
+
+        Finished streams are handled by `drain`, a slice at a time, so writing
+        a backlog of outputs never holds up the intake of new files.
+        """
         rows = self.journal.by_state(FileState.INFLIGHT, limit=BATCH)
         self.inflight = len(rows)
         by_sid = {r.stream_id: r for r in rows if r.stream_id}
@@ -66,24 +71,34 @@ class Collector(Stage):
         self.last_refresh_seconds = time.monotonic() - began
         self.metrics.observe_refresh(self.last_refresh_seconds)
         self.metrics.set_inflight(len(rows))
-        budget = time.monotonic() + STEP_SECONDS
         for stream in streams:
-            if time.monotonic() > budget and stream.isdone():
-                continue  # the rest next time: the loop (and systemd's watchdog) must turn
-            row = by_sid[stream.id]
-            try:
-                self._handle(server, row, stream)
-            except (ServerUnreachableError, ServerRefusedError):
-                raise
-            except OSError as exc:
-                # e.g. disk full under the outputs: nothing is marked done; retried next time
-                self.log.error("output.failed", path=row.path, stream_id=stream.id, error=str(exc))
+            if stream.isdone() and stream.id not in self._finished:
+                self._finished[stream.id] = (by_sid[stream.id], stream)
         for sid in missing:
             # the server does not know it (its data was lost): send it again, same id
             row = by_sid[sid]
             self.log.warning("stream.lost", path=row.path, stream_id=sid)
             self.journal.mark_submitting([row.id], [sid], [row.metadata])
         self._policy_step(server, streams)
+
+    def drain(self, budget: float = STEP_SECONDS) -> bool:
+        """Handle finished streams for about ``budget`` seconds; True while some are left."""
+        if not self._finished:
+            return False
+        server = self._server()
+        until = time.monotonic() + budget
+        while self._finished and time.monotonic() < until:
+            sid = next(iter(self._finished))
+            row, stream = self._finished[sid]
+            try:
+                self._handle(server, row, stream)
+            except (ServerUnreachableError, ServerRefusedError):
+                raise  # kept queued: handled again once the server answers
+            except OSError as exc:
+                # e.g. disk full under the outputs: nothing is marked done; retried next time
+                self.log.error("output.failed", path=row.path, stream_id=stream.id, error=str(exc))
+            del self._finished[sid]
+        return bool(self._finished)
 
     def _handle(self, server: Server, row: FileRecord, stream: Stream) -> None:
         status = stream.status

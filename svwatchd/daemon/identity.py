@@ -75,10 +75,11 @@ class FileIdentity:
         )
 
 
-def _hash_open_file(fd: int) -> str:
-    """SHA-256 of everything readable from ``fd`` (from its current offset), in 1 MiB steps."""
+def _hash_open_file(fd: int, size_hint: int = BLOCK_SIZE) -> str:
+    """SHA-256 of everything readable from ``fd`` (from its current offset), in steps of at
+    most 1 MiB (``size_hint``: the expected size; a small file needs no 1 MiB buffer)."""
     digest = hashlib.sha256()
-    buf = bytearray(BLOCK_SIZE)
+    buf = bytearray(max(1, min(size_hint + 1, BLOCK_SIZE)))
     view = memoryview(buf)
     while True:
         n = os.readv(fd, [buf])
@@ -106,9 +107,9 @@ def fingerprint(path: str | os.PathLike[str]) -> str:
     after the first block the same version. Raises ``OSError`` when the file
     cannot be read or is not a regular file.
     """
-    fd, _ = _open_regular(path)
+    fd, st = _open_regular(path)
     try:
-        return _hash_open_file(fd)
+        return _hash_open_file(fd, st.st_size)
     finally:
         os.close(fd)
 
@@ -141,7 +142,7 @@ def identify(path: str | os.PathLike[str]) -> FileIdentity:
     abspath = os.path.abspath(os.fspath(path))
     fd, before = _open_regular(abspath)
     try:
-        digest = _hash_open_file(fd)
+        digest = _hash_open_file(fd, before.st_size)
         after = os.fstat(fd)
     finally:
         os.close(fd)

@@ -19,7 +19,7 @@ from typing import Any
 
 from svwatchd.daemon.config import WatchConfig
 from svwatchd.daemon.identity import FileChangedError, FileIdentity, identify, stream_id_for
-from svwatchd.daemon.journal import Journal
+from svwatchd.daemon.journal import FileRecord, Journal
 from svwatchd.daemon.settle import Settler
 from svwatchd.daemon.watcher import Change
 
@@ -128,28 +128,33 @@ class Ingest:
 
     # -- settling and identity -----------------------------------------------------------
 
-    def step(self) -> int:
-        """Scan queued folders, then record every settled file; returns how many were recorded."""
+    def step(self, limit: int | None = None) -> int:
+        """Scan queued folders, then record settled files (``limit`` at most: the rest wait
+        for the next step, so a burst is recorded and submitted in slices, not all at
+        once); returns how many were recorded."""
         for _ in range(min(len(self._dirs), _DIR_SCANS_PER_TICK)):
             index, folder = self._dirs.pop(0)
             if index < len(self.watches):
                 self.scan(index, folder, rescan=False)
         now = self._clock()
-        found: list[tuple[FileIdentity, str]] = []
-        for index, path in self.settler.due():
+        due: list[tuple[int, str]] = []
+        for index, path in self.settler.due(limit):
             if index >= len(self.watches):
                 continue
             watch = self.watches[index]
-            busy = [
-                d
+            if self._young and any(
+                now - last < watch.settle and path.startswith(d + "/")
                 for d, last in self._young.items()
-                if now - last < watch.settle and path.startswith(d + "/")
-            ]
-            if busy:
+            ):
                 # a folder being copied in (cp -r): its metadata file may still come
                 self.settler.retry_later(path, index, watch.settle)
                 continue
-            ident = self._identify(watch, index, path)
+            due.append((index, path))
+        latest = self.journal.latest_many(p for _, p in due) if due else {}
+        found: list[tuple[FileIdentity, str]] = []
+        for index, path in due:
+            watch = self.watches[index]
+            ident = self._identify(watch, index, path, latest.get(path))
             if ident is not None:
                 found.append((ident, str(watch.path)))
         if not found:
@@ -169,16 +174,22 @@ class Ingest:
             self._on_detected(watch_path, ident.path, ident.fingerprint)
         return recorded
 
-    def _identify(self, watch: WatchConfig, index: int, path: str) -> FileIdentity | None:
-        """Hash a settled file, unless its stat shows it is the version already recorded."""
-        latest = self.journal.latest(path)
+    def has_due(self) -> bool:
+        """True when settled files (or queued folders) wait for the next `step`."""
+        return bool(self._dirs) or self.settler.has_due()
+
+    def _identify(
+        self, watch: WatchConfig, index: int, path: str, latest: FileRecord | None
+    ) -> FileIdentity | None:
+        """Hash a settled file, unless its stat shows it is the version ``latest`` recorded."""
         try:
-            st = os.stat(path)
-            if latest is not None and latest.identity.same_stat(st):
+            if latest is not None and latest.identity.same_stat(os.stat(path)):
                 return None  # nothing changed since we hashed it
             return identify(path)
         except FileChangedError:
             self.settler.retry_later(path, index, watch.settle)
+        except FileNotFoundError:
+            pass  # gone before it was hashed: nothing to do (its deletion was an event too)
         except OSError as exc:
             self.log.warning("file.unreadable", path=path, error=exc.strerror or str(exc))
         return None

@@ -294,6 +294,19 @@ class Journal:
         """The version of ``path`` detected last: if its stat still matches, skip the rehash."""
         return self._one("path=? ORDER BY id DESC", (path,))
 
+    def latest_many(self, paths: Iterable[str]) -> dict[str, FileRecord]:
+        """`latest` for many paths in few queries (a burst): path -> its newest row."""
+        out: dict[str, FileRecord] = {}
+        paths = list(paths)
+        for i in range(0, len(paths), _CHUNK):
+            chunk = paths[i : i + _CHUNK]
+            sql = (
+                "SELECT * FROM files WHERE id IN (SELECT MAX(id) FROM files "
+                f"WHERE path IN ({_marks(len(chunk))}) GROUP BY path)"
+            )
+            out.update((r.path, r) for r in self._select(sql, chunk))
+        return out
+
     def oldest_pending(self) -> FileRecord | None:
         """The PENDING row detected first (the backlog's age), or None."""
         return self._one("state='PENDING' ORDER BY id")
@@ -335,6 +348,12 @@ class Journal:
             for watch, state, n in self._conn().execute(sql):
                 out.setdefault(watch, {})[FileState(state)] = n
         return out
+
+    def count(self, *states: FileState) -> int:
+        """Number of rows in any of ``states`` (indexed: cheap enough for every tick)."""
+        with self._lock:
+            sql = f"SELECT COUNT(*) FROM files WHERE state IN ({_marks(len(states))})"
+            return int(self._conn().execute(sql, states).fetchone()[0])
 
     def known_paths(self, watch: str) -> set[str]:
         """Paths of ``watch`` with a row that is not REMOVED (a rescan ingests the others)."""

@@ -40,7 +40,9 @@ from svwatchd.notify import Watchdog, notify
 
 __all__ = ["Daemon"]
 
-TICK = 0.2
+TICK = 0.2  # the longest the loop sleeps when nothing is left to do
+SLICE = 250  # settled files recorded per turn: a burst flows through in slices
+DRAIN_SECONDS = 0.1  # finished streams handled per turn, at most this long
 
 
 class Daemon:
@@ -199,6 +201,7 @@ class Daemon:
     def _loop(self) -> None:
         next_refresh = 0.0
         next_rescan = time.monotonic() + self.config.rescan_interval
+        next_status = 0.0
         last_status = ""
         while not self._stop.is_set():
             if self._reload.is_set():
@@ -206,20 +209,23 @@ class Daemon:
                 self.reload()
             now = time.monotonic()
             self.watcher.wakeup.clear()  # before draining: a later change wakes the next wait
+            more = False
             try:
                 self.ingest.take(self.watcher.drain())
-                self.ingest.step()
+                self.ingest.step(limit=SLICE)
                 if self.ingest.metadata_changed:
                     self._release_held()
-                self.submitter.step()
+                more = self.submitter.step()
                 if now >= next_refresh:
                     next_refresh = now + self.config.refresh_interval
                     self.collector.step()
                     self._gauges()
                     self.ingest.forget_quiet_folders()
+                more = self.collector.drain(DRAIN_SECONDS) or more
                 if now >= next_rescan:
                     next_rescan = now + self.config.rescan_interval
                     self.ingest.rescan_all()
+                more = more or self.ingest.has_due()
             except ServerError as exc:
                 self.log.warning("server.unreachable", error=str(exc))
                 self.submitter.reachable = False
@@ -232,11 +238,14 @@ class Daemon:
                 self.log.exception("daemon.step_failed")
                 self._stop.wait(1.0)
             self.watchdog.kick()  # the loop turns: systemd's watchdog stays quiet
-            status = self.status_line()
-            if status != last_status:
-                self.notify(f"STATUS={status}")
-                last_status = status
-            self.watcher.wakeup.wait(TICK)  # a change wakes us at once
+            if now >= next_status or not more:
+                next_status = now + 1.0
+                status = self.status_line()
+                if status != last_status:
+                    self.notify(f"STATUS={status}")
+                    last_status = status
+            if not more:
+                self.watcher.wakeup.wait(TICK)  # a change wakes us at once
 
     def _gauges(self) -> None:
         assert self.journal is not None

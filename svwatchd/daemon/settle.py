@@ -12,6 +12,7 @@ submission; a change there sends the file back here.
 
 from __future__ import annotations
 
+import heapq
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,24 +37,38 @@ class _Entry:
     watch: int
     settle: float
     ready_at: float
-    stat: Stat | None
+    stat: Stat | None  # None for trusted entries: their stat is not watched
     trusted: bool  # moved in, or closed once: no need to watch the stat
-    last_close: float | None = None
+    seq: int  # which heap item is this entry's current one (older items are stale)
 
 
 class Settler:
-    """Tracks candidate files until they are complete; ``due()`` hands them out once each."""
+    """Tracks candidate files until they are complete; ``due()`` hands them out once each.
+
+    Entries wait in a heap ordered by when they may be complete, so a step costs
+    what it hands out, not what is waiting (a 10k burst of files still being
+    written is not re-examined every tick).
+    """
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._seq = 0
         self._closes: dict[str, float] = {}
+        self._pruned = clock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def __contains__(self, path: object) -> bool:
         return path in self._entries
+
+    def _put(self, path: str, watch: int, settle: float, ready_at: float, trusted: bool) -> None:
+        self._seq += 1
+        stat = None if trusted else _stat(path)
+        self._entries[path] = _Entry(watch, settle, ready_at, stat, trusted, self._seq)
+        heapq.heappush(self._heap, (ready_at, self._seq, path))
 
     def note(self, path: str, watch: int, hint: Hint, settle: float, *, age: float = 0.0) -> None:
         """Record an event (or a scan's find) for ``path`` in watch number ``watch``.
@@ -65,41 +80,49 @@ class Settler:
         if hint == "deleted":
             self._entries.pop(path, None)
             return
-        last_close = self._closes.get(path)
         if hint == "moved":
-            trusted, ready_at = True, now
+            self._put(path, watch, settle, now, trusted=True)
         elif hint == "closed":
+            last_close = self._closes.get(path)
             reopened = last_close is not None and now - last_close < settle
             self._closes[path] = now
-            trusted, ready_at = not reopened, now + settle if reopened else now
+            self._put(path, watch, settle, now + settle if reopened else now, not reopened)
         elif hint == "scanned":
-            trusted, ready_at = False, now + max(0.0, settle - max(0.0, age))
+            self._put(path, watch, settle, now + max(0.0, settle - max(0.0, age)), False)
         else:
-            trusted, ready_at = False, now + settle
-        self._entries[path] = _Entry(watch, settle, ready_at, _stat(path), trusted, last_close)
+            self._put(path, watch, settle, now + settle, trusted=False)
 
-    def due(self) -> list[tuple[int, str]]:
-        """Files complete now, as (watch, path); each is handed out once."""
+    def due(self, limit: int | None = None) -> list[tuple[int, str]]:
+        """Files complete now, as (watch, path), ``limit`` at most; each is handed out once."""
         now = self._clock()
         out: list[tuple[int, str]] = []
-        for path, entry in list(self._entries.items()):
-            if entry.ready_at > now:
-                continue
-            stat = _stat(path)
-            if stat is None:
-                del self._entries[path]  # gone before it settled
-                continue
-            if not entry.trusted and stat != entry.stat:
-                entry.stat, entry.ready_at = stat, now + entry.settle
-                continue
+        heap = self._heap
+        while heap and heap[0][0] <= now and (limit is None or len(out) < limit):
+            _, seq, path = heapq.heappop(heap)
+            entry = self._entries.get(path)
+            if entry is None or entry.seq != seq:
+                continue  # superseded by a later event for the same path
+            if not entry.trusted:
+                stat = _stat(path)
+                if stat is None:
+                    del self._entries[path]  # gone before it settled
+                    continue
+                if stat != entry.stat:
+                    self._seq += 1
+                    entry.stat, entry.ready_at, entry.seq = stat, now + entry.settle, self._seq
+                    heapq.heappush(heap, (entry.ready_at, entry.seq, path))
+                    continue
             del self._entries[path]
             out.append((entry.watch, path))
-        for path, when in list(self._closes.items()):
-            if now - when > 3600:
-                del self._closes[path]
+        if now - self._pruned > 60:
+            self._pruned = now
+            self._closes = {p: t for p, t in self._closes.items() if now - t <= 3600}
         return out
+
+    def has_due(self) -> bool:
+        """True when ``due()`` may hand something out now (a slice was left for later)."""
+        return bool(self._heap) and self._heap[0][0] <= self._clock()
 
     def retry_later(self, path: str, watch: int, settle: float) -> None:
         """The file changed while it was being hashed: wait ``settle`` again."""
-        now = self._clock()
-        self._entries[path] = _Entry(watch, settle, now + settle, _stat(path), False)
+        self._put(path, watch, settle, self._clock() + settle, trusted=False)

@@ -66,26 +66,30 @@ class Submitter(Stage):
         self.reachable: bool | None = None
         self.submitted = 0
 
-    def step(self) -> None:
-        """Submit what room allows; after an outage, wait out the backoff first."""
+    def step(self) -> bool:
+        """Submit what room allows (a batch at most); after an outage, wait out the backoff
+        first. True when more PENDING rows may be waiting for room that is there now."""
         if self._clock() < self._next_try:
-            return
-        counts = self.journal.counts_by_watch()
-        busy = sum(
-            c.get(s, 0) for c in counts.values() for s in (FileState.SUBMITTING, FileState.INFLIGHT)
-        )
+            return False
+        busy = self.journal.count(FileState.SUBMITTING, FileState.INFLIGHT)
         room = self._policy().max_inflight - busy
+        pending: list[FileRecord] = []
+        moved = 0
         if room > 0:
-            self._prepare(self.journal.by_state(FileState.PENDING, limit=min(room, BATCH)))
+            pending = self.journal.by_state(FileState.PENDING, limit=min(room, BATCH))
+            moved = self._prepare(pending)
         for _ in range(20):  # bounded per tick
             rows = self.journal.by_state(FileState.SUBMITTING, limit=BATCH)
             if not rows or not self._send(rows):
-                break
+                return False
+        return moved > 0 and len(pending) == min(room, BATCH)
 
     # -- PENDING -> SUBMITTING -----------------------------------------------------------
 
-    def _prepare(self, rows: list[FileRecord]) -> None:
+    def _prepare(self, rows: list[FileRecord]) -> int:
+        """PENDING rows to SUBMITTING (or HELD, or REMOVED); returns how many moved."""
         ids, sids, metas = [], [], []
+        moved = 0
         for row in rows:
             watch = self.watch_of(row)
             resolver = self._resolver(row.watch)
@@ -95,6 +99,7 @@ class Submitter(Stage):
                 meta = resolver.resolve(Path(row.path))
             except OSError as exc:
                 self.journal.mark_removed(row.id)
+                moved += 1
                 self.log.info("file.vanished", path=row.path, error=exc.strerror or str(exc))
                 continue
             if meta is None:
@@ -110,13 +115,15 @@ class Submitter(Stage):
                         detail="files under it are held until it is fixed",
                     )
                 if held:
+                    moved += 1
                     self.log.info("file.held", path=row.path, metadata_file=meta.file)
                 continue
             ids.append(row.id)
             sids.append(row.stream_id or stream_id_for(row.watch, row.path, row.fingerprint))
             metas.append(meta)
         if ids:
-            self.journal.mark_submitting(ids, sids, metas)
+            moved += len(self.journal.mark_submitting(ids, sids, metas))
+        return moved
 
     # -- SUBMITTING -> INFLIGHT ----------------------------------------------------------
 

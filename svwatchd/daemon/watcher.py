@@ -110,6 +110,20 @@ class _Handler(FileSystemEventHandler):
             self.sink(Change(change.watch, path, hint, change.metadata))
 
 
+# The events the daemon acts on. The filter also narrows the inotify mask: no
+# IN_OPEN / IN_CLOSE_NOWRITE, so the daemon's own hashing and the server's
+# reads of a file raise no events for the daemon to sift through.
+EVENTS: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileClosedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+    DirCreatedEvent,
+    DirMovedEvent,
+]
+
+
 class Watcher:
     """Observers for a set of watches, feeding one thread-safe queue of Changes."""
 
@@ -131,7 +145,9 @@ class Watcher:
         handler = _Handler(spec, self._put)
         observer: BaseObserver = PollingObserver(timeout=1.0) if spec.poll else self._inotify()
         try:
-            observer.schedule(handler, str(spec.root), recursive=spec.recursive)
+            observer.schedule(
+                handler, str(spec.root), recursive=spec.recursive, event_filter=EVENTS
+            )
             observer.start()
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EMFILE):
@@ -145,7 +161,9 @@ class Watcher:
                 "polling this watch meanwhile",
             )
             observer = PollingObserver(timeout=1.0)
-            observer.schedule(handler, str(spec.root), recursive=spec.recursive)
+            observer.schedule(
+                handler, str(spec.root), recursive=spec.recursive, event_filter=EVENTS
+            )
             observer.start()
             self.polling.add(spec.index)
         self._observers[spec.index] = observer

@@ -79,10 +79,12 @@ class ServerConfig:
         """
         if not os.path.isabs(path):
             raise PathNotAllowedError(f"Path {path!r} is not absolute; send an absolute path")
-        real = Path(os.path.realpath(path))
+        resolved = os.path.realpath(path)
         for root in self.allow_roots:
-            if real == root or root in real.parents:
-                return real
+            top = str(root)
+            if resolved == top or resolved.startswith(top if top.endswith("/") else top + "/"):
+                return Path(resolved)
+        real = Path(resolved)
         roots = ", ".join(str(r) for r in self.allow_roots) or "none configured"
         raise PathNotAllowedError(
             f"Path {path} resolves to {real}, outside the server's allowed roots ({roots}); "

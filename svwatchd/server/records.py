@@ -7,13 +7,15 @@ the JSON-ready dict the client applies to its ``Stream`` on every refresh.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from svwatchd.audio import AudioFormat
 
 __all__ = ["Listener", "StreamSpec", "iso"]
+
+_FORMAT_FIELDS = fields(AudioFormat)
 
 
 @dataclass(frozen=True)
@@ -30,12 +32,22 @@ class StreamSpec:
     mtime: float | None = None  # the client's file mtime (uploads), to anchor wall time
 
     def canonical(self) -> str:
-        """A stable JSON form; the same submission twice gives the same text."""
-        data = asdict(self)
-        data.pop("mtime")
-        if data["kind"] == "upload":  # the same file, whether its path or its bytes were sent
-            data["kind"] = "file"
-        data["format"] = {k: str(v) for k, v in asdict(self.format).items()}
+        """A stable JSON form; the same submission twice gives the same text.
+
+        Stored with each stream and compared on resubmission, so its text must
+        never change between versions (a test pins it).
+        """
+        fmt = self.format
+        data = {
+            "id": self.id,
+            # the same file, whether its path or its bytes were sent
+            "kind": "file" if self.kind == "upload" else self.kind,
+            "format": {f.name: str(getattr(fmt, f.name)) for f in _FORMAT_FIELDS},
+            "tags": self.tags,
+            "path": self.path,
+            "host": self.host,
+            "port": self.port,
+        }
         return json.dumps(data, sort_keys=True)
 
     @property

@@ -107,14 +107,14 @@ class Scheduler:
     def dispatch(self) -> None:
         """Start whatever the free slots allow: live sockets first, then file batches."""
         maxactive = max(1, self._maxactive())
-        queued = self.store.with_status("QUEUED", limit=1000)
-        for row in [r for r in queued if r.kind == "socket"]:
-            if len(self.live) >= maxactive or self.start_live is None:
-                break
-            self._activate([row])
-            self.live[row.id] = self.start_live(row)
+        if self.start_live is not None and len(self.live) < maxactive:
+            for row in self.store.queued_sockets(limit=maxactive - len(self.live)):
+                self._activate([row])
+                self.live[row.id] = self.start_live(row)
         file_cap = maxactive - 1 if self.live else maxactive
-        files = [r for r in queued if r.kind != "socket"]
+        if len(self._file_jobs) >= file_cap:
+            return  # no free slot: the queue is not even read (a backlog costs nothing here)
+        files = [r for r in self.store.with_status("QUEUED", limit=1000) if r.kind != "socket"]
         while files and len(self._file_jobs) < file_cap:
             batch = self._next_batch(files)
             files = files[len(batch) :]

@@ -32,7 +32,13 @@ __all__ = [
     "UtteranceRow",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# v2: the scheduler finds queued sockets without reading a file backlog
+_QUEUED_SOCKETS = """
+CREATE INDEX IF NOT EXISTS streams_queued_sockets ON streams(seq)
+WHERE status='QUEUED' AND kind='socket';
+"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -190,7 +196,7 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         with self.transaction() as db:
             try:
-                migrate(db, {1: _SCHEMA}, SCHEMA_VERSION)
+                migrate(db, {1: _SCHEMA, 2: _QUEUED_SOCKETS}, SCHEMA_VERSION)
             except NewerSchema as exc:
                 raise SchemaError(
                     f"Database {self.path} has schema version {exc.found}, newer than this "
@@ -281,6 +287,16 @@ class Store:
             args.append(limit)
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
+        return [StreamRow._from_sql(r) for r in rows]
+
+    def queued_sockets(self, limit: int) -> list[StreamRow]:
+        """QUEUED socket streams, oldest first (a partial index: a file backlog is not read)."""
+        sql = (
+            f"SELECT {_COLUMNS} FROM streams WHERE status='QUEUED' AND kind='socket' "
+            "ORDER BY seq LIMIT ?"
+        )
+        with self._lock:
+            rows = self._db.execute(sql, (limit,)).fetchall()
         return [StreamRow._from_sql(r) for r in rows]
 
     def counts(self) -> dict[str, int]:

@@ -88,10 +88,10 @@ def test_file_changed_while_hashing_raises(tmp_path: Path, monkeypatch: pytest.M
     f.write_bytes(b"x" * 1000)
     real = identity._hash_open_file
 
-    def hash_while_writer_appends(fd: int) -> str:
+    def hash_while_writer_appends(fd: int, size_hint: int) -> str:
         with open(f, "ab") as w:
             w.write(b"more")
-        return real(fd)
+        return real(fd, size_hint)
 
     monkeypatch.setattr(identity, "_hash_open_file", hash_while_writer_appends)
     with pytest.raises(FileChangedError) as err:
@@ -108,10 +108,10 @@ def test_file_replaced_while_hashing_raises(
     f.write_bytes(b"old")
     real = identity._hash_open_file
 
-    def hash_while_renamed_over(fd: int) -> str:
+    def hash_while_renamed_over(fd: int, size_hint: int) -> str:
         (tmp_path / "new.tmp").write_bytes(b"new")
         os.replace(tmp_path / "new.tmp", f)
-        return real(fd)
+        return real(fd, size_hint)
 
     monkeypatch.setattr(identity, "_hash_open_file", hash_while_renamed_over)
     with pytest.raises(FileChangedError):

@@ -445,3 +445,19 @@ def test_100k_rows_keep_memory_small(tmp_path: Path) -> None:
     )
     # the target (issue 4): the daemon's RSS with 100k journal rows stays <= 100 MB
     assert max(after, peak) <= 100, f"RSS reached {max(after, peak):.1f} MB with 100k rows"
+
+
+def test_latest_many_and_count(tmp_path: Path) -> None:
+    with Journal(tmp_path) as j:
+        j.upsert_seen(fake(1), "/w")
+        j.upsert_seen(fake(1, content=7), "/w")  # a second version of the same path
+        j.upsert_seen(fake(2), "/w")
+        latest = j.latest_many(["/w/f1.wav", "/w/f2.wav", "/w/none.wav"])
+        assert set(latest) == {"/w/f1.wav", "/w/f2.wav"}
+        assert latest["/w/f1.wav"].fingerprint == fake(1, content=7).fingerprint
+        assert latest["/w/f1.wav"] == j.latest("/w/f1.wav")
+        many = [f"/w/f{i}.wav" for i in range(2000)]  # more than one IN (...) chunk
+        assert set(j.latest_many(many)) == {"/w/f1.wav", "/w/f2.wav"}
+        assert j.count(S.PENDING) == 2  # the first version of f1 was superseded
+        assert j.count(S.SUPERSEDED, S.PENDING) == 3
+        assert j.count(S.INFLIGHT) == 0
