@@ -312,14 +312,21 @@ class Journal:
         return self._one("state='PENDING' ORDER BY id")
 
     def by_state(
-        self, *states: FileState, limit: int | None = None, watch: str | None = None
+        self,
+        *states: FileState,
+        limit: int | None = None,
+        watch: str | None = None,
+        exclude: Iterable[int] = (),
     ) -> list[FileRecord]:
-        """Rows in any of ``states`` (of one watch if given), in detection order; bounded
-        by ``limit`` -- pass one: 100k rows would be 100k objects."""
+        """Rows in any of ``states`` (of one watch if given, without the ``exclude`` ids), in
+        detection order; bounded by ``limit`` -- pass one: 100k rows would be 100k objects."""
         sql = f"SELECT * FROM files WHERE state IN ({_marks(len(states))})"
         args: list[Any] = list(states)
         if watch is not None:
             sql, args = sql + " AND watch=?", [*args, watch]
+        skip = list(exclude)
+        if skip:
+            sql, args = sql + f" AND id NOT IN ({_marks(len(skip))})", [*args, *skip]
         sql += " ORDER BY id"
         if limit is not None:
             sql, args = sql + " LIMIT ?", [*args, limit]

@@ -67,22 +67,27 @@ class Daemon:
         self.journal: Journal | None = None
         self.embedded: EmbeddedProcess | None = None
         self._server: Server | None = None
+        self._server_lock = threading.RLock()
         self.watcher = Watcher(on_warning=self.log.warning)
         self._resolvers: dict[str, MetadataResolver] = {}
 
     # -- the server link ----------------------------------------------------------------
 
     def server(self) -> Server:
-        """The client for the current server (the embedded one restarts on a new port)."""
-        if self.embedded is not None and not self.embedded.alive() and not self._stop.is_set():
-            self.log.error(
-                "server.exited",
-                code=self.embedded.exit_code(),
-                detail="restarting the embedded svserver",
-            )
-            self._connect(self.embedded.restart(self._roots()))
-        assert self._server is not None
-        return self._server
+        """The client for the current server (the embedded one restarts on a new port).
+
+        Called from the loop and from the submitter's sender thread: one restarts it."""
+        with self._server_lock:
+            embedded = self.embedded
+            if embedded is not None and not embedded.alive() and not self._stop.is_set():
+                self.log.error(
+                    "server.exited",
+                    code=embedded.exit_code(),
+                    detail="restarting the embedded svserver",
+                )
+                self._connect(embedded.restart(self._roots()))
+            assert self._server is not None
+            return self._server
 
     def _connect(self, url: str) -> None:
         if self._server is not None:
@@ -151,6 +156,7 @@ class Daemon:
             watches=lambda: self.config.watches,
             resolvers=self._resolver,
             policy=lambda: self.config.policy,
+            wakeup=self.watcher.wakeup.set,
         )
         self.collector = Collector(
             journal,
@@ -189,6 +195,7 @@ class Daemon:
         finally:
             self.notify("STOPPING=1")
             self.log.info("daemon.stopping")
+            self.submitter.close()
             self.metrics.close()
             self.watcher.stop()
             if self._server is not None:
@@ -353,7 +360,8 @@ class Daemon:
         for i in range(len(new.watches)):
             self.ingest.scan(i, rescan=False)
         if self.embedded is not None and old_roots != self._roots():
-            self._connect(self.embedded.restart(self._roots()))
+            with self._server_lock:
+                self._connect(self.embedded.restart(self._roots()))
         self.log.info(
             "config.reloaded",
             path=str(self.config_path),

@@ -7,12 +7,21 @@ Sends are retried with tenacity (exponential backoff with jitter) while the
 server is unreachable; a refusal (4xx) is not retried: it fails the file with
 the server's message. ``max_inflight`` bounds the streams submitted and not
 finished, so a backlog waits in the journal, not in memory.
+
+The HTTP sends run on one sender thread, a batch at a time, while the
+daemon's loop hashes, records and builds the next batch: the server's work on
+one batch overlaps the daemon's work on the next. Rows handed to the sender
+stay SUBMITTING in the journal until the server has acknowledged them, so a
+crash at any point re-sends them under the same ids.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +37,7 @@ from svwatchd.client.server import Server
 from svwatchd.client.stream import Stream
 from svwatchd.daemon.config import Policy, WatchConfig
 from svwatchd.daemon.identity import stream_id_for
-from svwatchd.daemon.journal import FileRecord, FileState, Journal
+from svwatchd.daemon.journal import FileRecord, FileState, Journal, JournalWriteError
 from svwatchd.daemon.metadata import Held, MetadataResolver
 from svwatchd.daemon.stage import Stage
 from svwatchd.errors import InvalidStreamError, ServerRefusedError, ServerUnreachableError
@@ -36,6 +45,16 @@ from svwatchd.errors import InvalidStreamError, ServerRefusedError, ServerUnreac
 __all__ = ["Submitter"]
 
 BATCH = 500
+
+
+@dataclass
+class _Batch:
+    """SUBMITTING rows made into Streams, on their way to the sender."""
+
+    streams: list[Stream] = field(default_factory=list)
+    by_sid: dict[str, FileRecord] = field(default_factory=dict)
+    unbuildable: list[tuple[FileRecord, str]] = field(default_factory=list)
+    ids: set[int] = field(default_factory=set)  # journal row ids
 
 
 class Submitter(Stage):
@@ -52,6 +71,8 @@ class Submitter(Stage):
         policy: Callable[[], Policy],
         clock: Callable[[], float] = time.monotonic,
         quick_retries: int = 3,
+        wakeup: Callable[[], None] = lambda: None,
+        background: bool = True,
     ) -> None:
         super().__init__(journal, log, watches)
         self._server = server
@@ -65,6 +86,12 @@ class Submitter(Stage):
         self._held_logged: set[tuple[str, str]] = set()
         self.reachable: bool | None = None
         self.submitted = 0
+        self._wakeup = wakeup  # the loop waits on it; the sender sets it after each batch
+        self._background = background
+        self._outbox: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
+        self._sending: set[int] = set()  # row ids in a batch not yet delivered
+        self._guard = threading.Lock()
+        self._thread: threading.Thread | None = None
 
     def step(self) -> bool:
         """Submit what room allows (a batch at most); after an outage, wait out the backoff
@@ -79,10 +106,39 @@ class Submitter(Stage):
             pending = self.journal.by_state(FileState.PENDING, limit=min(room, BATCH))
             moved = self._prepare(pending)
         for _ in range(20):  # bounded per tick
-            rows = self.journal.by_state(FileState.SUBMITTING, limit=BATCH)
-            if not rows or not self._send(rows):
-                return False
+            if self._background and self._outbox.full():
+                break  # the sender is busy: it wakes the loop when it is done
+            with self._guard:
+                taken = set(self._sending)
+            rows = self.journal.by_state(FileState.SUBMITTING, limit=BATCH, exclude=taken)
+            if not rows:
+                break
+            batch = self._build(rows)
+            with self._guard:
+                self._sending |= batch.ids
+            if self._background:
+                self._start_sender()
+                self._outbox.put(batch)
+            elif not self._deliver_and_release(batch):
+                break
         return moved > 0 and len(pending) == min(room, BATCH)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the sender after the batch it is sending (rows not sent stay SUBMITTING
+        in the journal and are sent again at the next start: the same stream ids)."""
+        thread = self._thread
+        if thread is None:
+            return
+        while True:  # make room for the stop marker: queued batches are dropped
+            try:
+                dropped = self._outbox.get_nowait()
+            except queue.Empty:
+                break
+            if dropped is not None:
+                self._release(dropped)
+        self._outbox.put(None)
+        thread.join(timeout)
+        self._thread = None
 
     # -- PENDING -> SUBMITTING -----------------------------------------------------------
 
@@ -127,23 +183,66 @@ class Submitter(Stage):
 
     # -- SUBMITTING -> INFLIGHT ----------------------------------------------------------
 
-    def _send(self, rows: list[FileRecord]) -> bool:
-        """Send one batch; False when the server is unreachable (backing off)."""
-        server = self._server()
-        streams: list[Stream] = []
-        by_sid: dict[str, FileRecord] = {}
-        unbuildable: list[tuple[FileRecord, str]] = []
+    def _build(self, rows: list[FileRecord]) -> _Batch:
+        """Streams for SUBMITTING rows (each reads its file's header once, here)."""
+        batch = _Batch()
         for row in rows:
             if row.stream_id is None:
                 continue
+            batch.ids.add(row.id)
             try:
                 stream = Stream(row.path, **(row.metadata or {}))
                 stream.id = row.stream_id
             except InvalidStreamError as exc:
-                unbuildable.append((row, str(exc)))
+                batch.unbuildable.append((row, str(exc)))
                 continue
-            streams.append(stream)
-            by_sid[stream.id] = row
+            batch.streams.append(stream)
+            batch.by_sid[stream.id] = row
+        return batch
+
+    def _start_sender(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="svwatchd-sender", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        """The sender thread: one batch at a time, while the loop builds the next."""
+        while True:
+            batch = self._outbox.get()
+            if batch is None:
+                return
+            if self._clock() < self._next_try:
+                self._release(batch)  # backing off: the loop hands these out again later
+                continue
+            self._deliver_and_release(batch)
+
+    def _release(self, batch: _Batch) -> None:
+        with self._guard:
+            self._sending -= batch.ids
+        self._wakeup()
+
+    def _deliver_and_release(self, batch: _Batch) -> bool:
+        try:
+            return self._deliver(batch)
+        except JournalWriteError as exc:
+            # sent, perhaps, but not recorded: the rows stay SUBMITTING and are sent again
+            # (same ids, so the server answers with the streams it already has)
+            self.log.error(
+                "journal.write_failed", error=str(exc), path=exc.path, free_bytes=exc.free_bytes
+            )
+            self._backoff_now()
+            return False
+        except Exception:  # a bug must not stop submission: the rows are sent again later
+            self.log.exception("submit.failed")
+            self._backoff_now()
+            return False
+        finally:
+            self._release(batch)
+
+    def _deliver(self, batch: _Batch) -> bool:
+        """Send one batch; False when the server is unreachable (backing off)."""
+        server = self._server()
+        streams, by_sid, unbuildable = batch.streams, batch.by_sid, batch.unbuildable
         if unbuildable:
             # e.g. the file vanished after a send the server may have taken: ask it
             try:

@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-socket", action="append", default=[], metavar="HOST[:PORT]")
     serve.add_argument("--workers", type=int, default=None, help="decode processes")
     serve.add_argument("--threads", type=int, default=None, help="threads per worker")
+    serve.add_argument(
+        "--worker-nice",
+        type=int,
+        default=10,
+        metavar="N",
+        help="CPU niceness of the decode workers, 0..19 (default 10: requests come first)",
+    )
     serve.add_argument("--maxactive", type=int, default=None, help="decode slots")
     serve.add_argument("--token-file", default=None, metavar="FILE")
     serve.add_argument("--engine", choices=["whisper", "pocketsphinx"], default="whisper")
@@ -122,6 +129,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             compute_type=args.compute_type,
             threads=args.threads or threads,
             language=args.language,
+            nice=args.worker_nice,
             model_sha256=read_sha256_manifest(args.model_sha256) if args.model_sha256 else (),
         ),
         token=token,

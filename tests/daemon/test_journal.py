@@ -461,3 +461,11 @@ def test_latest_many_and_count(tmp_path: Path) -> None:
         assert j.count(S.PENDING) == 2  # the first version of f1 was superseded
         assert j.count(S.SUPERSEDED, S.PENDING) == 3
         assert j.count(S.INFLIGHT) == 0
+
+
+def test_by_state_excludes_ids(tmp_path: Path) -> None:
+    with Journal(tmp_path) as j:
+        ids = [j.upsert_seen(fake(i), "/w").id for i in range(5)]
+        rows = j.by_state(S.PENDING, limit=2, exclude={ids[0], ids[2]})
+        assert [r.id for r in rows] == [ids[1], ids[3]]
+        assert [r.id for r in j.by_state(S.PENDING, exclude=())] == ids

@@ -440,3 +440,17 @@ def test_pool_replaces_a_dead_worker() -> None:
         again = pool.submit([load_speech("001.wav")]).result(timeout=60)
         assert text_of(again[0]) == "ten of clubs"
         assert pool.worker_pids != [first_pid] and pool.info()["restarts"] == 1
+
+
+@pytest.mark.slow
+def test_workers_decode_at_the_configured_niceness() -> None:
+    # decoding yields the CPU to the server's own process (requests come first)
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    with WorkerPool(EngineConfig(name="pocketsphinx"), workers=1) as pool:
+        (pid,) = pool.worker_pids
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, mine + 10)
+    with WorkerPool(EngineConfig(name="pocketsphinx", nice=0), workers=1) as pool:
+        (pid,) = pool.worker_pids
+        assert os.getpriority(os.PRIO_PROCESS, pid) == mine
+    with pytest.raises(ConfigError, match=r"nice must be an integer 0\.\.19"):
+        EngineConfig(nice=20)

@@ -63,7 +63,11 @@ class EngineConfig:
     ``verify_model`` checks the bundled Whisper model against recorded
     SHA-256 digests at load, so a damaged install fails loudly at start-up.
     ``model_sha256`` pins an operator's model the same way: (file name, hex
-    digest) pairs, e.g. read from a ``sha256sum`` manifest.
+    digest) pairs, e.g. read from a ``sha256sum`` manifest. ``nice`` is the
+    worker processes' CPU niceness (0..19): decoding is bulk work, so by default
+    it yields to the server's own process, and submissions and refreshes are
+    answered promptly while every worker is busy; on an otherwise idle CPU the
+    workers still get all of it.
     """
 
     name: EngineName = "whisper"
@@ -74,6 +78,7 @@ class EngineConfig:
     language: str | None = None
     verify_model: bool = True
     model_sha256: tuple[tuple[str, str], ...] = ()
+    nice: int = 10
 
     def __post_init__(self) -> None:
         if self.name not in ("whisper", "pocketsphinx"):
@@ -88,6 +93,12 @@ class EngineConfig:
             raise ConfigError(f"threads must be an integer, not {self.threads!r}", key="threads")
         if self.threads < 1:
             raise ConfigError(f"threads must be at least 1, not {self.threads}", key="threads")
+        if (
+            isinstance(self.nice, bool)
+            or not isinstance(self.nice, int)
+            or not 0 <= self.nice <= 19
+        ):
+            raise ConfigError(f"nice must be an integer 0..19, not {self.nice!r}", key="nice")
 
 
 @runtime_checkable

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import multiprocessing
+import os
 import pickle
 import signal
 import traceback
@@ -86,6 +87,8 @@ def _main(config: EngineConfig, conn: Connection) -> None:
     """Child process: load the engine once, then decode jobs until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
     try:
+        if config.nice:
+            os.nice(config.nice)  # bulk work: the server's own process comes first
         engine = load_engine(config)
         conn.send(("ready", engine.info()))
     except BaseException as exc:
