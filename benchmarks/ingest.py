@@ -126,6 +126,15 @@ def run(n: int, base: Path, srv: SvServer) -> None:
         f"  close -> stream acknowledged: p50 {_pct(lat, 0.5) * 1000:.0f} ms, "
         f"p99 {_pct(lat, 0.99) * 1000:.0f} ms"
     )
+    # The rate above is capped by the writer when the daemon keeps up with it; the
+    # backlog left when writing ended, and how fast it drained, show the daemon's own pace.
+    end = began + wrote
+    left = sorted(t for t in submitted.values() if t > end)
+    if len(left) > 1:
+        print(
+            f"  backlog when writing ended: {len(left)} files, drained at "
+            f"{len(left) / (left[-1] - end):.0f} files/s"
+        )
     if raw_lat:
         r99 = _pct(raw_lat, 0.99)
         print(

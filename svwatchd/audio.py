@@ -27,6 +27,7 @@ import soxr
 
 from svwatchd.enums import Encoding, Endian
 from svwatchd.errors import InvalidInputError
+from svwatchd.wavheader import HEAD_BYTES, read_plain_header
 
 __all__ = [
     "DEFAULT_RATE",
@@ -256,9 +257,16 @@ def _read_wav(path: StrPath, *, samples: bool) -> tuple[WavInfo, npt.NDArray[np.
     # (a Python file object would cost a Python callback per read: twice the time).
     fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        tag = os.pread(fd, 4, 0)
+        head = os.pread(fd, HEAD_BYTES, 0)
+        tag = head[:4]
         if tag not in _RIFF_TAGS:
             raise AudioDecodeError(source, "not a valid RIFF/WAVE file (no RIFF or RIFX tag)")
+        plain = None if samples else read_plain_header(head, os.fstat(fd).st_size)
+        if plain is not None:  # the common layout, read without libsndfile
+            encoding, width, rate, channels, frames_n, big = plain
+            endian = Endian.BIG if big else Endian.LITTLE
+            fmt = AudioFormat("WAV", encoding, width, rate, channels, endian)
+            return WavInfo(fmt, frames_n), None
         try:
             with sf.SoundFile(fd, closefd=False) as snd:
                 info = _wav_info(source, snd, _RIFF_TAGS[tag])
