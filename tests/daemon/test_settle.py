@@ -16,6 +16,16 @@ class Clock:
         return self.now
 
 
+def settler_with(tmp_path: Path, name: str, hint: str) -> tuple[Clock, Settler, Path]:
+    """A settler on a test clock, with one new file noted (settle 2 s)."""
+    clock = Clock()
+    s = Settler(clock)
+    f = tmp_path / name
+    f.write_bytes(b"x")
+    s.note(str(f), 0, hint, 2.0)  # type: ignore[arg-type]
+    return clock, s, f
+
+
 def test_moved_and_closed_files_are_due_at_once(tmp_path: Path) -> None:
     clock = Clock()
     s = Settler(clock)
@@ -28,11 +38,7 @@ def test_moved_and_closed_files_are_due_at_once(tmp_path: Path) -> None:
 
 
 def test_changed_file_waits_for_settle_and_restarts_when_it_grows(tmp_path: Path) -> None:
-    clock = Clock()
-    s = Settler(clock)
-    f = tmp_path / "slow.wav"
-    f.write_bytes(b"x")
-    s.note(str(f), 0, "changed", 2.0)
+    clock, s, f = settler_with(tmp_path, "slow.wav", "changed")
     assert not s.has_due() and s.due() == []
     clock.now += 2.5
     with open(f, "ab") as w:
@@ -45,11 +51,7 @@ def test_changed_file_waits_for_settle_and_restarts_when_it_grows(tmp_path: Path
 
 
 def test_a_reopened_file_waits_and_a_later_event_replaces_an_earlier_one(tmp_path: Path) -> None:
-    clock = Clock()
-    s = Settler(clock)
-    f = tmp_path / "a.wav"
-    f.write_bytes(b"x")
-    s.note(str(f), 0, "closed", 2.0)
+    clock, s, f = settler_with(tmp_path, "a.wav", "closed")
     assert s.due() == [(0, str(f))]
     clock.now += 0.5
     s.note(str(f), 0, "closed", 2.0)  # closed again within settle: a writer that reopens
