@@ -113,16 +113,15 @@ class Server:
     @staticmethod
     def _answer(method: str, url: str, response: httpx.Response) -> Any:
         if response.status_code >= 500:
+            body, message = _error_of(response)  # e.g. 507: svserver's disk is full
+            said = f": {message}" if isinstance(body, dict) else ""  # not a proxy's page
             raise ServerUnreachableError(
-                f"{method} {url} failed with {response.status_code} on the server; retry later",
+                f"{method} {url} failed with {response.status_code} on the server{said}; "
+                "retry later",
                 url=url,
             )
         if response.status_code >= 400:
-            try:
-                body = response.json()
-                message = body.get("error", {}).get("message") or response.text
-            except (ValueError, AttributeError):
-                body, message = response.text, response.text
+            body, message = _error_of(response)
             raise ServerRefusedError(
                 f"svserver refused {method} {url} ({response.status_code}): {message}",
                 status_code=response.status_code,
@@ -380,3 +379,12 @@ def _spec(stream: Stream, *, as_upload: bool) -> dict[str, Any]:
         },
         "tags": stream.tags,
     }
+
+
+def _error_of(response: httpx.Response) -> tuple[Any, str]:
+    """An error answer's body and its message (svserver's JSON error, else the text)."""
+    try:
+        body = response.json()
+        return body, body.get("error", {}).get("message") or response.text
+    except (ValueError, AttributeError):
+        return response.text, response.text

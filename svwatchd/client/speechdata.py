@@ -251,9 +251,11 @@ def _timed_tokens(u: Utterance) -> list[Word]:
     tokens = _clean(u.text).split(" ")
     offsets = [0, *accumulate(len(tok) + 1 for tok in tokens)]
     total = offsets[-1] - 1
-    span = max(u.end - u.start, 0.0)
-    times = [u.start + span * min(off, total) / total for off in offsets]
-    times[-1] = u.start + span
+    end = max(u.end, u.start)
+    span = end - u.start
+    # min(): start + span can round one ulp past the end; the last token ends exactly there
+    times = [min(u.start + span * min(off, total) / total, end) for off in offsets]
+    times[-1] = end
     return [Word(t, times[i], times[i + 1], u.confidence) for i, t in enumerate(tokens)]
 
 

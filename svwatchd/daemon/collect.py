@@ -55,6 +55,7 @@ class Collector(Stage):
         self.last_refresh_seconds = 0.0
         self.inflight = 0
         self._finished: dict[str, tuple[FileRecord, Stream]] = {}  # refreshed, not yet handled
+        self._output_problems: dict[str, str] = {}  # stream id -> the error last logged
 
     def step(self) -> None:
         """Refresh every stream in flight (one request, 2000 at most) and queue what finished.
@@ -95,8 +96,15 @@ class Collector(Stage):
             except (ServerUnreachableError, ServerRefusedError):
                 raise  # kept queued: handled again once the server answers
             except OSError as exc:
-                # e.g. disk full under the outputs: nothing is marked done; retried next time
-                self.log.error("output.failed", path=row.path, stream_id=stream.id, error=str(exc))
+                # e.g. disk full under the outputs: nothing is marked done; retried at each
+                # refresh, logged once per stream and problem (not once per refresh)
+                if self._output_problems.get(sid) != str(exc):
+                    self._output_problems[sid] = str(exc)
+                    self.log.error(
+                        "output.failed", path=row.path, stream_id=stream.id, error=str(exc)
+                    )
+            else:
+                self._output_problems.pop(sid, None)
             del self._finished[sid]
         return bool(self._finished)
 

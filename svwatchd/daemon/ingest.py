@@ -150,7 +150,19 @@ class Ingest:
                 self.settler.retry_later(path, index, watch.settle)
                 continue
             due.append((index, path))
-        latest = self.journal.latest_many(p for _, p in due) if due else {}
+        if not due:
+            return 0
+        try:
+            return self._record(due)
+        except BaseException:
+            # e.g. the journal's disk is full: nothing was recorded, so nothing may be
+            # forgotten either -- every file of the slice goes back to wait its turn
+            for index, path in due:
+                self.settler.retry_later(path, index, self.watches[index].settle)
+            raise
+
+    def _record(self, due: list[tuple[int, str]]) -> int:
+        latest = self.journal.latest_many(p for _, p in due)
         found: list[tuple[FileIdentity, str]] = []
         for index, path in due:
             watch = self.watches[index]

@@ -285,6 +285,8 @@ class Daemon:
             return
         report = self.journal.rebuild(outputs, streams)
         corrupt = self.journal.corrupt_path
+        if corrupt is None and not (report.done or report.failed or report.inflight):
+            return  # a new state_dir and nothing of ours on the server: nothing to say
         self.log.warning(
             "journal.rebuilt",
             corrupt_copy=str(corrupt) if corrupt else None,

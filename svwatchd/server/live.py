@@ -98,9 +98,8 @@ class _Session:
     async def run(self) -> None:
         sid = self.row.id
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.row.host, self.row.port), CONNECT_TIMEOUT
-            )
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                reader, writer = await asyncio.open_connection(self.row.host, self.row.port)
         except (OSError, TimeoutError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             self._fail(f"Cannot connect to socket source {self.row.source}: {reason or 'timeout'}")
@@ -188,8 +187,9 @@ class _Session:
 
     async def _wait(self) -> None:
         self.arrived.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.arrived.wait(), 0.25)
+        with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
+            async with asyncio.timeout(0.25):
+                await self.arrived.wait()
 
     async def _commit(self, seg: Segment, skip_before: float | None, position: int) -> None:
         began = time.monotonic()

@@ -100,8 +100,12 @@ class Scheduler:
                 self.dispatch()
             except Exception:  # keep the queue alive; the error is logged with its stream
                 log.exception("scheduler.dispatch_failed")
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that
+            # arrives as the event is set (a live session ending at shutdown), and the
+            # loop never stopped
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.service.wake.wait(), 0.5)
+                async with asyncio.timeout(0.5):
+                    await self.service.wake.wait()
             self.service.wake.clear()
 
     def dispatch(self) -> None:

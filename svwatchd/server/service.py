@@ -300,8 +300,9 @@ class StreamService:
                         return
                     continue
                 async with self._changed:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._changed.wait(), 1.0)
+                    with contextlib.suppress(TimeoutError):  # not wait_for (see Scheduler)
+                        async with asyncio.timeout(1.0):
+                            await self._changed.wait()
         finally:
             self._listeners[stream_id].remove(listener)
             if not self._listeners[stream_id]:

@@ -10,7 +10,7 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from svwatchd.client.speechdata import (
@@ -347,6 +347,7 @@ def _timed_utterance(draw: st.DrawFn) -> Utterance:
 
 
 @given(_timed_utterance())
+@example(Utterance(1.2605723871878478, 18.200362660662552, "a a a a a a a a a a", 0.9))  # 1 ulp
 def test_cue_splitting_properties(u: Utterance) -> None:
     cues = make_cues([u])
     assert [tok for c in cues for tok in c.text.split()] == u.text.split()

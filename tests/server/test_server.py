@@ -6,12 +6,13 @@ here is engine-independent, so it runs on the light engine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -499,3 +500,98 @@ def test_listeners_are_visible_and_delete_removes_the_upload(
         assert (srv.data_dir / "uploads" / s.id).exists()
         assert s.delete()
         assert not (srv.data_dir / "uploads" / s.id).exists()
+
+
+def _live_until(srv: SvServer, port: int, cond: Callable[[Stream], bool]) -> Stream:
+    """Submit a socket stream from ``port`` and poll until ``cond`` holds (60 s at most)."""
+    s = Stream(("127.0.0.1", port), **RAW)
+    with Server(srv.url) as client:
+        client.decodestreams(s)
+        deadline = time.monotonic() + 60
+        while not cond(s) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    return s
+
+
+def test_socket_stream_reconnects_after_kill_9(tmp_path: Path) -> None:
+    # decisions: a socket stream goes back to QUEUED after a crash and reconnects; what
+    # it committed is kept, decoding goes on from the committed spool offset, nothing twice
+    speech_file("goforward.raw")
+    silence = b"\0" * 32000 * 2
+    parts = [
+        (TESTDATA / "goforward.raw").read_bytes() + silence,
+        (TESTDATA / "something.raw").read_bytes() + silence,
+    ]
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    connections: list[float] = []
+
+    def serve() -> None:  # one part per connection; what a dead server missed is lost
+        for part in parts:
+            conn, _ = listener.accept()
+            connections.append(time.monotonic())
+            with conn, contextlib.suppress(OSError):  # the first one dies with the server
+                for i in range(0, len(part), 3200):
+                    conn.sendall(part[i : i + 3200])
+                    time.sleep(0.1)
+                if part is parts[0]:
+                    conn.settimeout(120)
+                    while conn.recv(4096):  # hold the line until the server dies
+                        pass
+        listener.close()
+
+    feeder = threading.Thread(target=serve, daemon=True)
+    feeder.start()
+    srv = SvServer(tmp_path / "data", args=["--allow-socket", "127.0.0.1"], workers=1).start()
+    try:
+        seen: list[str] = []
+
+        def first_utterance(s: Stream) -> bool:
+            seen[:] = [u.text for u in s.utterances()]
+            return bool(seen)
+
+        s = _live_until(srv, port, first_utterance)
+        assert normalise(" ".join(seen)) == "go forward ten meters"
+        srv.kill()
+        srv.start()
+        with Server(srv.url) as client:
+            s._bind(client)
+            _wait(client, [s], timeout=120)
+            assert s.status is DecodeStatus.DONE, s.error
+            assert len(connections) == 2  # it connected again after the restart
+            assert _text(s) == "go forward ten meters go somewhere and do something"
+            assert len(client.getstreams()) == 1
+    finally:
+        srv.stop()
+    feeder.join(10)
+
+
+def test_sigterm_with_a_silent_socket_source_stops_promptly(tmp_path: Path) -> None:
+    # a live session ending at shutdown used to wake the scheduler as it was cancelled;
+    # asyncio.wait_for swallowed the cancel and svserver never exited
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
+    srv = SvServer(tmp_path / "data", args=["--allow-socket", "127.0.0.1"], workers=1).start()
+    try:
+
+        def connected(s: Stream) -> bool:
+            s.refresh()
+            return s.isactive() and bool(accepted)
+
+        s = _live_until(srv, port, connected)
+        assert s.isactive() and accepted  # connected; the source sends nothing
+        began = time.monotonic()
+        srv.stop(timeout=20)
+        assert time.monotonic() - began < 10
+        srv.start()
+        with Server(srv.url) as client:
+            s._bind(client)
+            s.refresh()
+            assert s.status in (DecodeStatus.QUEUED, DecodeStatus.ACTIVE)  # not ERROR
+    finally:
+        srv.stop()
+        for conn in accepted:
+            conn.close()
+        listener.close()
