@@ -69,6 +69,8 @@ def resolve_source(source: object, metadata: Mapping[str, Any]) -> SourceInfo:
             source=str(source),
         )
     path = os.path.abspath(os.fspath(source))
+    if "\0" in path:
+        raise InvalidStreamError(f"Stream source {path!r} contains a NUL byte", source=path)
     fmt, tags = split_metadata(path, metadata)
     try:
         st = os.stat(path)

@@ -61,6 +61,8 @@ class Daemon:
         self.log = structlog.get_logger("svwatchd")
         self._stop = threading.Event()
         self._reload = threading.Event()
+        self._signalled_stop = False  # set by signal handlers: flags only, no locks
+        self._signalled_reload = False
         self.notify: Callable[[str], object] = notify  # systemd; a no-op without NOTIFY_SOCKET
         self.watchdog = Watchdog()
         self.metrics = DaemonMetrics()
@@ -79,7 +81,7 @@ class Daemon:
         Called from the loop and from the submitter's sender thread: one restarts it."""
         with self._server_lock:
             embedded = self.embedded
-            if embedded is not None and not embedded.alive() and not self._stop.is_set():
+            if embedded is not None and not embedded.alive() and not self.stopping:
                 self.log.error(
                     "server.exited",
                     code=embedded.exit_code(),
@@ -210,9 +212,10 @@ class Daemon:
         next_rescan = time.monotonic() + self.config.rescan_interval
         next_status = 0.0
         last_status = ""
-        while not self._stop.is_set():
-            if self._reload.is_set():
+        while not self.stopping:
+            if self._reload.is_set() or self._signalled_reload:
                 self._reload.clear()
+                self._signalled_reload = False
                 self.reload()
             now = time.monotonic()
             self.watcher.wakeup.clear()  # before draining: a later change wakes the next wait
@@ -240,10 +243,10 @@ class Daemon:
                 self.log.error(
                     "journal.write_failed", error=str(exc), path=exc.path, free_bytes=exc.free_bytes
                 )
-                self._stop.wait(5.0)  # retried from a clean state (the journal reopens)
+                self._pause(5.0)  # retried from a clean state (the journal reopens)
             except Exception:  # a bug must not stop the service: log it loudly, go on
                 self.log.exception("daemon.step_failed")
-                self._stop.wait(1.0)
+                self._pause(1.0)
             self.watchdog.kick()  # the loop turns: systemd's watchdog stays quiet
             if now >= next_status or not more:
                 next_status = now + 1.0
@@ -312,21 +315,35 @@ class Daemon:
     # -- signals and reload -----------------------------------------------------------------
 
     def _install_signals(self) -> None:
+        # A handler runs in the main thread between two bytecodes, possibly while that
+        # thread holds an Event's internal lock (the loop clears and waits on
+        # watcher.wakeup all the time): setting an Event here could deadlock the daemon
+        # on SIGTERM. So the handlers only set flags; the loop waits at most TICK.
         def stop(signum: int, _: FrameType | None) -> None:
-            self.stop()
+            self._signalled_stop = True
 
         def hup(signum: int, _: FrameType | None) -> None:
-            self._reload.set()
-            self.watcher.wakeup.set()
+            self._signalled_reload = True
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, hup)
 
     def stop(self) -> None:
-        """Ask the loop to stop (what SIGTERM does)."""
+        """Ask the loop to stop (what SIGTERM does); for other threads, not signal handlers."""
         self._stop.set()
         self.watcher.wakeup.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was asked for (by :meth:`stop` or a signal)."""
+        return self._signalled_stop or self._stop.is_set()
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep after a failed step, waking within TICK of a stop."""
+        until = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < until:
+            self._stop.wait(TICK)
 
     def reload(self) -> None:
         """Load the config again; on success swap watches, else keep the old config."""

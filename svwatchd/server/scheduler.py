@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -32,6 +34,7 @@ __all__ = ["Executor", "Scheduler"]
 log = structlog.get_logger("svserver.scheduler")
 
 SHORT_CLIP_SECONDS = 20.0
+SWEEP_SECONDS = 5.0  # how often ACTIVE streams without a job are queued again
 
 
 class Executor(Protocol):
@@ -65,6 +68,7 @@ class Scheduler:
         self._pack_max = pack_max
         self.sample_rate = sample_rate
         self._file_jobs: set[asyncio.Task[None]] = set()
+        self._in_jobs: set[str] = set()  # ids of the streams in running file jobs
         self.live: dict[str, Any] = {}  # stream id -> live session (see live.py)
         self.start_live: Callable[[StreamRow], Any] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -95,9 +99,25 @@ class Scheduler:
                 await job
 
     async def _run(self) -> None:
+        next_sweep = time.monotonic() + SWEEP_SECONDS
+        store_problem: str | None = None
         while True:
             try:
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + SWEEP_SECONDS
+                    self.requeue_orphans()
                 self.dispatch()
+                if store_problem is not None:
+                    store_problem = None
+                    log.info("scheduler.store_writable")
+            except (sqlite3.OperationalError, OSError) as exc:
+                if str(exc) != store_problem:  # once per problem, not twice a second
+                    store_problem = str(exc)
+                    log.error(
+                        "scheduler.store_failed",
+                        error=store_problem,
+                        detail="streams wait in the queue until the store can be written",
+                    )
             except Exception:  # keep the queue alive; the error is logged with its stream
                 log.exception("scheduler.dispatch_failed")
             # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that
@@ -125,7 +145,33 @@ class Scheduler:
             self._activate(batch)
             task = asyncio.get_running_loop().create_task(self._file_job(batch))
             self._file_jobs.add(task)
+            self._in_jobs |= {r.id for r in batch}
             task.add_done_callback(self._file_jobs.discard)
+            task.add_done_callback(functools.partial(self._job_ended, [r.id for r in batch]))
+
+    def _job_ended(self, ids: list[str], _: asyncio.Task[None]) -> None:
+        self._in_jobs.difference_update(ids)
+
+    def requeue_orphans(self) -> int:
+        """File streams ACTIVE without a running job (their results could not be stored,
+        e.g. the disk was full) go back to QUEUED; returns how many. Retried every few
+        seconds, so they are decoded again once the store can be written."""
+        orphans = [
+            r
+            for r in self.store.with_status("ACTIVE", limit=1000)
+            if r.kind != "socket" and r.id not in self._in_jobs
+        ]
+        done = 0
+        for row in orphans:
+            try:
+                self.store.update(row.id, status="QUEUED")
+            except (sqlite3.OperationalError, OSError):
+                break  # still cannot write: the next sweep tries again
+            done += 1
+            log.info("decode.requeued", stream_id=row.id, source=row.source)
+        if done:
+            self.service.wake.set()
+        return done
 
     def _next_batch(self, files: list[StreamRow]) -> list[StreamRow]:
         """Short files are packed together (up to ``pack_max``); a long one goes alone."""
@@ -152,6 +198,21 @@ class Scheduler:
         self.service.poke()
 
     async def _file_job(self, rows: list[StreamRow]) -> None:
+        try:
+            await self._decode_files(rows)
+        except (sqlite3.OperationalError, OSError) as exc:
+            # the results (or the error) could not be stored: nothing of this job is kept,
+            # its streams stay ACTIVE and requeue_orphans queues them again
+            for row in rows:
+                log.error(
+                    "decode.commit_failed",
+                    stream_id=row.id,
+                    source=row.source,
+                    error=str(exc),
+                    detail="not stored; decoded again once svserver's store can be written",
+                )
+
+    async def _decode_files(self, rows: list[StreamRow]) -> None:
         clips: list[Samples] = []
         decodable: list[StreamRow] = []
         for row in rows:

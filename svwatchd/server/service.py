@@ -217,6 +217,8 @@ class StreamService:
                 )
             return str(path)
         assert spec.path is not None
+        if "\0" in spec.path:  # no file has one; the OS calls below would raise ValueError
+            raise _Refused(spec.id, 400, "bad_path", f"path {spec.path!r} contains a NUL byte")
         try:
             real = self.config.check_path(spec.path)
         except PathNotAllowedError as exc:

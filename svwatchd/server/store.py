@@ -213,15 +213,22 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write: committed on exit, rolled back on error."""
+        """One atomic write: committed on exit, rolled back on error.
+
+        A COMMIT that fails (disk full: SQLite writes the WAL at commit) is rolled
+        back too, unless SQLite already did; either way the connection is left with
+        no transaction open, so the next write starts clean.
+        """
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                yield db
+                db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     # -- streams ----------------------------------------------------------------------
 

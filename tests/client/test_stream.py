@@ -308,3 +308,8 @@ def test_createdirstreams_collects_failures(tmp_path: Path) -> None:
 def test_createdirstreams_bad_regex(tmp_path: Path) -> None:
     with pytest.raises(InvalidStreamError, match="regular expression"):
         createdirstreams(tmp_path, filters=["("])
+
+
+def test_a_nul_byte_in_a_path_is_an_invalid_stream() -> None:
+    with pytest.raises(InvalidStreamError, match="NUL byte"):
+        Stream("/tmp/a\0b.wav")

@@ -8,49 +8,19 @@ Mounting needs root (CAP_SYS_ADMIN); elsewhere these tests skip and say so.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import TESTDATA
 from tests.daemon.daemon_harness import DaemonProc, server_streams, wait_for, write_config
+from tests.diskfull import fill, tiny_fs
 from tests.svserver import SvServer
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@contextlib.contextmanager
-def tiny_fs(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` mounted at ``path`` (skips the test where mounting is not allowed)."""
-    path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill(fs: Path) -> Path:
-    """Use up every free byte of ``fs``; returns the filler file (delete it to free space)."""
-    filler = fs / "filler"
-    for name, step in ((filler, 4096), (fs / "crumbs", 1)):
-        with open(name, "wb", buffering=0) as f, contextlib.suppress(OSError):
-            while True:
-                f.write(b"\0" * step)
-    assert shutil.disk_usage(fs).free < 4096
-    return filler
 
 
 def start_daemon(work: Path, srv: SvServer, out: Path, formats: list[str]) -> DaemonProc:

@@ -56,11 +56,12 @@ def test_notify_order_and_metrics_of_both_processes(tmp_path: Path) -> None:
     listener.bind(str(sock_path))
     listener.settimeout(0.2)
     env = dict(os.environ, NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="2000000")
+    log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115 -- closed in finally
     proc = subprocess.Popen(
         [sys.executable, "-m", "svwatchd.daemon.cli", "run", "--config", str(cfg)],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     messages: list[str] = []
 
@@ -95,11 +96,19 @@ def test_notify_order_and_metrics_of_both_processes(tmp_path: Path) -> None:
         assert _metric(server, "svserver_queue_wait_seconds_count") == 3
         pump()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
+        began = time.monotonic()
+        while proc.poll() is None and time.monotonic() - began < 60:
+            pump()  # keep reading, as systemd does: a full queue would slow the sender
+        assert proc.poll() == 0, (tmp_path / "daemon.log").read_text()[-3000:]
         pump()
     finally:
         if proc.poll() is None:
+            spy = shutil.which("py-spy")  # where installed: where it hung, for the report
+            if spy:
+                subprocess.run([spy, "dump", "--pid", str(proc.pid)], check=False)
             proc.kill()
+            proc.wait(10)
+        log.close()
         listener.close()
         srv.stop()
     kinds = [m.split("=", 1)[0] for m in messages]

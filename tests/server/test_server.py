@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from svwatchd.client import DecodeStatus, Stream
 from svwatchd.client.server import Server
 from svwatchd.errors import ServerRefusedError, ServerUnreachableError, StreamStateError
 from tests.conftest import TESTDATA, speech_file
+from tests.diskfull import fill, tiny_fs
 from tests.normalise import normalise
 from tests.svserver import SvServer, free_port
 
@@ -255,6 +257,19 @@ def test_paths_outside_roots_are_refused_never_uploaded(
     assert traversal.status_code == 200
     assert traversal.json()["rejected"][0]["code"] == "path_not_allowed"
     assert not (srv.data_dir / "uploads" / "trav1").exists()
+    nul = httpx.post(  # found by the fuzz test: was a 500
+        f"{srv.url}/v1/streams",
+        json={
+            "streams": [
+                {
+                    "id": "nul1",
+                    "source": {"type": "file", "path": f"{root}/a\u0000b.wav"},
+                    "format": {"encoding": "SPCM", "sampwidth": 2, "samprate": 16000},
+                }
+            ]
+        },
+    )
+    assert nul.status_code == 200 and nul.json()["rejected"][0]["code"] == "bad_path"
 
 
 def test_explicit_upload(served: tuple[SvServer, Path], tmp_path: Path) -> None:
@@ -595,3 +610,48 @@ def test_sigterm_with_a_silent_socket_source_stops_promptly(tmp_path: Path) -> N
         for conn in accepted:
             conn.close()
         listener.close()
+
+
+def test_full_disk_while_decoding_stores_nothing_and_requeues(tmp_path: Path) -> None:
+    # results that cannot be committed are not kept: the stream stays ACTIVE, is queued
+    # again once the store can be written, and is decoded then; nothing is stored twice
+    speech_file("001.wav")
+    root = tmp_path / "root"
+    root.mkdir()
+    names = sorted(p.name for p in TESTDATA.glob("sense_and_sensibility_*.wav"))
+    audio = np.concatenate([sf.read(TESTDATA / n, dtype="int16")[0] for n in names] * 2)
+    sf.write(root / "long.wav", audio, 16000, subtype="PCM_16")  # seconds of decoding
+    shutil.copy(root / "long.wav", root / "again.wav")
+    with tiny_fs(tmp_path / "data", "4m") as data:
+        srv = SvServer(data, args=["--allow-root", str(root)], workers=1).start()
+        try:
+            long = Stream(root / "long.wav")
+            with Server(srv.url) as client:
+                client.decodestreams(long)
+                deadline = time.monotonic() + 60
+                while not long.isactive() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    long.refresh()
+                assert long.isactive()
+                with sqlite3.connect(data / "svserver.db") as db:  # every commit must grow it
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                filler = fill(data)
+                deadline = time.monotonic() + 120
+                while "decode.commit_failed" not in srv.output():
+                    assert time.monotonic() < deadline, srv.output()[-3000:]
+                    time.sleep(0.2)
+                long.refresh()
+                assert long.isactive() and long.utterances() == []  # nothing kept
+                (data / "crumbs").unlink()
+                filler.unlink()
+                again = Stream(root / "again.wav")  # the same audio, decoded once, for reference
+                client.decodestreams(again)
+                _wait(client, [long, again], timeout=240)
+                assert long.status is DecodeStatus.DONE, long.error
+                texts = [u.text for u in long.utterances()]
+                assert texts and texts == [u.text for u in again.utterances()]  # not twice
+            out = srv.output()
+            assert "decode.requeued" in out and "scheduler.dispatch_failed" not in out
+            assert out.count("scheduler.store_failed") <= 2  # once per problem
+        finally:
+            srv.stop()
