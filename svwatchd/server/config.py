@@ -80,9 +80,13 @@ class ServerConfig:
         if not os.path.isabs(path):
             raise PathNotAllowedError(f"Path {path!r} is not absolute; send an absolute path")
         resolved = os.path.realpath(path)
+        if _under(resolved, os.path.realpath(self.data_dir)):
+            raise PathNotAllowedError(
+                f"Path {path} resolves to {resolved}, inside svserver's own data directory "
+                f"({self.data_dir}); refused"
+            )
         for root in self.allow_roots:
-            top = str(root)
-            if resolved == top or resolved.startswith(top if top.endswith("/") else top + "/"):
+            if _under(resolved, str(root)):
                 return Path(resolved)
         real = Path(resolved)
         roots = ", ".join(str(r) for r in self.allow_roots) or "none configured"
@@ -109,3 +113,8 @@ class ServerConfig:
         if presented is None:
             return False
         return hmac.compare_digest(presented.encode(), self.token.encode())
+
+
+def _under(path: str, top: str) -> bool:
+    """``path`` is ``top`` or lies below it (both resolved; string compare, no syscalls)."""
+    return path == top or path.startswith(top if top.endswith("/") else top + "/")
