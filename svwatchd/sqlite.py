@@ -13,13 +13,15 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = [
     "Locked",
     "NewerSchema",
     "connect",
+    "immediate",
     "lock_exclusively",
     "migrate",
     "move_aside",
@@ -79,6 +81,24 @@ def connect(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+@contextmanager
+def immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction (BEGIN IMMEDIATE), committed on exit, rolled back on error.
+
+    A COMMIT can fail too (disk full: SQLite writes the WAL at commit); it is
+    rolled back unless SQLite already did, so the connection is never left
+    inside a transaction and the next write starts clean.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 def migrate(db: sqlite3.Connection, migrations: Mapping[int, str], current: int) -> None:

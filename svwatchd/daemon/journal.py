@@ -51,6 +51,7 @@ from svwatchd.sqlite import (
     Locked,
     NewerSchema,
     connect,
+    immediate,
     lock_exclusively,
     migrate,
     open_checked,
@@ -176,24 +177,14 @@ class Journal:
         with self._lock:
             db = self._conn()
             try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
+                with immediate(db):
                     yield db
-                except BaseException:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
-                db.execute("COMMIT")
             except (sqlite3.OperationalError, OSError) as exc:
                 code = getattr(exc, "sqlite_errorcode", -1) & 0xFF
                 if code not in _WRITE_CODES and getattr(exc, "errno", None) != errno.ENOSPC:
                     raise
-                try:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                finally:
-                    db.close()
-                    self._db = None
+                db.close()  # rolled back by immediate(); reopened clean before the next use
+                self._db = None
                 raise JournalWriteError(str(self.path), self._free_bytes(), exc) from exc
 
     # -- seeing files -----------------------------------------------------------------

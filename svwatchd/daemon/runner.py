@@ -60,7 +60,6 @@ class Daemon:
         self.config_path = config_path
         self.log = structlog.get_logger("svwatchd")
         self._stop = threading.Event()
-        self._reload = threading.Event()
         self._signalled_stop = False  # set by signal handlers: flags only, no locks
         self._signalled_reload = False
         self.notify: Callable[[str], object] = notify  # systemd; a no-op without NOTIFY_SOCKET
@@ -213,8 +212,7 @@ class Daemon:
         next_status = 0.0
         last_status = ""
         while not self.stopping:
-            if self._reload.is_set() or self._signalled_reload:
-                self._reload.clear()
+            if self._signalled_reload:
                 self._signalled_reload = False
                 self.reload()
             now = time.monotonic()

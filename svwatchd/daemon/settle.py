@@ -64,9 +64,19 @@ class Settler:
     def __contains__(self, path: object) -> bool:
         return path in self._entries
 
-    def _put(self, path: str, watch: int, settle: float, ready_at: float, trusted: bool) -> None:
+    def _put(
+        self,
+        path: str,
+        watch: int,
+        settle: float,
+        ready_at: float,
+        trusted: bool,
+        stat: Stat | None = None,
+    ) -> None:
+        """(Re)place the entry of ``path``; ``stat``: already taken (else taken here)."""
         self._seq += 1
-        stat = None if trusted else _stat(path)
+        if stat is None and not trusted:
+            stat = _stat(path)
         self._entries[path] = _Entry(watch, settle, ready_at, stat, trusted, self._seq)
         heapq.heappush(self._heap, (ready_at, self._seq, path))
 
@@ -107,10 +117,8 @@ class Settler:
                 if stat is None:
                     del self._entries[path]  # gone before it settled
                     continue
-                if stat != entry.stat:
-                    self._seq += 1
-                    entry.stat, entry.ready_at, entry.seq = stat, now + entry.settle, self._seq
-                    heapq.heappush(heap, (entry.ready_at, entry.seq, path))
+                if stat != entry.stat:  # still changing: wait settle again from now
+                    self._put(path, entry.watch, entry.settle, now + entry.settle, False, stat)
                     continue
             del self._entries[path]
             out.append((entry.watch, path))

@@ -21,7 +21,7 @@ from typing import Any
 
 from svwatchd.client.speechdata import Utterance
 from svwatchd.errors import SvwatchdError
-from svwatchd.sqlite import Locked, NewerSchema, connect, lock_exclusively, migrate
+from svwatchd.sqlite import Locked, NewerSchema, connect, immediate, lock_exclusively, migrate
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -213,22 +213,9 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write: committed on exit, rolled back on error.
-
-        A COMMIT that fails (disk full: SQLite writes the WAL at commit) is rolled
-        back too, unless SQLite already did; either way the connection is left with
-        no transaction open, so the next write starts clean.
-        """
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+        """One atomic write: committed on exit, rolled back on error (a failed COMMIT too)."""
+        with self._lock, immediate(self._db) as db:
+            yield db
 
     # -- streams ----------------------------------------------------------------------
 
@@ -292,18 +279,20 @@ class Store:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
-        return [StreamRow._from_sql(r) for r in rows]
+        return self._streams(sql, args)
 
     def queued_sockets(self, limit: int) -> list[StreamRow]:
-        """QUEUED socket streams, oldest first (a partial index: a file backlog is not read)."""
+        """QUEUED socket streams, oldest first (a partial index: a file backlog is not read;
+        the literals must stay literals for SQLite to use it)."""
         sql = (
             f"SELECT {_COLUMNS} FROM streams WHERE status='QUEUED' AND kind='socket' "
             "ORDER BY seq LIMIT ?"
         )
+        return self._streams(sql, [limit])
+
+    def _streams(self, sql: str, args: Sequence[Any]) -> list[StreamRow]:
         with self._lock:
-            rows = self._db.execute(sql, (limit,)).fetchall()
+            rows = self._db.execute(sql, args).fetchall()
         return [StreamRow._from_sql(r) for r in rows]
 
     def counts(self) -> dict[str, int]:

@@ -67,6 +67,14 @@ def _wait(server: Server, streams: list[Stream], timeout: float = 120) -> None:
     raise AssertionError(f"streams not done: {streams}")
 
 
+def _until_active(stream: Stream, timeout: float) -> None:
+    """Refresh a submitted stream until it is ACTIVE (or ``timeout`` seconds pass)."""
+    deadline = time.monotonic() + timeout
+    while not stream.isactive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+        stream.refresh()
+
+
 def _text(stream: Stream) -> str:
     return normalise(" ".join(u.text for u in stream.utterances()))
 
@@ -465,10 +473,7 @@ def test_paused_socket_keeps_receiving(served: tuple[SvServer, Path], server: Se
     port, thread = _feeder(feed, 32000)
     s = Stream(("127.0.0.1", port), **RAW)
     server.decodestreams(s)
-    deadline = time.monotonic() + 30
-    while not s.isactive() and time.monotonic() < deadline:
-        time.sleep(0.1)
-        s.refresh()
+    _until_active(s, 30)
     assert s.pause()
     time.sleep(2.0)
     s.refresh()
@@ -628,10 +633,7 @@ def test_full_disk_while_decoding_stores_nothing_and_requeues(tmp_path: Path) ->
             long = Stream(root / "long.wav")
             with Server(srv.url) as client:
                 client.decodestreams(long)
-                deadline = time.monotonic() + 60
-                while not long.isactive() and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                    long.refresh()
+                _until_active(long, 60)
                 assert long.isactive()
                 with sqlite3.connect(data / "svserver.db") as db:  # every commit must grow it
                     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
