@@ -52,7 +52,7 @@ import numpy as np
 from benchmarks._common import CARDS, RATE, SENSE, cores, load_clip, loadavg, reference
 from svwatchd.client import Stream
 from svwatchd.client.server import Server
-from svwatchd.client.speechdata import Utterance
+from svwatchd.model.speechdata import Utterance
 from tests.normalise import normalise
 from tests.svserver import SvServer
 

@@ -18,25 +18,23 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 import soxr
 
-from svwatchd.enums import Encoding, Endian
-from svwatchd.errors import InvalidInputError
+from svwatchd.errors import AudioDecodeError
+from svwatchd.model.enums import Encoding, Endian
+from svwatchd.model.format import AudioFormat
 from svwatchd.wavheader import HEAD_BYTES, read_plain_header
 
 __all__ = [
     "DEFAULT_RATE",
-    "MAX_RATE",
-    "MIN_RATE",
-    "AudioDecodeError",
-    "AudioFormat",
     "RawStreamDecoder",
     "Samples",
+    "StrPath",
     "WavInfo",
     "duration_seconds",
     "is_riff",
@@ -49,8 +47,6 @@ Samples = npt.NDArray[np.float32]
 
 StrPath = str | os.PathLike[str]
 
-MIN_RATE: Final = 8000
-MAX_RATE: Final = 48000
 DEFAULT_RATE: Final = 16000
 _QUALITY: Final = "HQ"
 
@@ -69,62 +65,6 @@ _RAW_SUBTYPE: Final = {layout: subtype for subtype, layout in _SUBTYPES.items()}
 _WAV_SUBTYPES: Final = ", ".join(s for s in _SUBTYPES if s != "PCM_S8")
 # The RIFF tag decides the byte order: libsndfile's info reports "FILE" for RIFF.
 _RIFF_TAGS: Final = {b"RIFF": Endian.LITTLE, b"RIFX": Endian.BIG}
-
-
-class AudioDecodeError(InvalidInputError):
-    """An audio source cannot be decoded; ``source`` names it, ``problem`` says why.
-
-    A subclass of ``InvalidInputError``, hence of ``SvwatchdError`` and ``ValueError``:
-    the input is at fault, and retrying will not help.
-    """
-
-    def __init__(self, source: str, problem: str) -> None:
-        super().__init__(f"Cannot decode {source}: {problem}")
-        self.source = source
-        self.problem = problem
-
-    def __reduce__(self) -> tuple[type[AudioDecodeError], tuple[str, str]]:
-        # Rebuild from the attributes, so the error survives pickling (process pools).
-        return type(self), (self.source, self.problem)
-
-
-@dataclass(frozen=True)
-class AudioFormat:
-    """How a source's samples are laid out; validated on creation (``ValueError``).
-
-    ``encoding`` and ``endian`` also accept member names ("ulaw", "big") and are
-    stored as members. ``endian`` only matters for samples wider than one byte.
-    """
-
-    filetype: Literal["WAV", "RAW"]
-    encoding: Encoding
-    sampwidth: int
-    samprate: int
-    channels: int = 1
-    endian: Endian = Endian.LITTLE
-
-    def __post_init__(self) -> None:
-        if self.filetype not in ("WAV", "RAW"):
-            raise ValueError(f"filetype must be 'WAV' or 'RAW', not {self.filetype!r}")
-        object.__setattr__(self, "encoding", Encoding.parse(self.encoding))
-        object.__setattr__(self, "endian", Endian.parse(self.endian))
-        for name in ("sampwidth", "samprate", "channels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"{name} must be an integer, not {value!r}")
-        if not MIN_RATE <= self.samprate <= MAX_RATE:
-            raise ValueError(f"sample rate {self.samprate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz")
-        if self.encoding in (Encoding.ULAW, Encoding.ALAW) and self.sampwidth != 1:
-            raise ValueError(f"{self.encoding.value} samples are 1 byte wide, not {self.sampwidth}")
-        if not 1 <= self.sampwidth <= 4:
-            raise ValueError(f"sample width must be 1 to 4 bytes, not {self.sampwidth}")
-        if self.channels < 1:
-            raise ValueError(f"channels must be at least 1, not {self.channels}")
-
-    @property
-    def frame_bytes(self) -> int:
-        """Bytes per frame (one sample of every channel)."""
-        return self.sampwidth * self.channels
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ from typing import Any
 
 import yaml
 
-from svwatchd.client import speechdata
 from svwatchd.client.server import Server
 from svwatchd.client.stream import Stream, createstreams
 from svwatchd.errors import StreamsError, SvwatchdError
+from svwatchd.model import speechdata
+from svwatchd.model.contract import OUTPUT_FORMATS
 
 __all__ = ["main"]
 
@@ -28,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decode", help="submit files; with --wait, print their transcripts")
     d.add_argument("files", nargs="+")
     d.add_argument("--wait", action="store_true")
-    d.add_argument("--format", choices=speechdata.FORMATS, default="txt")
+    d.add_argument("--format", choices=OUTPUT_FORMATS, default="txt")
     d.add_argument("--upload", action="store_true", help="send the files' bytes")
     d.add_argument("--meta", action="append", default=[], metavar="K=V", help="metadata")
     s = sub.add_parser("streams", help="list streams")

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from svwatchd.errors import SchemaVersionError, StateLockedError
+
 __all__ = [
-    "Locked",
-    "NewerSchema",
     "connect",
     "immediate",
     "lock_exclusively",
@@ -31,28 +31,12 @@ __all__ = [
 _CORRUPT_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
-class Locked(Exception):
-    """Another process holds the lock; ``pid`` is what it wrote there (None if unreadable)."""
-
-    def __init__(self, path: Path, pid: int | None) -> None:
-        super().__init__(f"{path} is locked by PID {pid}")
-        self.path = path
-        self.pid = pid
-
-
-class NewerSchema(Exception):
-    """The database carries a schema version newer than this code knows (``found``)."""
-
-    def __init__(self, found: int) -> None:
-        super().__init__(f"schema version {found}")
-        self.found = found
-
-
-def lock_exclusively(path: Path) -> int:
+def lock_exclusively(path: Path, *, program: str, remedy: str) -> int:
     """Take an exclusive ``flock`` on ``path`` (created if missing) and write our PID in it.
 
     Returns the file descriptor: the lock lasts until it is closed (or the
-    process ends). Raises :class:`Locked` when another process holds it.
+    process ends). Raises :class:`StateLockedError` (naming ``program``, the
+    holder's PID and the ``remedy``) when another process holds it.
     """
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -60,7 +44,8 @@ def lock_exclusively(path: Path) -> int:
     except BlockingIOError:
         text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
         os.close(fd)
-        raise Locked(path, int(text) if text.isdigit() else None) from None
+        pid = int(text) if text.isdigit() else None
+        raise StateLockedError(program, str(path), pid, remedy) from None
     except BaseException:
         os.close(fd)
         raise
@@ -101,17 +86,25 @@ def immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
-def migrate(db: sqlite3.Connection, migrations: Mapping[int, str], current: int) -> None:
-    """Bring the schema up to ``current`` inside the caller's transaction.
+def migrate(
+    db: sqlite3.Connection,
+    migrations: Mapping[int, str],
+    current: int,
+    *,
+    path: Path,
+    program: str,
+    remedy: str,
+) -> None:
+    """Bring the schema of ``path`` up to ``current`` inside the caller's transaction.
 
     ``migrations[v]`` is the SQL script taking version v-1 to v. Raises
-    :class:`NewerSchema` when the database is already past ``current``.
+    :class:`SchemaVersionError` when the database is already past ``current``.
     """
     db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
     row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
     version = int(row[0]) if row else 0
     if version > current:
-        raise NewerSchema(version)
+        raise SchemaVersionError(program, str(path), version, current, remedy)
     for target in range(version + 1, current + 1):
         for stmt in migrations[target].split(";"):
             if stmt.strip():

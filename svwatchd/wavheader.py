@@ -17,9 +17,14 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from svwatchd.enums import Encoding
+from svwatchd.model.contract import MAX_SAMPRATE, MIN_SAMPRATE
+from svwatchd.model.enums import Encoding
 
-__all__ = ["PlainHeader", "read_plain_header"]
+__all__ = [
+    "HEAD_BYTES",
+    "PlainHeader",
+    "read_plain_header",
+]
 
 HEAD_BYTES: Final = 512
 """How much of the file the fast path looks at; the data chunk must start within it."""
@@ -76,7 +81,7 @@ def _plain(
         return None  # data must run to the end (an odd chunk may carry its pad byte)
     tag, channels, rate, byte_rate, block_align, bits = fmt
     known = _FORMATS.get(tag)
-    if known is None or channels < 1 or bits % 8 or not 8000 <= rate <= 48000:
+    if known is None or channels < 1 or bits % 8 or not MIN_SAMPRATE <= rate <= MAX_SAMPRATE:
         return None
     encoding, required = known
     if required is not None and bits != required:

@@ -18,7 +18,6 @@ import soundfile as sf
 import soxr
 
 from svwatchd.audio import (
-    AudioDecodeError,
     AudioFormat,
     RawStreamDecoder,
     WavInfo,
@@ -27,8 +26,8 @@ from svwatchd.audio import (
     probe_wav,
     read_audio,
 )
-from svwatchd.enums import Encoding, Endian
-from svwatchd.errors import InvalidInputError, SvwatchdError
+from svwatchd.errors import AudioDecodeError, InvalidInputError, SvwatchdError
+from svwatchd.model.enums import Encoding, Endian
 from tests.conftest import speech_file
 
 Floats = npt.NDArray[np.float32]

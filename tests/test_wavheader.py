@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from svwatchd import audio
-from svwatchd.audio import AudioDecodeError, WavInfo, probe_wav
+from svwatchd.audio import WavInfo, probe_wav
+from svwatchd.errors import AudioDecodeError
 from svwatchd.wavheader import read_plain_header
 from tests.conftest import TESTDATA
 

@@ -3,9 +3,12 @@
 Every bulk method is one HTTP request for any number of streams. Submission is
 idempotent: each Stream carries a client-chosen id, so resending the same
 ``decodestreams`` after a timeout never creates a second stream. Failures are
-:class:`~svwatchd.errors.ServerUnreachableError` (connection refused, reset,
-timeout, 5xx: retrying may help) or :class:`~svwatchd.errors.ServerRefusedError`
-(4xx, with the server's message: retrying will not help).
+:class:`~svwatchd.errors.ServerUnavailableError` (retrying may help: no answer,
+:class:`~svwatchd.errors.ServerUnreachableError`, or a 5xx,
+:class:`~svwatchd.errors.ServerFailedError`) or
+:class:`~svwatchd.errors.ServerRefusedError` (4xx, with the server's message:
+retrying will not help). A closed ``Server`` raises
+:class:`~svwatchd.errors.ClientClosedError`.
 """
 
 from __future__ import annotations
@@ -20,29 +23,34 @@ from typing import Any
 
 import httpx
 
-from svwatchd.client.speechdata import Utterance
 from svwatchd.client.stream import Stream
 from svwatchd.errors import (
+    ClientClosedError,
     InvalidInputError,
+    ServerFailedError,
     ServerRefusedError,
+    ServerUnavailableError,
     ServerUnreachableError,
     StreamStateError,
 )
+from svwatchd.model.contract import DEFAULT_PORT, parse_hostport
+from svwatchd.model.speechdata import Utterance
 
-__all__ = ["DEFAULT_PORT", "Server", "StreamOrStreams"]
+__all__ = ["Server", "StreamOrStreams"]
 
-DEFAULT_PORT = 8750
 StreamOrStreams = Stream | Sequence[Stream]
 
 
 def _base_url(host: str) -> str:
     if host.startswith(("http://", "https://")):
         return host.rstrip("/")
-    if host.startswith("[") or host.count(":") == 1:
-        return f"http://{host}" if not host.endswith("]") else f"http://{host}:{DEFAULT_PORT}"
-    if ":" in host:  # a bare IPv6 address
-        return f"http://[{host}]:{DEFAULT_PORT}"
-    return f"http://{host}:{DEFAULT_PORT}"
+    try:
+        name, port = parse_hostport(host, DEFAULT_PORT)
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"Server address {host!r} is not NAME[:PORT], [IPv6]:PORT or an http(s) URL: {exc}"
+        ) from None
+    return f"http://[{name}]:{port}" if ":" in name else f"http://{name}:{port}"
 
 
 def _listify(streams: StreamOrStreams) -> list[Stream]:
@@ -94,7 +102,7 @@ class Server:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         if self._http.is_closed:
-            raise StreamStateError(f"Server {self.url} was closed; create a new Server")
+            raise ClientClosedError(f"Server {self.url} was closed; create a new Server")
         url = f"{self.url}{path}"
         try:
             response = self._http.request(method, path, **kwargs)
@@ -115,9 +123,10 @@ class Server:
         if response.status_code >= 500:
             body, message = _error_of(response)  # e.g. 507: svserver's disk is full
             said = f": {message}" if isinstance(body, dict) else ""  # not a proxy's page
-            raise ServerUnreachableError(
+            raise ServerFailedError(
                 f"{method} {url} failed with {response.status_code} on the server{said}; "
                 "retry later",
+                status_code=response.status_code,
                 url=url,
             )
         if response.status_code >= 400:
@@ -347,7 +356,7 @@ class Server:
         """True when the server answers ``/healthz`` (it is up and ready)."""
         try:
             self._request("GET", "/healthz")
-        except (ServerUnreachableError, ServerRefusedError):
+        except (ServerUnavailableError, ServerRefusedError):
             return False
         return True
 

@@ -10,26 +10,24 @@ its lifecycle methods (``refresh``, ``pause``, ``resume``, ...) act through it.
 from __future__ import annotations
 
 import os
-import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from svwatchd.audio import AudioFormat
-from svwatchd.client.metadata import TagValue, match_metadata
-from svwatchd.client.select import FileSelector, walk_many
-from svwatchd.client.source import Source, resolve_source
-from svwatchd.enums import DecodeStatus, Encoding, Endian
+from svwatchd.client._source import Source, resolve_source
 from svwatchd.errors import InvalidStreamError, StreamsError, StreamStateError
+from svwatchd.model.contract import is_stream_id
+from svwatchd.model.enums import DecodeStatus, Encoding, Endian
+from svwatchd.model.format import AudioFormat
+from svwatchd.model.metadata import TagValue, match_metadata
+from svwatchd.model.select import FileSelector, walk_many
 
 if TYPE_CHECKING:
     from svwatchd.client.server import Server
-    from svwatchd.client.speechdata import Utterance
+    from svwatchd.model.speechdata import Utterance
 
 __all__ = ["DecodeStatus", "Encoding", "Endian", "Stream", "createdirstreams", "createstreams"]
-
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
 class Stream:
@@ -86,7 +84,7 @@ class Stream:
                 f"Stream {self.sourcename()} is already submitted as {self._id}; its id is fixed",
                 stream_id=self._id,
             )
-        if not isinstance(value, str) or not _ID.match(value):
+        if not is_stream_id(value):
             raise InvalidStreamError(
                 f"Stream id {value!r} is not valid (1-128 of letters, digits, '.', '_', ':', '-')",
                 source=self.sourcename(),

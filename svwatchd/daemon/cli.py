@@ -14,7 +14,10 @@ from svwatchd.daemon.metadata import MetadataResolver
 from svwatchd.errors import ConfigError, SvwatchdError
 from svwatchd.logs import configure_logging
 
-__all__ = ["main"]
+__all__ = [
+    "main",
+    "metadata_file_errors",
+]
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -24,10 +24,14 @@ from svwatchd.daemon.config import Policy, WatchConfig
 from svwatchd.daemon.journal import FileRecord, FileState, Journal
 from svwatchd.daemon.outputs import apply_after, output_base, write_transcripts
 from svwatchd.daemon.stage import Stage, output_record
-from svwatchd.enums import DecodeStatus
-from svwatchd.errors import InvalidStreamError, ServerRefusedError, ServerUnreachableError
+from svwatchd.errors import InvalidStreamError, ServerRefusedError, ServerUnavailableError
+from svwatchd.model.enums import DecodeStatus
 
-__all__ = ["Collector"]
+__all__ = [
+    "BATCH",
+    "STEP_SECONDS",
+    "Collector",
+]
 
 BATCH = 2000
 STEP_SECONDS = 5.0  # finished streams handled per drain, at most this long (by default)
@@ -93,7 +97,7 @@ class Collector(Stage):
             row, stream = self._finished[sid]
             try:
                 self._handle(server, row, stream)
-            except (ServerUnreachableError, ServerRefusedError):
+            except (ServerUnavailableError, ServerRefusedError):
                 raise  # kept queued: handled again once the server answers
             except OSError as exc:
                 # e.g. disk full under the outputs: nothing is marked done; retried at each

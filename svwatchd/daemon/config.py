@@ -39,21 +39,18 @@ from urllib.parse import urlsplit
 from svwatchd.daemon.schedule import PauseWindow, PauseWindows, load_zone
 from svwatchd.daemon.watchconfig import (
     DEFAULT_IGNORE,
-    FORMATS,
     After,
     WatchConfig,
     abspath,
     parse_watch,
 )
 from svwatchd.daemon.yamldoc import YamlDoc, compose_file
-from svwatchd.errors import ConfigError
-from svwatchd.server.config import parse_hostport
+from svwatchd.errors import ConfigError, ConfigErrors
+from svwatchd.model.contract import parse_hostport
 
 __all__ = [
     "DEFAULT_IGNORE",
-    "FORMATS",
     "After",
-    "ConfigErrors",
     "DaemonConfig",
     "EmbeddedServer",
     "LogConfig",
@@ -66,15 +63,6 @@ __all__ = [
 ]
 
 _LEVELS = ("debug", "info", "warning", "error", "critical")
-
-
-class ConfigErrors(ConfigError):
-    """Every problem found in one config file; ``errors`` lists them, one per message line."""
-
-    def __init__(self, errors: Sequence[ConfigError], *, file: str | None = None) -> None:
-        lines = "".join(f"\n  {e}" for e in errors)
-        super().__init__(f"{len(errors)} problem(s):{lines}", file=file)
-        self.errors = list(errors)
 
 
 @dataclass(frozen=True)

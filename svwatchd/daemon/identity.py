@@ -20,11 +20,10 @@ import os
 import stat
 from dataclasses import dataclass
 
-from svwatchd.errors import SvwatchdError
+from svwatchd.errors import FileChangedError
 
 __all__ = [
     "BLOCK_SIZE",
-    "FileChangedError",
     "FileIdentity",
     "fingerprint",
     "identify",
@@ -35,18 +34,6 @@ BLOCK_SIZE = 1 << 20
 """Bytes read per step while hashing: 1 MiB keeps memory flat for any file size."""
 
 _PREFIX = "sha256:"
-
-
-class FileChangedError(SvwatchdError):
-    """The file changed (or was replaced) while it was being hashed: wait, then try again.
-
-    ``path`` names the file; ``detail`` says which stat fields moved.
-    """
-
-    def __init__(self, path: str, detail: str) -> None:
-        super().__init__(f"File {path} changed while it was being hashed ({detail}); retry later")
-        self.path = path
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from svwatchd.daemon.config import WatchConfig
-from svwatchd.daemon.identity import FileChangedError, FileIdentity, identify, stream_id_for
+from svwatchd.daemon.identity import FileIdentity, identify, stream_id_for
 from svwatchd.daemon.journal import FileRecord, Journal
 from svwatchd.daemon.settle import Settler
 from svwatchd.daemon.watcher import Change
+from svwatchd.errors import FileChangedError
 
 __all__ = ["Ingest"]
 

@@ -41,15 +41,11 @@ from svwatchd.daemon.journal_types import (
     SCHEMA_VERSION,
     FileRecord,
     FileState,
-    JournalLockedError,
-    JournalSchemaError,
-    JournalWriteError,
     RebuildReport,
 )
 from svwatchd.daemon.rebuild import rebuild_rows
+from svwatchd.errors import JournalWriteError
 from svwatchd.sqlite import (
-    Locked,
-    NewerSchema,
     connect,
     immediate,
     lock_exclusively,
@@ -62,9 +58,6 @@ __all__ = [
     "FileRecord",
     "FileState",
     "Journal",
-    "JournalLockedError",
-    "JournalSchemaError",
-    "JournalWriteError",
     "RebuildReport",
 ]
 
@@ -84,8 +77,8 @@ def _marks(n: int) -> str:
 class Journal:
     """The journal of one state directory. Thread-safe: one connection behind an RLock.
 
-    Raises `JournalLockedError` when another daemon holds the directory,
-    `JournalSchemaError` for a newer schema. Check `rebuilt_from_corruption`
+    Raises `StateLockedError` when another daemon holds the directory,
+    `SchemaVersionError` for a newer schema. Check `rebuilt_from_corruption`
     after opening: when True the previous database (moved to `corrupt_path`)
     was damaged and this one is empty until `rebuild` and a rescan refill it.
     """
@@ -109,10 +102,9 @@ class Journal:
     # -- opening ----------------------------------------------------------------------
 
     def _acquire_lock(self) -> int:
-        try:
-            return lock_exclusively(self.lock_path)
-        except Locked as exc:
-            raise JournalLockedError(str(self.lock_path), exc.pid) from None
+        return lock_exclusively(
+            self.lock_path, program="svwatchd", remedy="one daemon per state directory"
+        )
 
     def _connect(self) -> sqlite3.Connection:
         db = connect(self.path)
@@ -130,10 +122,14 @@ class Journal:
 
     def _migrate(self) -> None:
         with self.transaction() as db:
-            try:
-                migrate(db, MIGRATIONS, SCHEMA_VERSION)
-            except NewerSchema as exc:
-                raise JournalSchemaError(str(self.path), exc.found) from None
+            migrate(
+                db,
+                MIGRATIONS,
+                SCHEMA_VERSION,
+                path=self.path,
+                program="svwatchd",
+                remedy="use another state directory",
+            )
 
     def close(self) -> None:
         """Close the database and release the lock (idempotent)."""

@@ -1,4 +1,4 @@
-"""What the daemon's journal stores: its SQL schema, file states, row types and errors.
+"""What the daemon's journal stores: its SQL schema, file states, and row types.
 
 These are the journal's data, apart from `svwatchd.daemon.journal.Journal`,
 the class that reads and writes them, so that each module stays one concept
@@ -21,7 +21,6 @@ from enum import StrEnum
 from typing import Any
 
 from svwatchd.daemon.identity import FileIdentity
-from svwatchd.errors import SvwatchdError
 
 __all__ = [
     "ALLOWED_FROM",
@@ -29,9 +28,6 @@ __all__ = [
     "SCHEMA_VERSION",
     "FileRecord",
     "FileState",
-    "JournalLockedError",
-    "JournalSchemaError",
-    "JournalWriteError",
     "RebuildReport",
 ]
 
@@ -91,45 +87,6 @@ ALLOWED_FROM: dict[FileState, frozenset[FileState]] = {
     _S.FAILED: frozenset({_S.PENDING, _S.HELD, _S.SUBMITTING, _S.INFLIGHT, _S.FAILED}),
     _S.REMOVED: frozenset({_S.PENDING, _S.HELD, _S.REMOVED}),
 }
-
-
-class JournalLockedError(SvwatchdError):
-    """Another svwatchd holds this state directory's lock (``lock_path``, ``pid``)."""
-
-    def __init__(self, lock_path: str, pid: int | None) -> None:
-        who = f"PID {pid}" if pid is not None else "an unknown PID"
-        super().__init__(
-            f"Another svwatchd ({who}) holds the lock {lock_path}; one daemon per state directory"
-        )
-        self.lock_path = lock_path
-        self.pid = pid
-
-
-class JournalSchemaError(SvwatchdError):
-    """The journal was written by a newer svwatchd than this one."""
-
-    def __init__(self, path: str, found: int) -> None:
-        super().__init__(
-            f"Journal {path} has schema version {found}, newer than this svwatchd's "
-            f"{SCHEMA_VERSION}; upgrade svwatchd or use another state directory"
-        )
-        self.path = path
-        self.found = found
-
-
-class JournalWriteError(SvwatchdError):
-    """A journal write failed (disk full, failed fsync) and was rolled back: nothing changed.
-
-    ``path`` is the database, ``free_bytes`` the free space there (None if unknown).
-    """
-
-    def __init__(self, path: str, free_bytes: int | None, cause: BaseException) -> None:
-        free = "unknown" if free_bytes is None else f"{free_bytes} bytes"
-        super().__init__(
-            f"Journal write to {path} failed and was rolled back ({cause}); free space {free}"
-        )
-        self.path = path
-        self.free_bytes = free_bytes
 
 
 @dataclass(frozen=True, slots=True)

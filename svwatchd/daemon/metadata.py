@@ -25,10 +25,15 @@ from typing import Any
 import yaml
 
 from svwatchd.audio import is_riff
-from svwatchd.client.metadata import FORMAT_FIELDS, split_metadata
 from svwatchd.errors import ConfigError, InvalidStreamError
+from svwatchd.model.metadata import FORMAT_FIELDS, split_metadata
 
-__all__ = ["MAX_METADATA_BYTES", "MetadataResolver", "load_metadata_file"]
+__all__ = [
+    "MAX_METADATA_BYTES",
+    "Held",
+    "MetadataResolver",
+    "load_metadata_file",
+]
 
 MAX_METADATA_BYTES = 64 * 1024
 

@@ -21,8 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from svwatchd.client import speechdata
-from svwatchd.client.speechdata import Utterance
+from svwatchd.model import speechdata
+from svwatchd.model.speechdata import Utterance
 
 __all__ = [
     "ERROR_SUFFIX",

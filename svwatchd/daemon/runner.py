@@ -29,16 +29,21 @@ from svwatchd.daemon.collect import Collector
 from svwatchd.daemon.config import DaemonConfig, EmbeddedServer, WatchConfig, load_config
 from svwatchd.daemon.embedded import EmbeddedServer as EmbeddedProcess
 from svwatchd.daemon.ingest import Ingest
-from svwatchd.daemon.journal import Journal, JournalWriteError
+from svwatchd.daemon.journal import Journal
 from svwatchd.daemon.metadata import MetadataResolver
 from svwatchd.daemon.metrics import DaemonMetrics
 from svwatchd.daemon.outputs import read_output_records
 from svwatchd.daemon.submit import Submitter
 from svwatchd.daemon.watcher import Watcher, WatchSpec
-from svwatchd.errors import ConfigError, ServerError
+from svwatchd.errors import ConfigError, JournalWriteError, ServerError
 from svwatchd.notify import Watchdog, notify
 
-__all__ = ["Daemon"]
+__all__ = [
+    "DRAIN_SECONDS",
+    "SLICE",
+    "TICK",
+    "Daemon",
+]
 
 TICK = 0.2  # the longest the loop sleeps when nothing is left to do
 SLICE = 250  # settled files recorded per turn: a burst flows through in slices

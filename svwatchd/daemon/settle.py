@@ -18,7 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Hint", "Settler"]
+__all__ = [
+    "Hint",
+    "Settler",
+    "Stat",
+]
 
 Hint = Literal["moved", "closed", "changed", "scanned", "deleted"]
 Stat = tuple[int, int]  # size, mtime_ns

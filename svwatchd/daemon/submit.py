@@ -37,12 +37,20 @@ from svwatchd.client.server import Server
 from svwatchd.client.stream import Stream
 from svwatchd.daemon.config import Policy, WatchConfig
 from svwatchd.daemon.identity import stream_id_for
-from svwatchd.daemon.journal import FileRecord, FileState, Journal, JournalWriteError
+from svwatchd.daemon.journal import FileRecord, FileState, Journal
 from svwatchd.daemon.metadata import Held, MetadataResolver
 from svwatchd.daemon.stage import Stage
-from svwatchd.errors import InvalidStreamError, ServerRefusedError, ServerUnreachableError
+from svwatchd.errors import (
+    InvalidStreamError,
+    JournalWriteError,
+    ServerRefusedError,
+    ServerUnavailableError,
+)
 
-__all__ = ["Submitter"]
+__all__ = [
+    "BATCH",
+    "Submitter",
+]
 
 BATCH = 500
 
@@ -249,7 +257,7 @@ class Submitter(Stage):
                 known, _ = server.getstreamsbyid(
                     [r.stream_id for r, _ in unbuildable if r.stream_id]
                 )
-            except ServerUnreachableError as exc:
+            except ServerUnavailableError as exc:
                 self._unreachable(exc)
                 return False
             there = {s.id for s in known if not s.isdeleted()}
@@ -262,7 +270,7 @@ class Submitter(Stage):
         refused: dict[str, Any] = {}
         try:
             for attempt in Retrying(
-                retry=retry_if_exception_type(ServerUnreachableError),
+                retry=retry_if_exception_type(ServerUnavailableError),
                 stop=stop_after_attempt(self._quick),
                 wait=wait_exponential_jitter(multiplier=0.2, max=2),
                 reraise=False,

@@ -15,21 +15,20 @@ from datetime import date
 from pathlib import Path
 from typing import Literal, TypeAlias
 
-from svwatchd.client.metadata import split_metadata
-from svwatchd.client.select import FileSelector
 from svwatchd.daemon.yamldoc import YamlDoc, YamlMap, join_key
 from svwatchd.errors import InvalidStreamError
+from svwatchd.model.contract import OUTPUT_FORMATS
+from svwatchd.model.metadata import split_metadata
+from svwatchd.model.select import FileSelector
 
 __all__ = [
     "DEFAULT_IGNORE",
-    "FORMATS",
     "After",
     "WatchConfig",
     "abspath",
     "parse_watch",
 ]
 
-FORMATS = ("txt", "json", "srt", "vtt")
 DEFAULT_IGNORE = (".*", "*.part", "*.tmp", "*~")
 After: TypeAlias = Literal["keep", "delete"] | tuple[Literal["move"], Path]
 
@@ -56,7 +55,7 @@ class WatchConfig:
     metadata: dict[str, object] = field(default_factory=dict, hash=False)
     metadata_file: str = ".svwatchd.yaml"
     tags_from_path: re.Pattern[str] | None = None
-    formats: tuple[str, ...] = FORMATS
+    formats: tuple[str, ...] = OUTPUT_FORMATS
     after: After = "keep"
     excluded_dirs: tuple[Path, ...] = ()
 
@@ -115,12 +114,12 @@ def _tags_pattern(d: YamlDoc, value: object, key: str) -> re.Pattern[str] | None
 def _formats(d: YamlDoc, value: object, key: str) -> tuple[str, ...] | None:
     formats: list[str] = []
     for fmt, k in d.texts(value, key):
-        if fmt not in FORMATS:
-            d.error(k, f"{fmt!r} is not an output format: {', '.join(FORMATS)}")
+        if fmt not in OUTPUT_FORMATS:
+            d.error(k, f"{fmt!r} is not an output format: {', '.join(OUTPUT_FORMATS)}")
         elif fmt not in formats:
             formats.append(fmt)
     if value is None or value == []:
-        d.error(key, f"name one or more of {', '.join(FORMATS)}")
+        d.error(key, f"name one or more of {', '.join(OUTPUT_FORMATS)}")
     return tuple(formats) or None
 
 
@@ -163,7 +162,9 @@ def parse_watch(d: YamlDoc, value: object, key: str) -> WatchConfig | None:
         metadata=d.get(m, "metadata", key, lambda v, k: _metadata(d, v, k), {}),
         metadata_file=name,
         tags_from_path=d.get(m, "tags_from_path", key, lambda v, k: _tags_pattern(d, v, k), None),
-        formats=d.get(out, "formats", f"{key}.output", lambda v, k: _formats(d, v, k), FORMATS),
+        formats=d.get(
+            out, "formats", f"{key}.output", lambda v, k: _formats(d, v, k), OUTPUT_FORMATS
+        ),
         after=d.get(m, "after", key, lambda v, k: _after(d, v, k), "keep"),
     )
     return watch if text else None

@@ -37,10 +37,15 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from svwatchd.client.select import FileSelector
 from svwatchd.daemon.settle import Hint
+from svwatchd.model.select import FileSelector
 
-__all__ = ["Change", "WatchSpec", "Watcher"]
+__all__ = [
+    "EVENTS",
+    "Change",
+    "WatchSpec",
+    "Watcher",
+]
 
 
 @dataclass(frozen=True)

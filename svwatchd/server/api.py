@@ -28,7 +28,12 @@ from svwatchd.server.schemas import (
 )
 from svwatchd.server.service import StreamService, _Gone, epoch_of
 
-__all__ = ["ApiError", "install", "router"]
+__all__ = [
+    "ApiError",
+    "BodyLimit",
+    "install",
+    "router",
+]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}

@@ -12,10 +12,16 @@ import uvicorn
 
 from svwatchd.errors import SvwatchdError
 from svwatchd.logs import configure_logging
+from svwatchd.model.contract import DEFAULT_PORT, parse_hostport
 from svwatchd.notify import Watchdog, notify
-from svwatchd.server.config import DEFAULT_PORT, ServerConfig, parse_hostport
+from svwatchd.server.config import ServerConfig
 
-__all__ = ["build_parser", "config_from_args", "main"]
+__all__ = [
+    "STATUS_EVERY",
+    "build_parser",
+    "config_from_args",
+    "main",
+]
 
 STATUS_EVERY = 20  # uvicorn ticks (0.1 s each): STATUS= at most every 2 s
 

@@ -7,45 +7,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from svwatchd.errors import InvalidInputError
+from svwatchd.errors import PathNotAllowedError, SocketNotAllowedError
+from svwatchd.model.contract import DEFAULT_PORT
 from svwatchd.server.engines.base import EngineConfig
 
 __all__ = [
-    "DEFAULT_PORT",
-    "PathNotAllowedError",
     "ServerConfig",
-    "SocketNotAllowedError",
-    "parse_hostport",
 ]
-
-DEFAULT_PORT = 8750
-
-
-class PathNotAllowedError(InvalidInputError):
-    """A file path lies outside every ``--allow-root`` (after resolving ``..`` and symlinks)."""
-
-
-class SocketNotAllowedError(InvalidInputError):
-    """A socket address is not on the ``--allow-socket`` list."""
-
-
-def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int | None]:
-    """Split ``HOST[:PORT]`` (``[v6]:PORT`` for IPv6) into host and port."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    else:
-        host, port_text = text, ""
-    if not host:
-        raise ValueError(f"{text!r} has no host")
-    if not port_text:
-        return host, default_port
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"{text!r} has no valid port (1-65535)")
-    return host, int(port_text)
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,18 @@ from typing import Any
 
 import structlog
 
-from svwatchd.audio import AudioFormat, RawStreamDecoder
+from svwatchd.audio import RawStreamDecoder
+from svwatchd.model.format import AudioFormat
 from svwatchd.server.scheduler import Executor, Scheduler
 from svwatchd.server.segmenter import LiveSegmenter, Segment
 from svwatchd.server.service import StreamService
 from svwatchd.server.store import StreamRow
 
-__all__ = ["LiveSessions"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "READ_SIZE",
+    "LiveSessions",
+]
 
 log = structlog.get_logger("svserver.live")
 

@@ -38,14 +38,16 @@ from prometheus_client import (
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from svwatchd.enums import DecodeStatus
 from svwatchd.metrics import MetricsEndpoint, Served
+from svwatchd.model.enums import DecodeStatus
 
 __all__ = [
     "DECODE_BUCKETS",
     "QUEUE_WAIT_BUCKETS",
     "MetricsEndpoint",
     "ServerMetrics",
+    "StreamCounts",
+    "WorkersBusy",
 ]
 
 QUEUE_WAIT_BUCKETS = (

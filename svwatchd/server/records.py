@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from svwatchd.audio import AudioFormat
+from svwatchd.model.format import AudioFormat
 
 __all__ = ["Listener", "StreamSpec", "iso"]
 

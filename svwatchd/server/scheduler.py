@@ -24,12 +24,19 @@ from typing import Any, Protocol
 
 import structlog
 
-from svwatchd.audio import AudioDecodeError, AudioFormat, Samples, read_audio
-from svwatchd.client.speechdata import Utterance
+from svwatchd.audio import Samples, read_audio
+from svwatchd.errors import AudioDecodeError
+from svwatchd.model.format import AudioFormat
+from svwatchd.model.speechdata import Utterance
 from svwatchd.server.service import StreamService
 from svwatchd.server.store import StreamRow
 
-__all__ = ["Executor", "Scheduler"]
+__all__ = [
+    "SHORT_CLIP_SECONDS",
+    "SWEEP_SECONDS",
+    "Executor",
+    "Scheduler",
+]
 
 log = structlog.get_logger("svserver.scheduler")
 

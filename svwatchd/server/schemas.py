@@ -11,19 +11,38 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
-from svwatchd.audio import AudioFormat
+from svwatchd.model.contract import (
+    MAX_CHANNELS,
+    MAX_SAMPRATE,
+    MAX_SAMPWIDTH,
+    MAX_TAGS,
+    MIN_SAMPRATE,
+    STREAM_ID_PATTERN,
+    TAG_KEY_PATTERN,
+)
+from svwatchd.model.format import AudioFormat
 from svwatchd.server.records import StreamSpec
 
 __all__ = [
+    "MAX_BATCH",
     "ErrorBody",
+    "ErrorDetail",
+    "FileSource",
+    "FormatBody",
     "IdsRequest",
     "QueryRequest",
     "ResumeRequest",
+    "SocketSource",
+    "StreamBody",
+    "StreamId",
     "SubmitRequest",
+    "TagKey",
+    "TagValue",
+    "UploadSource",
 ]
 
-StreamId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
-TagKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")]
+StreamId = Annotated[str, Field(pattern=STREAM_ID_PATTERN)]
+TagKey = Annotated[str, Field(pattern=TAG_KEY_PATTERN)]
 TagValue = StrictStr | StrictBool | StrictInt | StrictFloat
 MAX_BATCH = 100_000
 
@@ -51,9 +70,9 @@ class SocketSource(_Strict):
 
 class FormatBody(_Strict):
     encoding: Literal["SPCM", "UPCM", "ULAW", "ALAW"]
-    sampwidth: Annotated[int, Field(ge=1, le=4)]
-    samprate: Annotated[int, Field(ge=8000, le=48000)]
-    channels: Annotated[int, Field(ge=1, le=64)] = 1
+    sampwidth: Annotated[int, Field(ge=1, le=MAX_SAMPWIDTH)]
+    samprate: Annotated[int, Field(ge=MIN_SAMPRATE, le=MAX_SAMPRATE)]
+    channels: Annotated[int, Field(ge=1, le=MAX_CHANNELS)] = 1
     endian: Literal["LITTLE", "BIG"] = "LITTLE"
 
 
@@ -62,7 +81,7 @@ class StreamBody(_Strict):
     source: Annotated[FileSource | UploadSource | SocketSource, Field(discriminator="type")]
     filetype: Literal["WAV", "RAW"] | None = None
     format: FormatBody
-    tags: dict[TagKey, TagValue] = Field(default_factory=dict, max_length=256)
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict, max_length=MAX_TAGS)
 
     def to_spec(self) -> StreamSpec:
         """The validated submission (``ValueError`` if the format is inconsistent)."""

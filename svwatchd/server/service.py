@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,17 +18,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from svwatchd.audio import AudioDecodeError, duration_seconds
-from svwatchd.client.metadata import match_metadata
-from svwatchd.client.speechdata import Utterance
-from svwatchd.errors import InvalidInputError
-from svwatchd.server.config import PathNotAllowedError, ServerConfig, SocketNotAllowedError
+from svwatchd.audio import duration_seconds
+from svwatchd.errors import (
+    AudioDecodeError,
+    InvalidInputError,
+    PathNotAllowedError,
+    SocketNotAllowedError,
+)
+from svwatchd.model.contract import is_language
+from svwatchd.model.metadata import match_metadata
+from svwatchd.model.speechdata import Utterance
+from svwatchd.server.config import ServerConfig
 from svwatchd.server.records import Listener, StreamSpec
 from svwatchd.server.store import Store, StreamRow
 
-__all__ = ["Rejection", "StreamService"]
-
-_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+__all__ = [
+    "Rejection",
+    "StreamService",
+    "epoch_of",
+]
 
 _RUNNING = ("QUEUED", "ACTIVE", "PAUSED")
 
@@ -190,7 +197,7 @@ class StreamService:
         lang = spec.tags.get("language")
         if lang is None:
             return
-        if not isinstance(lang, str) or not _LANGUAGE.match(lang):
+        if not isinstance(lang, str) or not is_language(lang):
             raise _Refused(
                 spec.id,
                 400,

@@ -19,14 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from svwatchd.client.speechdata import Utterance
-from svwatchd.errors import SvwatchdError
-from svwatchd.sqlite import Locked, NewerSchema, connect, immediate, lock_exclusively, migrate
+from svwatchd.model.speechdata import Utterance
+from svwatchd.sqlite import connect, immediate, lock_exclusively, migrate
 
 __all__ = [
     "SCHEMA_VERSION",
-    "DataDirLockedError",
-    "SchemaError",
     "Store",
     "StreamRow",
     "UtteranceRow",
@@ -116,14 +113,6 @@ CASE WHEN status = 'DELETED' THEN json_object('id', id, 'status', 'DELETED') ELS
 """
 
 
-class SchemaError(SvwatchdError):
-    """The database was written by a newer svserver than this one."""
-
-
-class DataDirLockedError(SvwatchdError):
-    """Another svserver already uses this data directory."""
-
-
 @dataclass(frozen=True, slots=True)
 class StreamRow:
     """One stream as stored."""
@@ -184,24 +173,21 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         lock = self.path.with_suffix(".lock")
-        try:
-            self._lock_fd = lock_exclusively(lock)
-        except Locked as exc:
-            raise DataDirLockedError(
-                f"Another svserver (pid {exc.pid or 'unknown'}) uses {self.path.parent}; "
-                "stop it or choose another --data-dir"
-            ) from None
+        self._lock_fd = lock_exclusively(
+            lock, program="svserver", remedy="stop it or choose another --data-dir"
+        )
         self._lock = threading.RLock()
         self._db = connect(self.path, timeout=30)
         self._db.execute("PRAGMA foreign_keys=ON")
         with self.transaction() as db:
-            try:
-                migrate(db, {1: _SCHEMA, 2: _QUEUED_SOCKETS}, SCHEMA_VERSION)
-            except NewerSchema as exc:
-                raise SchemaError(
-                    f"Database {self.path} has schema version {exc.found}, newer than this "
-                    f"svserver's {SCHEMA_VERSION}; upgrade svserver or use another --data-dir"
-                ) from None
+            migrate(
+                db,
+                {1: _SCHEMA, 2: _QUEUED_SOCKETS},
+                SCHEMA_VERSION,
+                path=self.path,
+                program="svserver",
+                remedy="use another --data-dir",
+            )
 
     def close(self) -> None:
         """Close the database and release the data directory (idempotent)."""
@@ -390,7 +376,7 @@ class Store:
 
     def utterances(self, stream_id: str, *, after: int = -1) -> list[tuple[int, UtteranceRow]]:
         """The stream's utterances with index > ``after``, in order, skipped ones included."""
-        from svwatchd.client.speechdata import Word
+        from svwatchd.model.speechdata import Word
 
         with self._lock:
             rows = self._db.execute(

@@ -8,15 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from svwatchd.client.metadata import (
-    MAX_SAMPRATE,
-    MIN_SAMPRATE,
+from svwatchd.errors import InvalidStreamError
+from svwatchd.model.contract import MAX_SAMPRATE, MIN_SAMPRATE
+from svwatchd.model.enums import Encoding, Endian
+from svwatchd.model.metadata import (
     match_metadata,
     parse_samprate,
     split_metadata,
 )
-from svwatchd.enums import Encoding, Endian
-from svwatchd.errors import InvalidStreamError
 
 rates = st.integers(MIN_SAMPRATE, MAX_SAMPRATE)
 

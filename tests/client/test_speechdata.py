@@ -13,8 +13,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from svwatchd.client.speechdata import (
-    FORMATS,
+from svwatchd.model.contract import OUTPUT_FORMATS
+from svwatchd.model.speechdata import (
     MAX_CUE_SECONDS,
     MAX_LINE_CHARS,
     Cue,
@@ -372,7 +372,7 @@ def test_cues_of_overlapping_utterances_are_in_start_order(utterances: list[Utte
 
 
 def test_render_dispatches() -> None:
-    assert FORMATS == ("txt", "json", "srt", "vtt")
+    assert OUTPUT_FORMATS == ("txt", "json", "srt", "vtt")
     assert render(SAMPLE, "txt") == to_text(SAMPLE)
     assert render(SAMPLE, "srt") == to_srt(SAMPLE)
     assert render(SAMPLE, "vtt") == to_vtt(SAMPLE)

@@ -9,11 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from svwatchd.client.select import FileSelector
 from svwatchd.daemon.config import (
     DEFAULT_IGNORE,
-    FORMATS,
-    ConfigErrors,
     DaemonConfig,
     EmbeddedServer,
     LogConfig,
@@ -22,7 +19,9 @@ from svwatchd.daemon.config import (
     load_config,
     validate_config,
 )
-from svwatchd.errors import ConfigError
+from svwatchd.errors import ConfigError, ConfigErrors
+from svwatchd.model.contract import OUTPUT_FORMATS
+from svwatchd.model.select import FileSelector
 
 ISSUE_EXAMPLE = r"""
 server: embedded                 # or: {url: http://host:8750, token_file: ..., timeout: 10s}
@@ -101,7 +100,7 @@ def test_issue_example_loads(cwd: Path) -> None:
     assert w.metadata == {"channel": "sales", "samprate": "8k", "encoding": "ULAW", "sampwidth": 1}
     assert w.metadata_file == ".svwatchd.yaml"
     assert w.tags_from_path is not None and set(w.tags_from_path.groupindex) == {"agent", "date"}
-    assert w.output_dir == cwd / "transcripts" and w.formats == FORMATS
+    assert w.output_dir == cwd / "transcripts" and w.formats == OUTPUT_FORMATS
     assert w.after == "keep" and w.excluded_dirs == ()
     assert validate_config(cwd / "svwatchd.yaml") == []
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from svwatchd.daemon import identity
-from svwatchd.daemon.identity import FileChangedError, fingerprint, identify, stream_id_for
-from svwatchd.errors import SvwatchdError
+from svwatchd.daemon.identity import fingerprint, identify, stream_id_for
+from svwatchd.errors import FileChangedError, SvwatchdError
 
 STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 

@@ -20,11 +20,8 @@ from svwatchd.daemon.journal import (
     SCHEMA_VERSION,
     FileState,
     Journal,
-    JournalLockedError,
-    JournalSchemaError,
-    JournalWriteError,
 )
-from svwatchd.errors import SvwatchdError
+from svwatchd.errors import JournalWriteError, SchemaVersionError, StateLockedError, SvwatchdError
 
 S = FileState
 
@@ -57,7 +54,7 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
 
 def test_second_journal_in_process_is_refused(tmp_path: Path) -> None:
     first = Journal(tmp_path)
-    with pytest.raises(JournalLockedError) as err:
+    with pytest.raises(StateLockedError) as err:
         Journal(tmp_path)
     msg = str(err.value)
     assert "Another svwatchd" in msg and str(tmp_path / "journal.lock") in msg
@@ -73,10 +70,11 @@ def test_second_daemon_process_is_refused(tmp_path: Path) -> None:
         res = run_python(
             """
             import sys
-            from svwatchd.daemon.journal import Journal, JournalLockedError
+            from svwatchd.daemon.journal import Journal
+            from svwatchd.errors import StateLockedError
             try:
                 Journal(sys.argv[1])
-            except JournalLockedError as e:
+            except StateLockedError as e:
                 print(e)
                 sys.exit(3)
             """,
@@ -101,7 +99,7 @@ def test_lock_of_a_killed_daemon_is_released(tmp_path: Path) -> None:
     ) as child:
         try:
             assert child.stdout is not None and child.stdout.readline() == "open\n"
-            with pytest.raises(JournalLockedError) as err:
+            with pytest.raises(StateLockedError) as err:
                 Journal(tmp_path)
             assert err.value.pid == child.pid
         finally:
@@ -353,7 +351,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         db.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
     db.close()
     for _ in range(2):  # and the failed open released the lock
-        with pytest.raises(JournalSchemaError, match="99, newer than this svwatchd's 1"):
+        with pytest.raises(SchemaVersionError, match="99, newer than this svwatchd's 1"):
             Journal(tmp_path)
 
 

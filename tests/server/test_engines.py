@@ -22,13 +22,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from svwatchd.client.speechdata import Utterance
-from svwatchd.errors import ConfigError, InvalidInputError, ModelIntegrityError
+from svwatchd.errors import ConfigError, InvalidInputError, ModelIntegrityError, WorkerCrashedError
+from svwatchd.model.speechdata import Utterance
 from svwatchd.server.engines import (
     BUNDLED_WHISPER_SHA256,
     Engine,
     EngineConfig,
-    WorkerCrashedError,
     WorkerPool,
     bundled_whisper_model_dir,
     combined_digest,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from svwatchd.audio import AudioFormat
-from svwatchd.enums import Encoding, Endian
+from svwatchd.model.enums import Encoding, Endian
+from svwatchd.model.format import AudioFormat
 from svwatchd.server.records import StreamSpec
 
 

@@ -25,7 +25,11 @@ import soundfile as sf
 
 from svwatchd.client import DecodeStatus, Stream
 from svwatchd.client.server import Server
-from svwatchd.errors import ServerRefusedError, ServerUnreachableError, StreamStateError
+from svwatchd.errors import (
+    ClientClosedError,
+    ServerRefusedError,
+    ServerUnreachableError,
+)
 from tests.conftest import TESTDATA, speech_file
 from tests.diskfull import fill, tiny_fs
 from tests.normalise import normalise
@@ -385,7 +389,7 @@ def test_unreachable_server_is_retryable_error() -> None:
         client.status()
     closed = Server("localhost")
     closed.close()
-    with pytest.raises(StreamStateError, match="closed"):
+    with pytest.raises(ClientClosedError, match="closed"):
         closed.status()
 
 

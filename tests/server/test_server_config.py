@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from svwatchd.server.config import PathNotAllowedError, ServerConfig
+from svwatchd.errors import PathNotAllowedError
+from svwatchd.server.config import ServerConfig
 
 
 def test_paths_under_roots_only_and_never_the_data_directory(tmp_path: Path) -> None:

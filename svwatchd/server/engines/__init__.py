@@ -13,7 +13,6 @@ from svwatchd.server.engines.base import (
     Audio,
     Engine,
     EngineConfig,
-    EngineError,
     EngineName,
     load_engine,
 )
@@ -26,7 +25,6 @@ from svwatchd.server.engines.model import (
     verify_model,
 )
 from svwatchd.server.engines.pool import (
-    WorkerCrashedError,
     WorkerPool,
     default_workers_and_threads,
 )
@@ -38,9 +36,7 @@ __all__ = [
     "Audio",
     "Engine",
     "EngineConfig",
-    "EngineError",
     "EngineName",
-    "WorkerCrashedError",
     "WorkerPool",
     "bundled_whisper_model_dir",
     "combined_digest",

@@ -1,7 +1,7 @@
 """The engine contract: what svserver asks of a speech recogniser, whichever it is.
 
 An engine turns float32 mono 16 kHz audio (a numpy array, samples in
-[-1, 1]) into :class:`~svwatchd.client.speechdata.Utterance` objects whose
+[-1, 1]) into :class:`~svwatchd.model.speechdata.Utterance` objects whose
 times are seconds from the start of that array. Everything above this package
 (the scheduler, the HTTP service, the worker pool) talks to the
 :class:`Engine` protocol only, so the recogniser can change by configuration.
@@ -21,15 +21,15 @@ from typing import Literal, Protocol, TypeAlias, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from svwatchd.client.speechdata import Utterance, Word
-from svwatchd.errors import ConfigError, InvalidInputError, SvwatchdError
+from svwatchd.errors import ConfigError, InvalidInputError
+from svwatchd.model.speechdata import Utterance, Word
 
 __all__ = [
     "SAMPLE_RATE",
     "Audio",
+    "Device",
     "Engine",
     "EngineConfig",
-    "EngineError",
     "EngineName",
     "as_audio",
     "load_engine",
@@ -44,10 +44,6 @@ Audio: TypeAlias = npt.NDArray[np.float32]
 
 EngineName: TypeAlias = Literal["whisper", "pocketsphinx"]
 Device: TypeAlias = Literal["auto", "cpu", "cuda"]
-
-
-class EngineError(SvwatchdError):
-    """The engine or one of its worker processes failed (not the caller's input)."""
 
 
 @dataclass(frozen=True)

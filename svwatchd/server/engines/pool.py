@@ -29,19 +29,20 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from svwatchd.client.speechdata import Utterance
-from svwatchd.server.engines.base import Audio, EngineConfig, EngineError, as_audio
+from svwatchd.errors import EngineError, WorkerCrashedError
+from svwatchd.model.speechdata import Utterance
+from svwatchd.server.engines.base import Audio, EngineConfig, as_audio
 from svwatchd.server.engines.worker import Worker, WorkerGoneError, spawn_worker
 
-__all__ = ["WorkerCrashedError", "WorkerPool", "default_workers_and_threads"]
+__all__ = [
+    "Result",
+    "WorkerPool",
+    "default_workers_and_threads",
+]
 
 log = logging.getLogger(__name__)
 
 Result = list[list[Utterance]]
-
-
-class WorkerCrashedError(EngineError):
-    """A worker process died before finishing a job; the job may be submitted again."""
 
 
 def default_workers_and_threads(cores: int | None = None) -> tuple[int, int]:

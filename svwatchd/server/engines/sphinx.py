@@ -28,16 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from svwatchd.client.speechdata import Utterance
-from svwatchd.errors import ConfigError
-from svwatchd.server.engines.base import (
-    SAMPLE_RATE,
-    Audio,
-    EngineConfig,
-    EngineError,
-    as_audio,
-    make_utterance,
-)
+from svwatchd.errors import ConfigError, EngineError
+from svwatchd.model.speechdata import Utterance
+from svwatchd.server.engines.base import SAMPLE_RATE, Audio, EngineConfig, as_audio, make_utterance
 from svwatchd.server.engines.model import digest_model_dir
 
 __all__ = ["SphinxEngine", "find_sphinx_model", "is_filler", "to_pcm16"]

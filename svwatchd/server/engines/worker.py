@@ -26,9 +26,17 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from svwatchd.server.engines.base import Audio, EngineConfig, EngineError, load_engine
+from svwatchd.errors import EngineError
+from svwatchd.server.engines.base import Audio, EngineConfig, load_engine
 
-__all__ = ["Worker", "WorkerGoneError", "pack_error", "spawn_worker", "unpack_error"]
+__all__ = [
+    "PackedError",
+    "Worker",
+    "WorkerGoneError",
+    "pack_error",
+    "spawn_worker",
+    "unpack_error",
+]
 
 _CONTEXT = multiprocessing.get_context("spawn")
 

@@ -16,13 +16,18 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Final, TypeAlias
 
-from svwatchd.enums import Encoding, Endian
 from svwatchd.errors import InvalidStreamError
+from svwatchd.model.contract import (
+    MAX_CHANNELS,
+    MAX_SAMPRATE,
+    MAX_SAMPWIDTH,
+    MIN_SAMPRATE,
+    is_tag_key,
+)
+from svwatchd.model.enums import Encoding, Endian
 
 __all__ = [
     "FORMAT_FIELDS",
-    "MAX_SAMPRATE",
-    "MIN_SAMPRATE",
     "TagValue",
     "match_metadata",
     "parse_format_field",
@@ -33,10 +38,6 @@ __all__ = [
 TagValue: TypeAlias = str | int | float | bool
 
 FORMAT_FIELDS: Final = ("samprate", "sampwidth", "encoding", "channels", "endian")
-MIN_SAMPRATE: Final = 8000
-MAX_SAMPRATE: Final = 48000
-MAX_CHANNELS: Final = 64
-_TAG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 _SAMPRATE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>k|khz|hz)?\s*$", re.IGNORECASE)
 
 
@@ -87,7 +88,9 @@ def parse_format_field(name: str, value: object) -> int | Encoding | Endian:
     if name == "samprate":
         return parse_samprate(value)
     if name == "sampwidth":
-        return _parse_small_int(value, 1, 4, "sample width in bytes (1-4)")
+        return _parse_small_int(
+            value, 1, MAX_SAMPWIDTH, f"sample width in bytes (1-{MAX_SAMPWIDTH})"
+        )
     if name == "channels":
         return _parse_small_int(value, 1, MAX_CHANNELS, "channel count")
     if name == "encoding":
@@ -98,7 +101,7 @@ def parse_format_field(name: str, value: object) -> int | Encoding | Endian:
 
 
 def _check_tag(source: str, key: object, value: object) -> TagValue:
-    if not isinstance(key, str) or not _TAG_KEY.match(key):
+    if not is_tag_key(key):
         raise InvalidStreamError(
             f"Stream {source}: metadata name {key!r} is not valid (letters, digits, '_', '.', "
             "'-'; starting with a letter or '_'; at most 128 characters)",

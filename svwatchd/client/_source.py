@@ -15,12 +15,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from svwatchd.audio import AudioDecodeError, AudioFormat, WavInfo, is_riff, probe_wav
-from svwatchd.client.metadata import TagValue, split_metadata
-from svwatchd.enums import Encoding, Endian
-from svwatchd.errors import InvalidStreamError
+from svwatchd.audio import WavInfo, is_riff, probe_wav
+from svwatchd.errors import AudioDecodeError, InvalidStreamError
+from svwatchd.model.enums import Encoding, Endian
+from svwatchd.model.format import AudioFormat
+from svwatchd.model.metadata import TagValue, split_metadata
 
-__all__ = ["Source", "SourceInfo", "resolve_source"]
+__all__ = [
+    "Fields",
+    "Source",
+    "SourceInfo",
+    "resolve_source",
+]
 
 Source = str | os.PathLike[str] | tuple[str, int]
 _WAV_EXTS = (".wav", ".wave")

@@ -20,7 +20,10 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["FileSelector"]
+__all__ = [
+    "FileSelector",
+    "walk_many",
+]
 
 
 def _norm_exts(exts: Iterable[str] | str | None) -> tuple[str, ...]:

@@ -1,0 +1,88 @@
+"""Every module's ``__all__`` is complete, exists and is sorted (as httpx checks its own).
+
+Sorted as isort sorts (CONSTANTS, Classes, functions). Complete: each public
+class, undecorated function, constant (UPPER_CASE) and type alias (CamelCase)
+defined at a module's top level is listed. A module without
+``__all__`` must define nothing public. The package's front doors
+(``svwatchd``, ``svwatchd.client``) export what their docstrings promise.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+import re
+from pathlib import Path
+
+import pytest
+
+import svwatchd
+
+_LEAVES = pkgutil.walk_packages(svwatchd.__path__, prefix="svwatchd.")
+_MODULES = [
+    *sorted(m.name for m in _LEAVES if not m.ispkg),
+    "svwatchd",
+    "svwatchd.client",
+    "svwatchd.model",
+]
+_CONSTANT = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_ALIAS = re.compile(r"^[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)*$")
+
+
+def _isort_key(name: str) -> tuple[int, str]:
+    """isort's order (ruff RUF022): CONSTANTS, then Classes, then everything else."""
+    if _CONSTANT.match(name):
+        return 0, name
+    return (1 if name[:1].isupper() else 2), name
+
+
+def _defined(path: Path) -> set[str]:
+    """Public names a module defines at its top level (classes, functions, constants, aliases)."""
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            if not node.decorator_list:  # decorated: registered (a route), not module API
+                names.add(node.name)
+        elif isinstance(node, ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                if isinstance(t, ast.Name) and (_CONSTANT.match(t.id) or _ALIAS.match(t.id)):
+                    names.add(t.id)
+    return {n for n in names if not n.startswith("_")}
+
+
+@pytest.mark.parametrize("name", _MODULES)
+def test_all_is_complete_and_sorted(name: str) -> None:
+    module = importlib.import_module(name)
+    listed = getattr(module, "__all__", None)
+    path = Path(module.__file__ or "")
+    if listed is None:
+        assert not _defined(path), f"{name} defines public names but has no __all__"
+        return
+    assert list(listed) == sorted(listed, key=_isort_key), f"{name}.__all__ is not sorted"
+    missing = [n for n in listed if not hasattr(module, n)]
+    assert not missing, f"{name}.__all__ lists names it does not have: {missing}"
+    unlisted = sorted(_defined(path) - set(listed))
+    assert not unlisted, f"{name} defines public names missing from __all__: {unlisted}"
+
+
+def test_front_doors() -> None:
+    import svwatchd.client
+
+    assert {"Server", "Stream", "createstreams", "createdirstreams"} <= set(svwatchd.client.__all__)
+    for name in ("DecodeStatus", "Encoding", "Endian"):
+        assert hasattr(svwatchd.client, name)
+    from svwatchd import errors
+
+    assert set(svwatchd.__all__) >= set(errors.__all__)
+
+
+def test_client_docstring_example_names_exist() -> None:
+    """The client package's own example (``from svwatchd.client import Server, Stream``)."""
+    from svwatchd.client import Server, Stream
+
+    assert callable(Server) and callable(Stream)
