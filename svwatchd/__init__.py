@@ -7,57 +7,9 @@ model, :mod:`svwatchd.model`. Every exception is in :mod:`svwatchd.errors`,
 re-exported here.
 """
 
-from svwatchd.errors import (
-    AudioDecodeError,
-    ClientClosedError,
-    ConfigError,
-    ConfigErrors,
-    EngineError,
-    FileChangedError,
-    InvalidInputError,
-    InvalidStreamError,
-    JournalWriteError,
-    ModelIntegrityError,
-    PathNotAllowedError,
-    SchemaVersionError,
-    ServerError,
-    ServerFailedError,
-    ServerRefusedError,
-    ServerUnavailableError,
-    ServerUnreachableError,
-    SocketNotAllowedError,
-    StateLockedError,
-    StreamsError,
-    StreamStateError,
-    SvwatchdError,
-    WorkerCrashedError,
-)
+from svwatchd import errors as _errors
+from svwatchd.errors import *  # noqa: F403  (every exception, by design)
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AudioDecodeError",
-    "ClientClosedError",
-    "ConfigError",
-    "ConfigErrors",
-    "EngineError",
-    "FileChangedError",
-    "InvalidInputError",
-    "InvalidStreamError",
-    "JournalWriteError",
-    "ModelIntegrityError",
-    "PathNotAllowedError",
-    "SchemaVersionError",
-    "ServerError",
-    "ServerFailedError",
-    "ServerRefusedError",
-    "ServerUnavailableError",
-    "ServerUnreachableError",
-    "SocketNotAllowedError",
-    "StateLockedError",
-    "StreamStateError",
-    "StreamsError",
-    "SvwatchdError",
-    "WorkerCrashedError",
-    "__version__",
-]
+__all__ = [*_errors.__all__, "__version__"]

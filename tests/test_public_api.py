@@ -13,6 +13,8 @@ import ast
 import importlib
 import pkgutil
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,33 @@ def test_client_docstring_example_names_exist() -> None:
     from svwatchd.client import Server, Stream
 
     assert callable(Server) and callable(Stream)
+
+
+@pytest.mark.parametrize(
+    ("module", "must_not_load"),
+    [
+        # the shared model is pure: no decoder, no numpy, none of the three parts
+        ("svwatchd.model", ("numpy", "svwatchd.client", "svwatchd.server", "svwatchd.daemon")),
+        ("svwatchd.model.speechdata", ("numpy", "svwatchd.client", "svwatchd.server")),
+        ("svwatchd.model.metadata", ("numpy", "svwatchd.client", "svwatchd.server")),
+        ("svwatchd.model.select", ("numpy", "svwatchd.client", "svwatchd.server")),
+        ("svwatchd.model.format", ("numpy", "svwatchd.client", "svwatchd.server")),
+        # config parsing stays light; svserver never goes through the client
+        ("svwatchd.daemon.config", ("numpy", "svwatchd.server", "svwatchd.client")),
+        ("svwatchd.server.app", ("svwatchd.client", "svwatchd.daemon")),
+        ("svwatchd.client", ("svwatchd.server", "svwatchd.daemon")),
+    ],
+)
+def test_layering(module: str, must_not_load: tuple[str, ...]) -> None:
+    """client -> model <- server, daemon: each part imports only what the layering allows."""
+    code = (
+        f"import sys, {module}\n"
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] == 'numpy' and 'numpy' in "
+        f"{must_not_load!r} or any(m == p or m.startswith(p + '.') for p in {must_not_load!r}"
+        f" if p != 'numpy'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert not out, f"importing {module} loaded {out}"
