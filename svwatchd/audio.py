@@ -26,6 +26,7 @@ import soundfile as sf
 import soxr
 
 from svwatchd.errors import AudioDecodeError
+from svwatchd.media import MediaInfo, iter_blocks, probe_media
 from svwatchd.model.enums import Encoding, Endian
 from svwatchd.model.format import AudioFormat
 from svwatchd.wavheader import HEAD_BYTES, read_plain_header
@@ -96,15 +97,26 @@ def probe_wav(path: StrPath) -> WavInfo:
     return _read_wav(path, samples=False)[0]
 
 
-def read_audio(path: StrPath, fmt: AudioFormat, *, target_rate: int = DEFAULT_RATE) -> Samples:
+def read_audio(
+    path: StrPath,
+    fmt: AudioFormat,
+    *,
+    target_rate: int = DEFAULT_RATE,
+    track: int | str | None = None,
+    language: str | None = None,
+) -> Samples:
     """Decode a whole file to mono float32 at ``target_rate`` (channels averaged, soxr 'HQ').
 
     For ``fmt.filetype == 'WAV'`` the header is authoritative and the rest of ``fmt``
-    is not consulted. For 'RAW' the bytes are read as ``fmt`` says; a trailing
-    partial frame is dropped. Raises :class:`AudioDecodeError` for undecodable or
-    empty audio.
+    is not consulted; a container is probed again (the file is the authority)
+    and its ``track`` (number or language tag; else the one in ``language``,
+    else the default) decoded block by block. For 'RAW' the bytes are read as
+    ``fmt`` says; a trailing partial frame is dropped. Raises
+    :class:`AudioDecodeError` for undecodable or empty audio.
     """
     source = os.fspath(path)
+    if fmt.is_container:
+        return _read_container(source, target_rate, track, language)
     if fmt.filetype == "WAV":
         info, wav_frames = _read_wav(path, samples=True)
         assert wav_frames is not None
@@ -119,10 +131,47 @@ def read_audio(path: StrPath, fmt: AudioFormat, *, target_rate: int = DEFAULT_RA
 
 
 def duration_seconds(path: StrPath, fmt: AudioFormat) -> float:
-    """Length of a file's audio in seconds, from the WAV header or the raw file's size."""
+    """Length of a file's audio in seconds: from the WAV header, the container's probe or
+    the raw file's size."""
+    if fmt.is_container:
+        return _probe_container(os.fspath(path), fmt.filetype).duration
     if fmt.filetype == "WAV":
         return probe_wav(path).duration
     return os.path.getsize(path) // fmt.frame_bytes / fmt.samprate
+
+
+def _probe_container(source: str, filetype: str) -> MediaInfo:
+    media = probe_media(source)
+    if media is None:
+        raise AudioDecodeError(source, f"it is no longer a {filetype} file (not a known container)")
+    return media
+
+
+def _read_container(
+    source: str, target_rate: int, track: int | str | None, language: str | None
+) -> Samples:
+    """A container's chosen track, mixed to mono and resampled as it is decoded."""
+    media = _probe_container(source, "container")
+    try:
+        chosen = media.choose(track, language)
+    except ValueError as exc:
+        raise AudioDecodeError(source, str(exc)) from None
+    target_rate = _check_rate(target_rate)
+    stream: Any = None
+    if chosen.samprate != target_rate:
+        stream = soxr.ResampleStream(
+            chosen.samprate, target_rate, 1, dtype="float32", quality=_QUALITY
+        )
+    parts: list[Samples] = []
+    for _, frames in iter_blocks(source, media, chosen):
+        mono = _mono(frames)
+        parts.append(mono if stream is None else stream.resample_chunk(mono, last=False))
+    if stream is not None:
+        parts.append(stream.resample_chunk(_EMPTY, last=True))
+    samples = np.concatenate(parts).astype(np.float32, copy=False) if parts else _EMPTY.copy()
+    if len(samples) == 0:
+        raise AudioDecodeError(source, f"the {media.filetype} file's audio decodes to nothing")
+    return samples
 
 
 class RawStreamDecoder:

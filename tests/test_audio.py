@@ -308,7 +308,7 @@ def test_audio_decode_error_pickles() -> None:
         ({"encoding": ALAW, "sampwidth": 3}, "1 byte wide"),
         ({"channels": 0}, "1 to 64"),
         ({"channels": 65}, "1 to 64"),
-        ({"filetype": "MP3"}, "filetype"),
+        ({"filetype": "MPEG9"}, "filetype"),
         ({"encoding": "opus"}, "not one of"),
         ({"samprate": 16000.0}, "integer"),
     ],

@@ -99,6 +99,7 @@ def test_client_docstring_example_names_exist() -> None:
         ("svwatchd.model.metadata", ("numpy", "svwatchd.client", "svwatchd.server")),
         ("svwatchd.model.select", ("numpy", "svwatchd.client", "svwatchd.server")),
         ("svwatchd.model.format", ("numpy", "svwatchd.client", "svwatchd.server")),
+        ("svwatchd.model.languages", ("numpy", "svwatchd.client", "svwatchd.server")),
         # config parsing stays light; svserver never goes through the client
         ("svwatchd.daemon.config", ("numpy", "svwatchd.server", "svwatchd.client")),
         ("svwatchd.server.app", ("svwatchd.client", "svwatchd.daemon")),

@@ -1,11 +1,13 @@
 """What a Stream's source is, and its audio format: validated once, when the Stream is made.
 
-A file is a WAV file when its name says so (then it must be valid RIFF/WAVE,
-never read as raw) or when its content starts with RIFF/RIFX; any other file
-is headerless raw audio. A WAV file's format comes from its header, and
-metadata that contradicts the header is an error naming both values.
-Headerless sources (raw files, sockets) need ``samprate`` and ``encoding``,
-and ``sampwidth`` for linear PCM.
+A file's kind is decided by its content: a WAV file when its name says so
+(then it must be valid RIFF/WAVE, never read as raw) or when its content
+starts with RIFF/RIFX; a container (FLAC, OGG, MP3, M4A, MP4, MKV, WebM, ...)
+when :func:`svwatchd.media.probe_media` recognises it, whatever its name; else
+headerless raw audio, but only when its format fields are given. A WAV file's
+or a container's format comes from the file, and metadata that contradicts it
+is an error naming both values. Headerless sources (raw files, sockets) need
+``samprate`` and ``encoding``, and ``sampwidth`` for linear PCM.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from svwatchd.audio import WavInfo, is_riff, probe_wav
+from svwatchd.audio import is_riff, probe_wav
 from svwatchd.errors import AudioDecodeError, InvalidStreamError
+from svwatchd.media import MediaInfo, Track, probe_media
 from svwatchd.model.enums import Encoding, Endian
 from svwatchd.model.format import AudioFormat
 from svwatchd.model.metadata import TagValue, split_metadata
@@ -40,10 +43,12 @@ class SourceInfo:
     address: tuple[str, int] | None
     path: str | None
     size: int | None
-    filetype: Literal["WAV", "RAW"] | None
+    filetype: str | None
     frames: int | None
     format: AudioFormat
     tags: dict[str, TagValue]
+    media: MediaInfo | None = None  # a container: what the probe found
+    track: Track | None = None  # a container: the audio track to decode
 
 
 def _socket_address(source: object) -> tuple[str, int] | None:
@@ -91,17 +96,91 @@ def resolve_source(source: object, metadata: Mapping[str, Any]) -> SourceInfo:
             info = probe_wav(path)
         except AudioDecodeError as exc:
             raise InvalidStreamError(str(exc), source=path) from None
-        _check_against_header(path, fmt, info)
+        _check_against_header(path, fmt, info.format, "the WAV header's")
         return SourceInfo(None, path, st.st_size, "WAV", info.frames, info.format, tags)
+    try:
+        media = probe_media(path)
+    except AudioDecodeError as exc:
+        raise InvalidStreamError(str(exc), source=path) from None
+    if media is not None:
+        return _container(path, st.st_size, media, fmt, tags)
+    if not fmt and st.st_size == 0:
+        raise InvalidStreamError(
+            f"Stream {path}: the file is empty (0 bytes); there is no audio to decode",
+            source=path,
+        )
+    if not fmt:
+        raise InvalidStreamError(
+            f"Stream {path}: {_what_is(path, st.st_size)}: not WAV nor a known container "
+            "(FLAC, OGG, MP3, M4A, MP4, MOV, MKV, WebM, WMA, ...); to read it as headerless "
+            "raw audio give its format: samprate and encoding (and sampwidth for SPCM/UPCM)",
+            source=path,
+            field="samprate",
+        )
     return SourceInfo(None, path, st.st_size, "RAW", None, _headerless(path, "raw file", fmt), tags)
 
 
-def _check_against_header(name: str, fmt: Fields, info: WavInfo) -> None:
+def _container(
+    path: str, size: int, media: MediaInfo, fmt: Fields, tags: dict[str, TagValue]
+) -> SourceInfo:
+    """A container's Stream: its chosen track's rate and channels, checked against ``fmt``."""
+    language = tags.get("language")
+    choice = tags.get("track")
+    try:
+        track = media.choose(
+            choice if isinstance(choice, int | str) else None,
+            language if isinstance(language, str) else None,
+        )
+    except ValueError as exc:
+        raise InvalidStreamError(f"Stream {path}: {exc}", source=path, field="track") from None
+    try:
+        audio = AudioFormat(
+            filetype=media.filetype,
+            encoding=Encoding.SPCM,  # what the codec decodes to
+            sampwidth=2,
+            samprate=track.samprate,
+            channels=track.channels,
+        )
+    except ValueError as exc:
+        raise InvalidStreamError(
+            f"Stream {path}: the {media.filetype} file's audio track {track.number} is not "
+            f"decodable: {exc}",
+            source=path,
+        ) from None
+    coded = [k for k in ("encoding", "sampwidth", "endian") if k in fmt]
+    if coded:
+        raise InvalidStreamError(
+            f"Stream {path}: metadata {coded[0]}={fmt[coded[0]]} does not apply to a "
+            f"{media.filetype} file (its {track.codec} codec says how samples are coded); "
+            "drop the field",
+            source=path,
+            field=coded[0],
+        )
+    _check_against_header(path, fmt, audio, f"the {media.filetype} file's")
+    frames = round(media.duration * track.samprate)
+    return SourceInfo(None, path, size, media.filetype, frames, audio, tags, media, track)
+
+
+def _what_is(path: str, size: int) -> str:
+    """A few words on what a file that is not audio looks like, for error messages."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"found unknown data starting {head[:8].hex(' ')}"
+    printable = sum(c.isprintable() or c.isspace() for c in text)
+    if printable == len(text):
+        return f"found text ({text.strip()[:24]!r}...)"
+    return f"found unknown data starting {head[:8].hex(' ')}"
+
+
+def _check_against_header(name: str, fmt: Fields, actual_fmt: AudioFormat, whose: str) -> None:
     for key, given in fmt.items():
-        actual = getattr(info.format, key)
+        actual = getattr(actual_fmt, key)
         if given != actual:
             raise InvalidStreamError(
-                f"Stream {name}: metadata {key}={given} contradicts the WAV header's "
+                f"Stream {name}: metadata {key}={given} contradicts {whose} "
                 f"{key}={actual}; drop the field or fix the file",
                 source=name,
                 field=key,

@@ -13,7 +13,7 @@ import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from svwatchd.client._source import Source, resolve_source
 from svwatchd.errors import InvalidStreamError, StreamsError, StreamStateError
@@ -142,8 +142,9 @@ class Stream:
         assert self._path is not None
         return os.path.basename(self._path)
 
-    def getfiletype(self) -> Literal["RAW", "WAV"] | None:
-        """``'WAV'`` or ``'RAW'`` for a file, ``None`` for a socket."""
+    def getfiletype(self) -> str | None:
+        """``'WAV'``, ``'RAW'`` or the container's name (``'MP3'``, ``'M4A'``, ...) for a
+        file; ``None`` for a socket."""
         return self._filetype
 
     def fromfile(self) -> bool:

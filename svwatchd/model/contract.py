@@ -14,9 +14,12 @@ import re
 from typing import Final, TypeGuard
 
 __all__ = [
+    "CONTAINERS",
     "DEFAULT_PORT",
+    "FILETYPES",
     "LANGUAGE_PATTERN",
     "MAX_CHANNELS",
+    "MAX_CONTAINER_SAMPRATE",
     "MAX_SAMPRATE",
     "MAX_SAMPWIDTH",
     "MAX_TAGS",
@@ -34,6 +37,8 @@ MIN_SAMPRATE: Final = 8000
 """Lowest sample rate (Hz) a source may have."""
 MAX_SAMPRATE: Final = 48000
 """Highest sample rate (Hz) a source may have."""
+MAX_CONTAINER_SAMPRATE: Final = 192000
+"""Highest rate of a container's audio (a 96 kHz FLAC recorder file decodes; WAV/RAW keep 48k)."""
 MAX_SAMPWIDTH: Final = 4
 """Widest sample in bytes (32-bit PCM); mu-law and A-law are always 1."""
 MAX_CHANNELS: Final = 64
@@ -47,6 +52,28 @@ MAX_TAGS: Final = 256
 """Most tags one stream may carry."""
 LANGUAGE_PATTERN: Final = r"^[a-z]{2,3}$"
 """A ``language`` tag: an ISO 639-1 or 639-3 code in lower case (``en``, ``de``, ``haw``)."""
+
+CONTAINERS: Final = (
+    "3GP",
+    "AAC",
+    "AIFF",
+    "AMR",
+    "AU",
+    "CAF",
+    "FLAC",
+    "M4A",
+    "MKV",
+    "MOV",
+    "MP3",
+    "MP4",
+    "OGG",
+    "WEBM",
+    "WMA",
+    "WMV",
+)
+"""The container names ``getfiletype()`` gives files that are neither WAV nor RAW."""
+FILETYPES: Final = ("WAV", "RAW", *CONTAINERS)
+"""Every file type a stream may have."""
 
 OUTPUT_FORMATS: Final = ("txt", "json", "srt", "vtt")
 """The transcript formats the writers produce."""

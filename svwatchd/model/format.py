@@ -8,14 +8,21 @@ the limits come from :mod:`svwatchd.model.contract`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-from svwatchd.model.contract import MAX_CHANNELS, MAX_SAMPRATE, MAX_SAMPWIDTH, MIN_SAMPRATE
+from svwatchd.model.contract import (
+    FILETYPES,
+    MAX_CHANNELS,
+    MAX_CONTAINER_SAMPRATE,
+    MAX_SAMPRATE,
+    MAX_SAMPWIDTH,
+    MIN_SAMPRATE,
+)
 from svwatchd.model.enums import Encoding, Endian
 
 __all__ = ["AudioFormat", "FileType"]
 
-FileType = Literal["WAV", "RAW"]
+FileType = str
+"""``'WAV'``, ``'RAW'`` or a container's name (:data:`~svwatchd.model.contract.FILETYPES`)."""
 
 
 @dataclass(frozen=True)
@@ -34,18 +41,19 @@ class AudioFormat:
     endian: Endian = Endian.LITTLE
 
     def __post_init__(self) -> None:
-        if self.filetype not in ("WAV", "RAW"):
-            raise ValueError(f"filetype must be 'WAV' or 'RAW', not {self.filetype!r}")
+        if self.filetype not in FILETYPES:
+            raise ValueError(
+                f"filetype must be one of {', '.join(FILETYPES)}, not {self.filetype!r}"
+            )
         object.__setattr__(self, "encoding", Encoding.parse(self.encoding))
         object.__setattr__(self, "endian", Endian.parse(self.endian))
         for name in ("sampwidth", "samprate", "channels"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"{name} must be an integer, not {value!r}")
-        if not MIN_SAMPRATE <= self.samprate <= MAX_SAMPRATE:
-            raise ValueError(
-                f"sample rate {self.samprate} Hz is outside {MIN_SAMPRATE}..{MAX_SAMPRATE} Hz"
-            )
+        top = MAX_SAMPRATE if self.filetype in ("WAV", "RAW") else MAX_CONTAINER_SAMPRATE
+        if not MIN_SAMPRATE <= self.samprate <= top:
+            raise ValueError(f"sample rate {self.samprate} Hz is outside {MIN_SAMPRATE}..{top} Hz")
         if self.encoding in (Encoding.ULAW, Encoding.ALAW) and self.sampwidth != 1:
             raise ValueError(f"{self.encoding.value} samples are 1 byte wide, not {self.sampwidth}")
         if not 1 <= self.sampwidth <= MAX_SAMPWIDTH:
@@ -54,6 +62,11 @@ class AudioFormat:
             )
         if not 1 <= self.channels <= MAX_CHANNELS:
             raise ValueError(f"channels must be 1 to {MAX_CHANNELS}, not {self.channels}")
+
+    @property
+    def is_container(self) -> bool:
+        """True for a compressed or container file (neither WAV nor headerless RAW)."""
+        return self.filetype not in ("WAV", "RAW")
 
     @property
     def frame_bytes(self) -> int:

@@ -257,7 +257,7 @@ class Scheduler:
     def _load(self, row: StreamRow) -> Samples:
         assert row.path is not None
         fmt = AudioFormat(
-            filetype=row.filetype or "RAW",  # type: ignore[arg-type]
+            filetype=row.filetype or "RAW",
             encoding=row.encoding,  # type: ignore[arg-type]
             sampwidth=row.sampwidth,
             samprate=row.samprate,
