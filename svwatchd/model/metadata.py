@@ -22,15 +22,19 @@ from svwatchd.model.contract import (
     MAX_SAMPRATE,
     MAX_SAMPWIDTH,
     MIN_SAMPRATE,
+    is_language,
     is_tag_key,
 )
 from svwatchd.model.enums import Encoding, Endian
 
 __all__ = [
     "FORMAT_FIELDS",
+    "RESERVED_TAGS",
     "TagValue",
+    "channel_labels",
     "match_metadata",
     "parse_format_field",
+    "parse_reserved_tag",
     "parse_samprate",
     "split_metadata",
 ]
@@ -100,6 +104,80 @@ def parse_format_field(name: str, value: object) -> int | Encoding | Endian:
     raise KeyError(name)
 
 
+RESERVED_TAGS: Final = (
+    "channel_labels",
+    "language",
+    "recorded_at",
+    "split_channels",
+    "task",
+    "track",
+)
+"""Tags with a meaning of their own, validated (and normalised) like the format fields."""
+
+_TASKS: Final = ("transcribe", "translate")
+
+
+def parse_reserved_tag(name: str, value: object) -> TagValue:
+    """Parse one reserved tag into its canonical form (raises ``ValueError`` saying why).
+
+    ``language``: a language code (``en``, ``de``, ``haw``); ``track``: an audio
+    track number (0-based) or a language tag; ``split_channels``: a bool;
+    ``channel_labels``: names for the channels, a list or a comma-separated
+    string, kept as ``"agent,customer"``; ``task``: ``transcribe`` or
+    ``translate``; ``recorded_at``: an ISO 8601 time.
+    """
+    if name == "language":
+        if not is_language(value):
+            raise ValueError(f"{value!r} is not a language code (e.g. 'en', 'de', 'haw')")
+        return value
+    if name == "track":
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(f"{value!r} is not a track number or a language tag")
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"{value} is not a track number (0 is the first audio track)")
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("an empty track name")
+        return value.strip() if isinstance(value, str) else value
+    if name == "split_channels":
+        if not isinstance(value, bool):
+            raise ValueError(f"{value!r} is not true or false")
+        return value
+    if name == "channel_labels":
+        return _channel_labels(value)
+    if name == "task":
+        if value not in _TASKS:
+            raise ValueError(f"{value!r} is not one of {', '.join(_TASKS)}")
+        return str(value)
+    if name == "recorded_at":
+        try:
+            datetime.fromisoformat(str(value))
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not an ISO 8601 time (e.g. 2026-11-24T09:30:00+01:00)"
+            ) from None
+        return str(value) if not isinstance(value, str) else value
+    raise KeyError(name)
+
+
+def _channel_labels(value: object) -> str:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(x, str) for x in items):
+        raise ValueError(f"{value!r} is not a list of names (e.g. [agent, customer])")
+    labels = [x.strip() for x in items]
+    if not labels or not all(labels) or len(labels) > MAX_CHANNELS:
+        raise ValueError(f"{value!r} must name 1 to {MAX_CHANNELS} channels, none empty")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"{value!r} names a channel twice")
+    return ",".join(labels)
+
+
+def channel_labels(tags: Mapping[str, object], channels: int) -> list[str]:
+    """The label of each channel: the ``channel_labels`` tag, then ``ch<N>`` for the rest."""
+    given = str(tags.get("channel_labels") or "")
+    named = [x for x in given.split(",") if x] if given else []
+    return [named[i] if i < len(named) else f"ch{i}" for i in range(channels)]
+
+
 def _check_tag(source: str, key: object, value: object) -> TagValue:
     if not is_tag_key(key):
         raise InvalidStreamError(
@@ -108,6 +186,13 @@ def _check_tag(source: str, key: object, value: object) -> TagValue:
             source=source,
             field=str(key),
         )
+    if key in RESERVED_TAGS:
+        try:
+            return parse_reserved_tag(key, value)
+        except ValueError as exc:
+            raise InvalidStreamError(
+                f"Stream {source}: metadata {key!r}: {exc}", source=source, field=key
+            ) from None
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidStreamError(
             f"Stream {source}: metadata {key!r} is {value!r}; a tag must be a finite number",
@@ -121,16 +206,6 @@ def _check_tag(source: str, key: object, value: object) -> TagValue:
             source=source,
             field=key,
         )
-    if key == "recorded_at":
-        try:
-            datetime.fromisoformat(str(value))
-        except ValueError:
-            raise InvalidStreamError(
-                f"Stream {source}: metadata 'recorded_at' is {value!r}, not an ISO 8601 time "
-                "(e.g. 2026-11-24T09:30:00+01:00)",
-                source=source,
-                field=key,
-            ) from None
     return value
 
 

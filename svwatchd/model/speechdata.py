@@ -113,17 +113,43 @@ class Word:
 
 @dataclass(frozen=True, slots=True)
 class Utterance:
-    """A stretch of speech the engine decoded as one unit, with its words in order."""
+    """A stretch of speech the engine decoded as one unit, with its words in order.
+
+    ``channel`` (0-based) and ``speaker`` (its label: ``agent``, or ``ch0``...)
+    are set only when a stream's channels are decoded separately
+    (``split_channels``); ``language`` only when the engine said which it heard.
+    """
 
     start: float
     end: float
     text: str
     confidence: float
     words: tuple[Word, ...] = field(default_factory=tuple)
+    channel: int | None = None
+    speaker: str | None = None
+    language: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-ready form (words included) that :meth:`from_dict` reads back."""
-        return {**asdict(self), "words": [w.to_dict() for w in self.words]}
+        """Return the JSON-ready form (words included) that :meth:`from_dict` reads back;
+        ``channel``, ``speaker`` and ``language`` only when set."""
+        out: dict[str, Any] = {
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "confidence": self.confidence,
+            "words": [w.to_dict() for w in self.words],
+        }
+        for key in _OPTIONAL:
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+    @property
+    def labelled_text(self) -> str:
+        """The text as transcripts print it: ``speaker: text`` when the speaker is known."""
+        text = _clean(self.text)
+        return f"{self.speaker}: {text}" if self.speaker and text else text
 
     @classmethod
     def from_dict(cls, data: object, *, where: str = "utterance") -> Utterance:
@@ -140,7 +166,23 @@ class Utterance:
         words = tuple(
             Word.from_dict(w, where=f"{_where(where, 'words')}[{i}]") for i, w in enumerate(raw)
         )
-        return cls(start, end, text, confidence, words)
+        channel = mapping.get("channel")
+        if channel is not None and (
+            isinstance(channel, bool) or not isinstance(channel, int) or channel < 0
+        ):
+            raise ValueError(f"{_where(where, 'channel')}: {channel!r} is not a channel index")
+        speaker, language = (_label(mapping, key, where) for key in ("speaker", "language"))
+        return cls(start, end, text, confidence, words, channel, speaker, language)
+
+
+_OPTIONAL = ("channel", "speaker", "language")
+
+
+def _label(data: Mapping[str, object], key: str, where: str) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{_where(where, key)}: expected a string, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,20 +321,23 @@ def make_cues(
         text = _clean(u.text)
         if not text:
             continue
+        label = f"{u.speaker}: " if u.speaker else ""
         end = max(u.end, u.start)
-        if _fits(text, end - u.start, max_seconds, max_line_chars):
-            cues.append(Cue(u.start, end, text))
+        if _fits(label + text, end - u.start, max_seconds, max_line_chars):
+            cues.append(Cue(u.start, end, label + text))
             continue
-        for piece in _pack(_timed_tokens(u), max_seconds, max_line_chars):
+        for piece in _pack(_timed_tokens(u), max_seconds, max_line_chars - len(label)):
             start = piece[0].start
-            cues.append(Cue(start, max(piece[-1].end, start), " ".join(w.text for w in piece)))
+            words = " ".join(w.text for w in piece)
+            cues.append(Cue(start, max(piece[-1].end, start), label + words))
     cues.sort(key=lambda c: c.start)  # stable: overlapping utterances interleave by start
     return cues
 
 
 def to_text(utterances: Iterable[Utterance]) -> str:
-    """Plain transcript: one utterance per line in time order, blank ones skipped."""
-    lines = [t for t in (_clean(u.text) for u in _in_order(utterances)) if t]
+    """Plain transcript: one utterance per line in time order, blank ones skipped; each
+    line starts ``speaker: `` when the channels were decoded separately."""
+    lines = [t for t in (u.labelled_text for u in _in_order(utterances)) if t]
     return "".join(f"{line}\n" for line in lines)
 
 

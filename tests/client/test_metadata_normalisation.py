@@ -12,6 +12,8 @@ from svwatchd.errors import InvalidStreamError
 from svwatchd.model.contract import MAX_SAMPRATE, MIN_SAMPRATE
 from svwatchd.model.enums import Encoding, Endian
 from svwatchd.model.metadata import (
+    FORMAT_FIELDS,
+    RESERVED_TAGS,
     match_metadata,
     parse_samprate,
     split_metadata,
@@ -53,7 +55,7 @@ tag_values = (
     | st.floats(allow_nan=False, allow_infinity=False)
 )
 tag_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,20}", fullmatch=True).filter(
-    lambda k: k not in {"samprate", "sampwidth", "encoding", "channels", "endian", "recorded_at"}
+    lambda k: k not in {*FORMAT_FIELDS, *RESERVED_TAGS}
 )
 
 
@@ -73,3 +75,41 @@ def test_tag_values_must_be_finite_scalars(value: object) -> None:
     with pytest.raises(InvalidStreamError) as err:
         split_metadata("x.raw", {"bad": value})
     assert err.value.field == "bad" and "x.raw" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "canonical"),
+    [
+        ("language", "de", "de"),
+        ("track", 1, 1),
+        ("track", " eng ", "eng"),
+        ("split_channels", True, True),
+        ("channel_labels", ["agent", " customer"], "agent,customer"),
+        ("channel_labels", "agent,customer", "agent,customer"),
+        ("task", "translate", "translate"),
+    ],
+)
+def test_reserved_tags_are_normalised(field: str, value: object, canonical: object) -> None:
+    _, tags = split_metadata("x.wav", {field: value})
+    assert tags[field] == canonical
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("language", "German"),
+        ("language", 7),
+        ("track", -1),
+        ("track", True),
+        ("track", ""),
+        ("split_channels", "yes"),
+        ("channel_labels", ["agent", ""]),
+        ("channel_labels", ["a", "a"]),
+        ("channel_labels", [1, 2]),
+        ("task", "summarise"),
+    ],
+)
+def test_reserved_tags_are_validated(field: str, value: object) -> None:
+    with pytest.raises(InvalidStreamError, match=field) as err:
+        split_metadata("x.wav", {field: value})
+    assert err.value.field == field and "x.wav" in str(err.value)

@@ -382,3 +382,30 @@ def test_render_dispatches() -> None:
 def test_render_rejects_unknown_format() -> None:
     with pytest.raises(ValueError, match=r"'docx'.*txt, json, srt, vtt"):
         render(SAMPLE, "docx")
+
+
+def test_channel_speaker_and_language_travel_only_when_set() -> None:
+    plain = Utterance(0.0, 1.0, "hello there", 0.9)
+    assert set(plain.to_dict()) == {"start", "end", "text", "confidence", "words"}
+    split = Utterance(1.0, 2.0, "yes", 0.8, (), channel=1, speaker="customer", language="en")
+    data = split.to_dict()
+    assert (data["channel"], data["speaker"], data["language"]) == (1, "customer", "en")
+    assert Utterance.from_dict(data) == split
+    assert from_json(to_json([plain, split])) == [plain, split]
+    with pytest.raises(ValueError, match="channel"):
+        Utterance.from_dict({**data, "channel": -1})
+    with pytest.raises(ValueError, match="speaker"):
+        Utterance.from_dict({**data, "speaker": 3})
+
+
+def test_split_channels_are_labelled_and_interleaved_in_every_writer() -> None:
+    agent = Utterance(0.0, 1.5, "Good morning, how can I help?", 0.9, channel=0, speaker="agent")
+    customer = Utterance(1.6, 2.5, "My card was stolen.", 0.9, channel=1, speaker="customer")
+    late = Utterance(2.6, 3.0, "I see.", 0.9, channel=0, speaker="agent")
+    utts = [late, customer, agent]  # out of order on purpose: writers sort by time
+    assert to_text(utts) == (
+        "agent: Good morning, how can I help?\ncustomer: My card was stolen.\nagent: I see.\n"
+    )
+    srt = to_srt(utts)
+    assert "agent: Good morning" in srt and srt.index("customer:") < srt.index("agent: I see")
+    assert "customer: My card was stolen." in to_vtt(utts)
