@@ -41,6 +41,7 @@ __all__ = [
     "is_riff",
     "probe_wav",
     "read_audio",
+    "read_channels",
 ]
 
 Samples = npt.NDArray[np.float32]
@@ -116,18 +117,43 @@ def read_audio(
     """
     source = os.fspath(path)
     if fmt.is_container:
-        return _read_container(source, target_rate, track, language)
+        return _read_container(source, target_rate, track, language, split=False)[0]
+    frames, rate = _whole_frames(path, fmt)
+    return _resample(_mono(frames), rate, _check_rate(target_rate))
+
+
+def read_channels(
+    path: StrPath,
+    fmt: AudioFormat,
+    *,
+    target_rate: int = DEFAULT_RATE,
+    track: int | str | None = None,
+    language: str | None = None,
+) -> list[Samples]:
+    """Decode a file as :func:`read_audio` does, but each channel alone (``split_channels``:
+    a stereo call with one party per channel), in channel order."""
+    source = os.fspath(path)
+    if fmt.is_container:
+        return _read_container(source, target_rate, track, language, split=True)
+    frames, rate = _whole_frames(path, fmt)
+    target_rate = _check_rate(target_rate)
+    return [
+        _resample(np.ascontiguousarray(frames[:, c]), rate, target_rate)
+        for c in range(frames.shape[1])
+    ]
+
+
+def _whole_frames(path: StrPath, fmt: AudioFormat) -> tuple[npt.NDArray[np.float32], int]:
+    """A WAV or raw file's frames, shape (n, channels), and their rate."""
     if fmt.filetype == "WAV":
         info, wav_frames = _read_wav(path, samples=True)
         assert wav_frames is not None
-        frames, rate = wav_frames, info.format.samprate
-    else:
-        with open(path, "rb") as f:
-            frames = _decode_frames(f.read(), fmt)
-        if len(frames) == 0:
-            raise AudioDecodeError(source, "the raw file holds no complete audio frame")
-        rate = fmt.samprate
-    return _resample(_mono(frames), rate, _check_rate(target_rate))
+        return wav_frames, info.format.samprate
+    with open(path, "rb") as f:
+        frames = _decode_frames(f.read(), fmt)
+    if len(frames) == 0:
+        raise AudioDecodeError(os.fspath(path), "the raw file holds no complete audio frame")
+    return frames, fmt.samprate
 
 
 def duration_seconds(path: StrPath, fmt: AudioFormat) -> float:
@@ -148,30 +174,39 @@ def _probe_container(source: str, filetype: str) -> MediaInfo:
 
 
 def _read_container(
-    source: str, target_rate: int, track: int | str | None, language: str | None
-) -> Samples:
-    """A container's chosen track, mixed to mono and resampled as it is decoded."""
+    source: str, target_rate: int, track: int | str | None, language: str | None, *, split: bool
+) -> list[Samples]:
+    """A container's chosen track, mixed to mono (or each channel alone, ``split``) and
+    resampled as it is decoded, a block at a time."""
     media = _probe_container(source, "container")
     try:
         chosen = media.choose(track, language)
     except ValueError as exc:
         raise AudioDecodeError(source, str(exc)) from None
     target_rate = _check_rate(target_rate)
-    stream: Any = None
-    if chosen.samprate != target_rate:
-        stream = soxr.ResampleStream(
-            chosen.samprate, target_rate, 1, dtype="float32", quality=_QUALITY
-        )
-    parts: list[Samples] = []
+    outputs = chosen.channels if split else 1
+    streams: list[Any] = [
+        soxr.ResampleStream(chosen.samprate, target_rate, 1, dtype="float32", quality=_QUALITY)
+        if chosen.samprate != target_rate
+        else None
+        for _ in range(outputs)
+    ]
+    parts: list[list[Samples]] = [[] for _ in range(outputs)]
     for _, frames in iter_blocks(source, media, chosen):
-        mono = _mono(frames)
-        parts.append(mono if stream is None else stream.resample_chunk(mono, last=False))
-    if stream is not None:
-        parts.append(stream.resample_chunk(_EMPTY, last=True))
-    samples = np.concatenate(parts).astype(np.float32, copy=False) if parts else _EMPTY.copy()
-    if len(samples) == 0:
+        signals = (
+            [np.ascontiguousarray(frames[:, c]) for c in range(outputs)]
+            if split
+            else [_mono(frames)]
+        )
+        for out, signal, stream in zip(parts, signals, streams, strict=True):
+            out.append(signal if stream is None else stream.resample_chunk(signal, last=False))
+    for out, stream in zip(parts, streams, strict=True):
+        if stream is not None:
+            out.append(stream.resample_chunk(_EMPTY, last=True))
+    results = [np.concatenate(p).astype(np.float32, copy=False) if p else _EMPTY for p in parts]
+    if len(results[0]) == 0:
         raise AudioDecodeError(source, f"the {media.filetype} file's audio decodes to nothing")
-    return samples
+    return results
 
 
 class RawStreamDecoder:

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from svwatchd.audio import read_audio
+from svwatchd.audio import read_audio, read_channels
+from svwatchd.channels import duplicate_channels
 from svwatchd.client import Stream
 from svwatchd.errors import AudioDecodeError, InvalidStreamError
 from svwatchd.media import probe_media, sniff
@@ -200,3 +201,40 @@ def test_language_codes_match_across_standards() -> None:
     assert same_language("en", "eng") and not same_language("en", "deu")
     assert not same_language(None, "en") and normalise_language("jv") == "jw"
     assert language_name("eng") == "english" and language_name("xx") is None
+
+
+def test_channels_decode_apart_in_every_layout(
+    made: Path, tmp_path: Path, speech: tuple[np.ndarray, int]
+) -> None:
+    samples, rate = speech
+    other = samples[::-1].copy()
+    pair = np.stack([samples, other], axis=1)
+    wav = tmp_path / "call.wav"
+    sf.write(wav, pair, rate, subtype="PCM_16")
+    flac = tmp_path / "call.flac"
+    sf.write(flac, pair, rate)
+    m4a = write_av(tmp_path / "call.m4a", [pair], rate, container="mp4")
+    raw = tmp_path / "call.raw"
+    raw.write_bytes((pair * 32767).astype("<i2").tobytes())
+    streams = [
+        Stream(wav),
+        Stream(flac),
+        Stream(m4a),
+        Stream(raw, samprate=rate, encoding="SPCM", sampwidth=2, channels=2),
+    ]
+    for stream in streams:
+        left, right = read_channels(str(stream.source), stream.format, target_rate=8000)
+        want_left, want_right = (x[::2] for x in (samples, other))
+        assert _similarity(left, want_left) > 0.97, stream.getfiletype()
+        assert _similarity(right, want_right) > 0.97, stream.getfiletype()
+        assert duplicate_channels([left, right]) == {}
+
+
+def test_identical_channels_are_found_once(speech: tuple[np.ndarray, int]) -> None:
+    samples, _ = speech
+    quiet = samples * 0.5
+    silence = np.zeros_like(samples)
+    assert duplicate_channels([samples, samples.copy()]) == {1: 0}
+    assert duplicate_channels([samples, samples[::-1].copy()]) == {}
+    assert duplicate_channels([samples, quiet]) == {}  # same words, another level: a second mic
+    assert duplicate_channels([silence, samples, silence.copy(), samples.copy()]) == {2: 0, 3: 1}
