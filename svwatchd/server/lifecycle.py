@@ -2,13 +2,16 @@
 
 ::
 
-    QUEUED --activate--> ACTIVE --complete--> DONE
-      |  ^                 |  |
-      |  +----requeue------+  +--fail--> ERROR --retry--> QUEUED
-      +--pause--> PAUSED <--pause--+
-                    |  resume: back to QUEUED or ACTIVE, or to DONE if its decoding
-                    |          completed while it was paused
-    QUEUED, ACTIVE, PAUSED --close--> CLOSED;   anything --tombstone--> DELETED
+    QUEUED ---activate---> ACTIVE ---complete---> DONE
+       ^ <-----requeue------ |  |
+       |                     |  +-----fail-----> ERROR ---retry---> QUEUED
+     pause                 pause
+       v                     v
+    PAUSED    resume: back to QUEUED or ACTIVE (where it was paused from), or to
+              DONE if a decode already running completed meanwhile; fail: ERROR
+
+    QUEUED, ACTIVE, PAUSED ---close---> CLOSED
+    any state but DELETED ---tombstone---> DELETED
 
 :data:`ALLOWED_FROM` is that machine: for each state, the states a stream may
 move to it from. :class:`Lifecycle` is the only writer of a stream's status;
@@ -307,9 +310,9 @@ class Lifecycle:
                     sets=f"{ended}resume_status = NULL",
                     args={"now": now},
                 )
-        if fromtime is not None:
+        if moved or fromtime is not None:
             self._changes.changed()
-        return self._done(moved)
+        return moved
 
     def close(self, ids: Collection[str]) -> list[str]:
         """QUEUED, ACTIVE or PAUSED -> CLOSED; what was decoded is kept."""
