@@ -9,8 +9,16 @@
     │   │   └── ConfigErrors: every problem of one config file (``errors``)
     │   ├── ModelIntegrityError: a model file does not match its recorded digest (``path``)
     │   ├── PathNotAllowedError: a path outside svserver's ``--allow-root`` directories
-    │   └── SocketNotAllowedError: a socket address not on svserver's ``--allow-socket`` list
+    │   ├── SocketNotAllowedError: a socket address not on svserver's ``--allow-socket`` list
+    │   ├── ParameterError: a server parameter is unknown, read-only or out of range (``name``)
+    │   │   └── UnknownParameterError: no server parameter has that name
+    │   ├── EmptyUploadError: an upload had no bytes (``stream_id``)
+    │   └── TooLargeError: a request or upload exceeds svserver's limit (``limit``)
     ├── StreamStateError: the stream cannot do that now (not submitted, deleted) (``stream_id``)
+    │   ├── StreamNotFoundError: the server has no stream with that id
+    │   ├── StreamDeletedError: the stream was deleted; only its id remains (a tombstone)
+    │   └── StreamExistsError: the stream exists already, so its upload is fixed
+    ├── UnauthorizedError: a request to svserver had no bearer token or a wrong one
     ├── ClientClosedError: the ``Server`` client was closed
     ├── ServerError: talking to a speech server failed (``url``)
     │   ├── ServerUnavailableError: retrying later may help
@@ -38,12 +46,14 @@ __all__ = [
     "ClientClosedError",
     "ConfigError",
     "ConfigErrors",
+    "EmptyUploadError",
     "EngineError",
     "FileChangedError",
     "InvalidInputError",
     "InvalidStreamError",
     "JournalWriteError",
     "ModelIntegrityError",
+    "ParameterError",
     "PathNotAllowedError",
     "SchemaVersionError",
     "ServerError",
@@ -53,9 +63,15 @@ __all__ = [
     "ServerUnreachableError",
     "SocketNotAllowedError",
     "StateLockedError",
+    "StreamDeletedError",
+    "StreamExistsError",
+    "StreamNotFoundError",
     "StreamStateError",
     "StreamsError",
     "SvwatchdError",
+    "TooLargeError",
+    "UnauthorizedError",
+    "UnknownParameterError",
     "WorkerCrashedError",
 ]
 
@@ -163,6 +179,34 @@ class SocketNotAllowedError(InvalidInputError):
     """A socket address is not on the ``--allow-socket`` list."""
 
 
+class ParameterError(InvalidInputError):
+    """A server parameter cannot be set to that: unknown, read-only or out of range (``name``)."""
+
+    def __init__(self, message: str, *, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class UnknownParameterError(ParameterError):
+    """No server parameter has the name asked for (``name``)."""
+
+
+class EmptyUploadError(InvalidInputError):
+    """An upload carried no bytes: there is nothing to decode (``stream_id``)."""
+
+    def __init__(self, message: str, *, stream_id: str) -> None:
+        super().__init__(message)
+        self.stream_id = stream_id
+
+
+class TooLargeError(InvalidInputError):
+    """A request body or an upload is larger than svserver accepts (``limit``, in bytes)."""
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
 # -- the state of a stream or a client ----------------------------------------------------
 
 
@@ -172,6 +216,22 @@ class StreamStateError(SvwatchdError):
     def __init__(self, message: str, *, stream_id: str | None = None) -> None:
         super().__init__(message)
         self.stream_id = stream_id
+
+
+class StreamNotFoundError(StreamStateError):
+    """The server has no stream with this id (never submitted, or submitted elsewhere)."""
+
+
+class StreamDeletedError(StreamStateError):
+    """The stream was deleted: its results are gone and its id cannot be used again."""
+
+
+class StreamExistsError(StreamStateError):
+    """The stream exists already, so what it was created from (its upload) cannot change."""
+
+
+class UnauthorizedError(SvwatchdError):
+    """A request to svserver carried no bearer token, or not the one it was started with."""
 
 
 class ClientClosedError(SvwatchdError):

@@ -30,6 +30,7 @@ import numpy as np
 import soundfile as sf
 
 from svwatchd.errors import AudioDecodeError
+from svwatchd.model.contract import FileType, as_filetype
 from svwatchd.model.languages import same_language
 
 __all__ = [
@@ -95,7 +96,7 @@ class Track:
 class MediaInfo:
     """What a probe learned: container name, which library reads it, its audio tracks."""
 
-    filetype: str  # 'FLAC', 'OGG', 'MP3', 'M4A', 'MP4', 'MOV', 'MKV', 'WEBM', 'WMA', ...
+    filetype: FileType  # 'FLAC', 'OGG', 'MP3', 'M4A', 'MP4', 'MOV', 'MKV', 'WEBM', ...
     reader: Reader
     tracks: tuple[Track, ...]
     duration: float  # seconds, of the longest audio track
@@ -264,7 +265,7 @@ def _probe_sndfile(path: str, family: str) -> MediaInfo | None:
             path, f"the {family} file is truncated: its last {tail - got} frames are missing"
         )
     track = Track(0, codec.lower(), rate, channels, default=True)
-    return MediaInfo(family, "sndfile", (track,), frames / rate)
+    return MediaInfo(as_filetype(family), "sndfile", (track,), frames / rate)
 
 
 def _why(exc: BaseException) -> str:
@@ -316,7 +317,7 @@ def _probe_av(path: str, family: str) -> MediaInfo:
     for t in tracks:
         if t.samprate <= 0 or t.channels <= 0:
             raise AudioDecodeError(path, f"the {name} file's audio track {t.number} has no rate")
-    return MediaInfo(name, "av", tracks, duration, has_video)
+    return MediaInfo(as_filetype(name), "av", tracks, duration, has_video)
 
 
 def _webm_doctype(path: str) -> bool:

@@ -34,6 +34,7 @@ from svwatchd.errors import (
     StreamStateError,
 )
 from svwatchd.model.contract import DEFAULT_PORT, parse_hostport
+from svwatchd.model.record import AnyRecord
 from svwatchd.model.speechdata import Utterance
 
 __all__ = ["Server", "StreamOrStreams"]
@@ -262,7 +263,7 @@ class Server:
                 )
 
     @staticmethod
-    def _apply_all(items: list[Stream], records: list[dict[str, Any]]) -> None:
+    def _apply_all(items: list[Stream], records: list[AnyRecord]) -> None:
         by_id = {r["id"]: r for r in records}
         for s in items:
             if s.id in by_id:

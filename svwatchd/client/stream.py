@@ -25,6 +25,7 @@ from svwatchd.model.select import FileSelector, walk_many
 
 if TYPE_CHECKING:
     from svwatchd.client.server import Server
+    from svwatchd.model.record import AnyRecord
     from svwatchd.model.speechdata import Utterance
 
 __all__ = ["DecodeStatus", "Encoding", "Endian", "Stream", "createdirstreams", "createstreams"]
@@ -241,43 +242,54 @@ class Stream:
         self._server = server
 
     @classmethod
-    def _from_record(cls, record: Mapping[str, Any], server: Server) -> Stream:
+    def _from_record(cls, record: AnyRecord, server: Server) -> Stream:
         """A Stream as the server describes it (``getstreams``): no local file is needed."""
         self = cls.__new__(cls)
-        if record.get("status") == "DELETED":  # a tombstone keeps only its id
-            record = {**_TOMBSTONE, **record}
-        fmt = record["format"]
-        if record["kind"] == "socket":
-            host, _, port = str(record["source"]).rpartition(":")
-            self._address, self._path = (host, int(port)), None
-        else:
-            self._address, self._path = None, str(record["source"])
-        self._filetype = record.get("filetype")
+        self._id = record["id"]
+        self._server = server
         self._size = None
         self._frames = None
-        self._tags = dict(record.get("tags") or {})
-        self._format = AudioFormat(
-            filetype=self._filetype or "RAW",
-            encoding=Encoding.parse(fmt["encoding"]),
-            sampwidth=int(fmt["sampwidth"]),
-            samprate=int(fmt["samprate"]),
-            channels=int(fmt["channels"]),
-            endian=Endian.parse(fmt["endian"]),
-        )
-        self._id = str(record["id"])
-        self._server = server
+        if record["status"] == DecodeStatus.DELETED:  # a tombstone keeps only its id
+            self._address, self._path = None, ""
+            self._filetype = None
+            self._tags = {}
+            self._format = _TOMBSTONE_FORMAT
+        else:
+            if record["kind"] == "socket":
+                host, _, port = record["source"].rpartition(":")
+                self._address, self._path = (host, int(port)), None
+            else:
+                self._address, self._path = None, record["source"]
+            self._filetype = record["filetype"]
+            self._tags = dict(record["tags"])
+            fmt = record["format"]
+            self._format = AudioFormat(
+                filetype=self._filetype or "RAW",
+                encoding=Encoding.parse(fmt["encoding"]),
+                sampwidth=fmt["sampwidth"],
+                samprate=fmt["samprate"],
+                channels=fmt["channels"],
+                endian=Endian.parse(fmt["endian"]),
+            )
         self._apply(record)
         return self
 
-    def _apply(self, record: Mapping[str, Any]) -> None:
+    def _apply(self, record: AnyRecord) -> None:
         """Take the server's view of this stream (called by the Server on refresh)."""
         self.status = DecodeStatus.parse(record["status"])
-        self.start = _parse_time(record.get("start"))
-        self.end = _parse_time(record.get("end"))
-        self.error = record.get("error")
-        self._stats = dict(record.get("stats") or {})
-        self._sourceseconds = record.get("sourceseconds")
-        self._listeners = list(record.get("listeners") or [])
+        if record["status"] == DecodeStatus.DELETED:
+            self.start = self.end = None
+            self.error = None
+            self._stats = {}
+            self._sourceseconds = None
+            self._listeners = []
+            return
+        self.start = _parse_time(record["start"])
+        self.end = _parse_time(record["end"])
+        self.error = record["error"]
+        self._stats = dict(record["stats"])
+        self._sourceseconds = record["sourceseconds"]
+        self._listeners = [dict(x) for x in record["listeners"]]
 
     def refresh(self) -> None:
         """Refresh the stream's state from its server."""
@@ -328,18 +340,8 @@ class Stream:
         return self._require_server().listen(self)
 
 
-_TOMBSTONE: dict[str, Any] = {
-    "kind": "file",
-    "source": "",
-    "filetype": None,
-    "format": {
-        "encoding": "SPCM",
-        "sampwidth": 2,
-        "samprate": 16000,
-        "channels": 1,
-        "endian": "LITTLE",
-    },
-}
+_TOMBSTONE_FORMAT = AudioFormat("RAW", Encoding.SPCM, 2, 16000)
+"""What a deleted stream's format reads as: the server keeps none."""
 
 
 def _parse_time(value: object) -> datetime | None:

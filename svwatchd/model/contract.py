@@ -11,7 +11,7 @@ language codes, output formats, and the server's default port and
 from __future__ import annotations
 
 import re
-from typing import Final, TypeGuard
+from typing import Final, Literal, TypeAlias, TypeGuard, get_args
 
 __all__ = [
     "CONTAINERS",
@@ -27,6 +27,9 @@ __all__ = [
     "OUTPUT_FORMATS",
     "STREAM_ID_PATTERN",
     "TAG_KEY_PATTERN",
+    "ContainerName",
+    "FileType",
+    "as_filetype",
     "is_language",
     "is_stream_id",
     "is_tag_key",
@@ -53,27 +56,15 @@ MAX_TAGS: Final = 256
 LANGUAGE_PATTERN: Final = r"^[a-z]{2,3}$"
 """A ``language`` tag: an ISO 639-1 or 639-3 code in lower case (``en``, ``de``, ``haw``)."""
 
-CONTAINERS: Final = (
-    "3GP",
-    "AAC",
-    "AIFF",
-    "AMR",
-    "AU",
-    "CAF",
-    "FLAC",
-    "M4A",
-    "MKV",
-    "MOV",
-    "MP3",
-    "MP4",
-    "OGG",
-    "WEBM",
-    "WMA",
-    "WMV",
-)
-"""The container names ``getfiletype()`` gives files that are neither WAV nor RAW."""
-FILETYPES: Final = ("WAV", "RAW", *CONTAINERS)
-"""Every file type a stream may have."""
+ContainerName: TypeAlias = Literal[
+    "3GP", "AAC", "AIFF", "AMR", "AU", "CAF", "FLAC", "M4A", "MKV", "MOV", "MP3", "MP4", "OGG",
+    "WEBM", "WMA", "WMV",
+]  # fmt: skip
+"""The names ``getfiletype()`` gives files that are neither WAV nor RAW."""
+FileType: TypeAlias = Literal["WAV", "RAW", ContainerName]
+"""Every file type a stream may have: WAV, headerless RAW, or a container."""
+CONTAINERS: Final[tuple[ContainerName, ...]] = get_args(ContainerName)
+FILETYPES: Final[tuple[FileType, ...]] = get_args(FileType)
 
 OUTPUT_FORMATS: Final = ("txt", "json", "srt", "vtt")
 """The transcript formats the writers produce."""
@@ -84,6 +75,14 @@ DEFAULT_PORT: Final = 8750
 _STREAM_ID = re.compile(STREAM_ID_PATTERN)
 _TAG_KEY = re.compile(TAG_KEY_PATTERN)
 _LANGUAGE = re.compile(LANGUAGE_PATTERN)
+
+
+def as_filetype(name: str) -> FileType:
+    """``name`` as a :data:`FileType` (``ValueError`` naming the known ones otherwise)."""
+    for known in FILETYPES:
+        if name == known:
+            return known
+    raise ValueError(f"file type {name!r} is not one of {', '.join(FILETYPES)}")
 
 
 def is_stream_id(value: object) -> TypeGuard[str]:

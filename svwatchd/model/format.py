@@ -16,13 +16,11 @@ from svwatchd.model.contract import (
     MAX_SAMPRATE,
     MAX_SAMPWIDTH,
     MIN_SAMPRATE,
+    FileType,
 )
 from svwatchd.model.enums import Encoding, Endian
 
-__all__ = ["AudioFormat", "FileType"]
-
-FileType = str
-"""``'WAV'``, ``'RAW'`` or a container's name (:data:`~svwatchd.model.contract.FILETYPES`)."""
+__all__ = ["AudioFormat"]
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,20 @@ import asyncio
 import bisect
 import contextlib
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from svwatchd.audio import RawStreamDecoder
-from svwatchd.model.format import AudioFormat
-from svwatchd.server.scheduler import Executor, Scheduler
+from svwatchd.model.enums import DecodeStatus
+from svwatchd.model.speechdata import Utterance
+from svwatchd.server.changes import wait
+from svwatchd.server.lifecycle import DECODING, Lifecycle, Progress
+from svwatchd.server.scheduler import Executor
 from svwatchd.server.segmenter import LiveSegmenter, Segment
-from svwatchd.server.service import StreamService
-from svwatchd.server.store import StreamRow
+from svwatchd.server.slots import Slots, cancel_all
+from svwatchd.server.store import Store, StreamRow
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -40,60 +43,67 @@ READ_SIZE = 64 * 1024
 
 
 class LiveSessions:
-    """The running socket streams, started by the scheduler and stopped by close/delete."""
+    """The socket streams' sessions: started by the scheduler, stopped by close and delete.
 
-    def __init__(self, service: StreamService, scheduler: Scheduler, executor: Executor) -> None:
-        self.service = service
-        self.scheduler = scheduler
-        self.executor = executor
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+    Each session runs in a task that holds a decode slot until it ends.
+    """
 
-    def start(self, row: StreamRow) -> asyncio.Task[None]:
-        """Start receiving and decoding one socket stream."""
-        session = _Session(self.service, self.executor, row)
+    def __init__(
+        self,
+        *,
+        store: Store,
+        lifecycle: Lifecycle,
+        slots: Slots,
+        executor: Executor,
+        spool: Path,
+    ) -> None:
+        self._store = store
+        self._lifecycle = lifecycle
+        self._slots = slots
+        self._executor = executor
+        self._spool = spool
+        spool.mkdir(parents=True, exist_ok=True)
+
+    def start(self, row: StreamRow) -> None:
+        """Start receiving and decoding one (ACTIVE) socket stream."""
+        session = _Session(
+            row, self._store, self._lifecycle, self._executor, self.spool_path(row.id)
+        )
         task = asyncio.get_running_loop().create_task(session.run(), name=f"live-{row.id}")
-        self._tasks[row.id] = task
-
-        def done(_: asyncio.Task[None]) -> None:
-            self._tasks.pop(row.id, None)
-            self.scheduler.live.pop(row.id, None)
-            self.service.wake.set()
-
-        task.add_done_callback(done)
-        return task
+        self._slots.hold_live(row.id, task)
 
     def stop(self, stream_id: str) -> None:
         """Stop a session (the stream was closed or deleted)."""
-        task = self._tasks.get(stream_id)
+        task = self._slots.session(stream_id)
         if task is not None:
             task.cancel()
 
+    def spool_path(self, stream_id: str) -> Path:
+        """Where the stream's received audio is spooled."""
+        return self._spool / f"{stream_id}.raw"
+
+    def discard(self, stream_id: str) -> None:
+        """Remove the stream's spool (it was deleted)."""
+        self.spool_path(stream_id).unlink(missing_ok=True)
+
     async def close(self) -> None:
         """Stop every session; their streams stay ACTIVE and reconnect at the next start."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._slots.sessions())
 
 
 class _Session:
-    def __init__(self, service: StreamService, executor: Executor, row: StreamRow) -> None:
-        self.service = service
-        self.store = service.store
+    """One socket stream's connection, spool and decoder."""
+
+    def __init__(
+        self, row: StreamRow, store: Store, lifecycle: Lifecycle, executor: Executor, spool: Path
+    ) -> None:
+        self.store = store
+        self.lifecycle = lifecycle
         self.executor = executor
         self.row = row
-        self.fmt = AudioFormat(
-            filetype="RAW",
-            encoding=row.encoding,  # type: ignore[arg-type]
-            sampwidth=row.sampwidth,
-            samprate=row.samprate,
-            channels=row.channels,
-            endian=row.endian,  # type: ignore[arg-type]
-        )
+        self.fmt = row.format
         self.bytes_per_second = row.samprate * self.fmt.frame_bytes
-        self.spool: Path = service.spool / f"{row.id}.raw"
+        self.spool = spool
         self.received = row.received_bytes
         self.eof = False
         self.arrived = asyncio.Event()
@@ -141,11 +151,8 @@ class _Session:
                     self._offsets.append(self.received)
                     self._times.append(now)
                 if not data or now - last_commit >= 0.5:
-                    self.store.update(
-                        self.row.id,
-                        received_bytes=self.received,
-                        sourceseconds=self.received / self.bytes_per_second,
-                    )
+                    seconds = self.received / self.bytes_per_second
+                    self.store.record_received(self.row.id, self.received, seconds)
                     last_commit = now
                 self.arrived.set()
                 if not data:
@@ -157,9 +164,7 @@ class _Session:
         return self._times[i] if i < len(self._times) else None
 
     async def _decode(self) -> None:
-        row = self.store.one(self.row.id)
-        assert row is not None
-        position = row.decoded_bytes  # spool bytes whose audio is committed
+        position = self.row.decoded_bytes  # spool bytes whose audio is committed
         fed = position
         decoder = RawStreamDecoder(self.fmt)
         segmenter = LiveSegmenter(offset=position / self.bytes_per_second)
@@ -167,9 +172,9 @@ class _Session:
         with open(self.spool, "a+b") as spool:
             while True:
                 current = self.store.one(self.row.id)
-                if current is None or current.status not in ("ACTIVE", "PAUSED"):
+                if current is None or current.status not in DECODING:
                     return
-                if current.status == "PAUSED":
+                if current.status is DecodeStatus.PAUSED:
                     await self._wait()
                     continue
                 available = (self.received - fed) // frame * frame
@@ -185,59 +190,38 @@ class _Session:
                     continue
                 position = int(segmenter.position * self.bytes_per_second) // frame * frame
                 for seg in segments:
-                    await self._commit(seg, current.skip_before, min(position, fed))
+                    if not await self._commit(seg, min(position, fed)):
+                        return
                 if self.eof and available <= 0:
                     self._finish(fed)
                     return
 
     async def _wait(self) -> None:
         self.arrived.clear()
-        with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
-            async with asyncio.timeout(0.25):
-                await self.arrived.wait()
+        await wait(self.arrived, 0.25)
 
-    async def _commit(self, seg: Segment, skip_before: float | None, position: int) -> None:
+    async def _commit(self, seg: Segment, position: int) -> bool:
+        """Decode one segment and commit its utterances; False once the stream stopped."""
         began = time.monotonic()
-        lang = self.row.tags.get("language")
-        languages = [lang if isinstance(lang, str) else None]
-        results: list[Any] = await asyncio.wrap_future(self.executor.submit([seg.audio], languages))
+        results = await asyncio.wrap_future(self.executor.submit([seg.audio], [self.row.language]))
         wall = time.monotonic() - began
         utts = [_shift(u, seg.start) for u in results[0]]
-        row = self.store.one(self.row.id)
-        if row is None or row.status not in ("ACTIVE", "PAUSED"):
-            return
         pairs = [(u, self._arrival(int(u.end * self.bytes_per_second))) for u in utts]
-        self.store.add_utterances(
-            self.row.id,
-            pairs,
-            skip_before=skip_before,
-            decoded_bytes=position,
-            decoded_seconds=seg.end,
-            decode_wall=row.decode_wall + wall,
-        )
-        await self.service.notify()
+        progress = Progress(decoded_seconds=seg.end, decode_wall=wall, decoded_bytes=position)
+        return self.lifecycle.commit(self.row.id, pairs, progress, final=False)
 
     def _finish(self, fed: int) -> None:
-        row = self.store.one(self.row.id)
-        if row is None or row.status not in ("ACTIVE", "PAUSED"):
-            return
-        values: dict[str, Any] = {"decoded_bytes": fed, "received_bytes": self.received}
-        if row.status == "PAUSED":
-            values["resume_status"] = "DONE"
-        else:
-            values.update(status="DONE", ended=time.time())
-        self.store.update(self.row.id, **values)
-        log.info("decode.done", stream_id=self.row.id, source=self.row.source)
-        self.service.poke()
+        progress = Progress(decoded_bytes=fed, received_bytes=self.received)
+        if self.lifecycle.commit(self.row.id, [], progress, final=True):
+            log.info("decode.done", stream_id=self.row.id, source=self.row.source)
 
     def _fail(self, message: str) -> None:
-        self.store.update(self.row.id, status="ERROR", error=message, ended=time.time())
-        log.warning("decode.error", stream_id=self.row.id, source=self.row.source, error=message)
-        self.service.poke()
+        if self.lifecycle.fail(self.row.id, message):
+            log.warning(
+                "decode.error", stream_id=self.row.id, source=self.row.source, error=message
+            )
 
 
-def _shift(utt: Any, offset: float) -> Any:
-    from dataclasses import replace
-
+def _shift(utt: Utterance, offset: float) -> Utterance:
     words = tuple(replace(w, start=w.start + offset, end=w.end + offset) for w in utt.words)
     return replace(utt, start=utt.start + offset, end=utt.end + offset, words=words)

@@ -1,10 +1,10 @@
-"""The queue: which streams decode now, on how many slots, and committing what they yield.
+"""The queue: which streams decode now, and committing what their file jobs yield.
 
-``maxactive`` counts decode slots (one job on one worker), not streams: short
-files are packed several to a job (the engine may pack them into shared
-windows) and are all ACTIVE together. While a live socket stream is
-connected, one slot is kept free for it, so a backlog of files never starves
-live audio.
+The scheduler fills free decode slots (:mod:`~svwatchd.server.slots`): live
+socket streams first (a live session decodes them, see
+:mod:`~svwatchd.server.live`), then files. Short files are packed several to a
+job (the engine may pack them into shared windows) and are all ACTIVE
+together.
 
 A file job's utterances are committed with the stream's final state in one
 transaction, so a crash mid-decode leaves nothing to duplicate: the stream is
@@ -14,27 +14,29 @@ re-queued at the next start and decoded again from the beginning.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
-from svwatchd.audio import Samples, read_audio
+from svwatchd.audio import Samples, probe_wav, read_audio
 from svwatchd.errors import AudioDecodeError
-from svwatchd.model.format import AudioFormat
+from svwatchd.model.enums import DecodeStatus
 from svwatchd.model.speechdata import Utterance
-from svwatchd.server.service import StreamService
-from svwatchd.server.store import StreamRow
+from svwatchd.server.changes import Changes
+from svwatchd.server.lifecycle import Lifecycle, Progress
+from svwatchd.server.slots import Slots, cancel_all
+from svwatchd.server.store import Store, StreamRow
 
 __all__ = [
     "SHORT_CLIP_SECONDS",
     "SWEEP_SECONDS",
+    "DecodeObserver",
     "Executor",
+    "LiveStarter",
     "Scheduler",
 ]
 
@@ -52,41 +54,60 @@ class Executor(Protocol):
     ) -> Future[list[list[Utterance]]]:
         """Decode the clips; the future's result has one list of utterances per clip."""
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> dict[str, object]:
         """Engine, model and worker facts for sysinfo."""
 
 
+class LiveStarter(Protocol):
+    """Starts a live session for an ACTIVE socket stream (it takes a slot of its own)."""
+
+    def start(self, row: StreamRow) -> None:
+        """Connect to the stream's socket and decode what arrives."""
+
+
+class DecodeObserver(Protocol):
+    """Who is told about decoding as it happens (the metrics)."""
+
+    def observe_queue_wait(self, seconds: float) -> None:
+        """One stream left QUEUED after ``seconds``."""
+
+    def observe_job(
+        self,
+        queue_wait: float | Iterable[float] | None,
+        decode_seconds: float,
+        audio_seconds: float,
+    ) -> None:
+        """One decode job finished."""
+
+
 class Scheduler:
-    """Moves QUEUED streams to ACTIVE on free slots and commits their results."""
+    """Moves QUEUED streams to ACTIVE on free slots and commits their file jobs' results."""
 
     def __init__(
         self,
-        service: StreamService,
-        executor: Executor,
         *,
-        maxactive: Callable[[], int],
+        store: Store,
+        lifecycle: Lifecycle,
+        slots: Slots,
+        executor: Executor,
+        live: LiveStarter,
+        changes: Changes,
+        observer: DecodeObserver,
         pack_max: Callable[[], int],
         sample_rate: int = 16000,
     ) -> None:
-        self.service = service
-        self.store = service.store
-        self.executor = executor
-        self._maxactive = maxactive
+        self._store = store
+        self._lifecycle = lifecycle
+        self._slots = slots
+        self._executor = executor
+        self._live = live
+        self._changes = changes
+        self._observer = observer
         self._pack_max = pack_max
-        self.sample_rate = sample_rate
-        self._file_jobs: set[asyncio.Task[None]] = set()
-        self._in_jobs: set[str] = set()  # ids of the streams in running file jobs
-        self.live: dict[str, Any] = {}  # stream id -> live session (see live.py)
-        self.start_live: Callable[[StreamRow], Any] | None = None
+        self._sample_rate = sample_rate
         self._task: asyncio.Task[None] | None = None
-        self.metrics: Any = None  # ServerMetrics, when the app sets one
         self.jobs_done = 0
         self.audio_seconds_decoded = 0.0
-
-    @property
-    def busy(self) -> int:
-        """Slots in use by file jobs."""
-        return len(self._file_jobs)
 
     def start(self) -> None:
         """Start dispatching on the running loop."""
@@ -96,14 +117,8 @@ class Scheduler:
         """Stop dispatching and abandon running jobs; their streams stay ACTIVE in the
         store and go back to QUEUED at the next start (nothing is marked ERROR)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for job in list(self._file_jobs):
-            job.cancel()
-        for job in list(self._file_jobs):
-            with contextlib.suppress(asyncio.CancelledError):
-                await job
+            await cancel_all([self._task])
+        await cancel_all(self._slots.jobs())
 
     async def _run(self) -> None:
         next_sweep = time.monotonic() + SWEEP_SECONDS
@@ -127,37 +142,29 @@ class Scheduler:
                     )
             except Exception:  # keep the queue alive; the error is logged with its stream
                 log.exception("scheduler.dispatch_failed")
-            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that
-            # arrives as the event is set (a live session ending at shutdown), and the
-            # loop never stopped
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.5):
-                    await self.service.wake.wait()
-            self.service.wake.clear()
+            await self._changes.wait_for_work(0.5)
 
     def dispatch(self) -> None:
         """Start whatever the free slots allow: live sockets first, then file batches."""
-        maxactive = max(1, self._maxactive())
-        if self.start_live is not None and len(self.live) < maxactive:
-            for row in self.store.queued_sockets(limit=maxactive - len(self.live)):
-                self._activate([row])
-                self.live[row.id] = self.start_live(row)
-        file_cap = maxactive - 1 if self.live else maxactive
-        if len(self._file_jobs) >= file_cap:
+        free = self._slots.free_for_live()
+        if free > 0:
+            for row, wait in self._lifecycle.activate(self._store.queued_sockets(limit=free)):
+                self._observer.observe_queue_wait(wait)
+                self._live.start(row)
+        if self._slots.free_for_files() <= 0:
             return  # no free slot: the queue is not even read (a backlog costs nothing here)
-        files = [r for r in self.store.with_status("QUEUED", limit=1000) if r.kind != "socket"]
-        while files and len(self._file_jobs) < file_cap:
+        queued = self._store.with_status(DecodeStatus.QUEUED, limit=1000)
+        files = [r for r in queued if r.kind != "socket"]
+        while files and self._slots.free_for_files() > 0:
             batch = self._next_batch(files)
             files = files[len(batch) :]
-            self._activate(batch)
-            task = asyncio.get_running_loop().create_task(self._file_job(batch))
-            self._file_jobs.add(task)
-            self._in_jobs |= {r.id for r in batch}
-            task.add_done_callback(self._file_jobs.discard)
-            task.add_done_callback(functools.partial(self._job_ended, [r.id for r in batch]))
-
-    def _job_ended(self, ids: list[str], _: asyncio.Task[None]) -> None:
-        self._in_jobs.difference_update(ids)
+            active = self._lifecycle.activate(batch)
+            for _, wait in active:
+                self._observer.observe_queue_wait(wait)
+            if active:
+                rows = [row for row, _ in active]
+                task = asyncio.get_running_loop().create_task(self._file_job(rows))
+                self._slots.hold_job(task, [r.id for r in rows])
 
     def requeue_orphans(self) -> int:
         """File streams ACTIVE without a running job (their results could not be stored,
@@ -165,19 +172,17 @@ class Scheduler:
         seconds, so they are decoded again once the store can be written."""
         orphans = [
             r
-            for r in self.store.with_status("ACTIVE", limit=1000)
-            if r.kind != "socket" and r.id not in self._in_jobs
+            for r in self._store.with_status(DecodeStatus.ACTIVE, limit=1000)
+            if r.kind != "socket" and not self._slots.in_job(r.id)
         ]
         done = 0
         for row in orphans:
             try:
-                self.store.update(row.id, status="QUEUED")
+                self._lifecycle.requeue([row.id])
             except (sqlite3.OperationalError, OSError):
                 break  # still cannot write: the next sweep tries again
             done += 1
             log.info("decode.requeued", stream_id=row.id, source=row.source)
-        if done:
-            self.service.wake.set()
         return done
 
     def _next_batch(self, files: list[StreamRow]) -> list[StreamRow]:
@@ -195,14 +200,6 @@ class Scheduler:
             if short(r):
                 batch.append(r)
         return batch
-
-    def _activate(self, rows: list[StreamRow]) -> None:
-        now = time.time()
-        for row in rows:
-            self.store.update(row.id, status="ACTIVE", started=now, queue_wait=now - row.queued)
-            if self.metrics is not None:
-                self.metrics.observe_queue_wait(now - row.queued)
-        self.service.poke()
 
     async def _file_job(self, rows: list[StreamRow]) -> None:
         try:
@@ -232,9 +229,8 @@ class Scheduler:
             return
         began = time.monotonic()
         try:
-            languages = [_language(r) for r in decodable]
-            results: list[list[Utterance]] = await asyncio.wrap_future(
-                self.executor.submit(clips, languages)
+            results = await asyncio.wrap_future(
+                self._executor.submit(clips, [r.language for r in decodable])
             )
         except asyncio.CancelledError:
             raise
@@ -243,60 +239,32 @@ class Scheduler:
                 self._fail(row, f"decoding {row.source} failed: {exc}")
             return
         wall = time.monotonic() - began
-        seconds = [len(c) / self.sample_rate for c in clips]
+        seconds = [len(c) / self._sample_rate for c in clips]
         total = sum(seconds) or 1.0
         for row, utts, secs in zip(decodable, results, seconds, strict=True):
             self._commit(row, utts, secs, wall * secs / total)
         self.jobs_done += 1
-        self.service.wake.set()  # a slot is free: dispatch now, not at the next tick
         self.audio_seconds_decoded += sum(seconds)
-        if self.metrics is not None:
-            self.metrics.observe_job(None, wall, sum(seconds))  # waits: seen at activation
-        await self.service.notify()
+        self._observer.observe_job(None, wall, sum(seconds))  # waits: seen at activation
 
     def _load(self, row: StreamRow) -> Samples:
         assert row.path is not None
-        fmt = AudioFormat(
-            filetype=row.filetype or "RAW",
-            encoding=row.encoding,  # type: ignore[arg-type]
-            sampwidth=row.sampwidth,
-            samprate=row.samprate,
-            channels=row.channels,
-            endian=row.endian,  # type: ignore[arg-type]
+        # The server reads a WAV header or a container itself: the file is the authority.
+        fmt = probe_wav(row.path).format if row.filetype == "WAV" else row.format
+        return read_audio(
+            row.path, fmt, target_rate=self._sample_rate, track=row.track, language=row.language
         )
-        if row.filetype == "WAV":
-            # The server reads the header itself: the file is the authority.
-            from svwatchd.audio import probe_wav
-
-            fmt = probe_wav(row.path).format
-        return read_audio(row.path, fmt, target_rate=self.sample_rate)
 
     def _commit(self, row: StreamRow, utts: list[Utterance], seconds: float, wall: float) -> None:
-        now = self.store.one(row.id)
-        if now is None or now.status not in ("ACTIVE", "PAUSED"):
-            return  # closed or deleted while decoding: the abort wins
-        final: dict[str, Any] = {
-            "decoded_seconds": seconds,
-            "decode_wall": wall,
-            "sourceseconds": seconds,
-        }
-        if now.status == "PAUSED":
-            final["resume_status"] = "DONE"
-        else:
-            final.update(status="DONE", ended=time.time())
-        anchor = now.anchor
-        self.store.add_utterances(
-            row.id,
-            [(u, None if anchor is None else anchor + u.end) for u in utts],
-            skip_before=now.skip_before,
-            **final,
-        )
-        log.info("decode.done", stream_id=row.id, source=row.source, utterances=len(utts))
+        anchor = row.anchor
+        pairs = [(u, None if anchor is None else anchor + u.end) for u in utts]
+        progress = Progress(decoded_seconds=seconds, decode_wall=wall, sourceseconds=seconds)
+        if self._lifecycle.commit(row.id, pairs, progress, final=True):
+            log.info("decode.done", stream_id=row.id, source=row.source, utterances=len(utts))
 
     def _fail(self, row: StreamRow, message: str) -> None:
-        self.store.update(row.id, status="ERROR", error=message, ended=time.time())
-        log.warning("decode.error", stream_id=row.id, source=row.source, error=message)
-        self.service.poke()
+        if self._lifecycle.fail(row.id, message):
+            log.warning("decode.error", stream_id=row.id, source=row.source, error=message)
 
 
 def _describe(row: StreamRow, exc: BaseException) -> str:
@@ -305,9 +273,3 @@ def _describe(row: StreamRow, exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return f"Cannot read {row.source}: {exc.strerror or exc}"
     return f"{row.source}: {exc}"
-
-
-def _language(row: StreamRow) -> str | None:
-    """The stream's ``language`` tag (validated at submission), if any."""
-    lang = row.tags.get("language")
-    return lang if isinstance(lang, str) else None
