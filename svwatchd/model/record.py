@@ -62,6 +62,10 @@ class RecordStats(TypedDict):
     queue_wait: float | None  # seconds from QUEUED to ACTIVE
     utterances: int  # committed, not skipped by resume(fromtime)
     words: int
+    track: int | None  # a container's audio track decoded (0-based), once decoded
+    track_language: str | None  # that track's language tag, if it has one
+    channels_decoded: int | None  # split_channels: channels decoded apart
+    channels_repeated: int | None  # split_channels: channels that repeated another (not decoded)
 
 
 class ListenerInfo(TypedDict):

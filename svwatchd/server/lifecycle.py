@@ -82,6 +82,10 @@ class Progress:
     sourceseconds: float | None = None
     decoded_bytes: int | None = None  # socket: spool bytes whose audio is committed
     received_bytes: int | None = None  # socket: spool bytes received
+    track: int | None = None  # a container: the audio track decoded
+    track_language: str | None = None  # ... and its language tag
+    channels_decoded: int | None = None  # split_channels: channels decoded apart
+    channels_repeated: int | None = None  # split_channels: channels that repeated another
 
 
 class Lifecycle:
@@ -146,7 +150,8 @@ class Lifecycle:
                 only_from={_S.ERROR},
                 sets="error = NULL, queued = :now, started = NULL, ended = NULL, "
                 "attempts = attempts + 1, utterance_count = 0, word_count = 0, "
-                "decoded_seconds = 0, decode_wall = 0, decoded_bytes = 0",
+                "decoded_seconds = 0, decode_wall = 0, decoded_bytes = 0, track = NULL, "
+                "track_language = NULL, channels_decoded = NULL, channels_repeated = NULL",
                 args={"now": time.time()},
             )
             for sid in moved:
@@ -226,13 +231,21 @@ class Lifecycle:
                 "decode_wall = decode_wall + :wall, "
                 "sourceseconds = COALESCE(:seconds, sourceseconds), "
                 "decoded_bytes = COALESCE(:dbytes, decoded_bytes), "
-                "received_bytes = COALESCE(:rbytes, received_bytes) WHERE id = :id",
+                "received_bytes = COALESCE(:rbytes, received_bytes), "
+                "track = COALESCE(:track, track), "
+                "track_language = COALESCE(:tlang, track_language), "
+                "channels_decoded = COALESCE(:split, channels_decoded), "
+                "channels_repeated = COALESCE(:repeated, channels_repeated) WHERE id = :id",
                 {
                     "decoded": progress.decoded_seconds,
                     "wall": progress.decode_wall,
                     "seconds": progress.sourceseconds,
                     "dbytes": progress.decoded_bytes,
                     "rbytes": progress.received_bytes,
+                    "track": progress.track,
+                    "tlang": progress.track_language,
+                    "split": progress.channels_decoded,
+                    "repeated": progress.channels_repeated,
                     "id": stream_id,
                 },
             )

@@ -73,6 +73,10 @@ _FIELDS: SqlShape = {
         "queue_wait": "queue_wait",
         "utterances": "utterance_count",
         "words": "word_count",
+        "track": "track",
+        "track_language": "track_language",
+        "channels_decoded": "channels_decoded",
+        "channels_repeated": "channels_repeated",
     },
     # :listeners is {"<id>": [ListenerInfo, ...]} of the streams someone listens to
     "listeners": "COALESCE(:listeners -> ('$.\"' || id || '\"'), json_array())",

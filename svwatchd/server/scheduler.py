@@ -22,11 +22,12 @@ from typing import Protocol
 
 import structlog
 
-from svwatchd.audio import Samples, probe_wav, read_audio
+from svwatchd.audio import Samples
 from svwatchd.errors import AudioDecodeError
 from svwatchd.model.enums import DecodeStatus
 from svwatchd.model.speechdata import Utterance
 from svwatchd.server.changes import Changes
+from svwatchd.server.clips import Loaded, label, load
 from svwatchd.server.lifecycle import Lifecycle, Progress
 from svwatchd.server.slots import Slots, cancel_all
 from svwatchd.server.store import Store, StreamRow
@@ -217,48 +218,52 @@ class Scheduler:
                 )
 
     async def _decode_files(self, rows: list[StreamRow]) -> None:
-        clips: list[Samples] = []
-        decodable: list[StreamRow] = []
+        loaded: list[tuple[StreamRow, Loaded]] = []
         for row in rows:
             try:
-                clips.append(await asyncio.to_thread(self._load, row))
-                decodable.append(row)
+                loaded.append((row, await asyncio.to_thread(load, row, self._sample_rate)))
             except (AudioDecodeError, OSError) as exc:
                 self._fail(row, _describe(row, exc))
-        if not decodable:
+        if not loaded:
             return
+        clips = [c.samples for _, item in loaded for c in item.clips]
+        languages = [row.language for row, item in loaded for _ in item.clips]
         began = time.monotonic()
-        try:
-            results = await asyncio.wrap_future(
-                self._executor.submit(clips, [r.language for r in decodable])
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            for row in decodable:
-                self._fail(row, f"decoding {row.source} failed: {exc}")
-            return
+        results: list[list[Utterance]] = []
+        if clips:
+            try:
+                results = await asyncio.wrap_future(self._executor.submit(clips, languages))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                for row, _ in loaded:
+                    self._fail(row, f"decoding {row.source} failed: {exc}")
+                return
         wall = time.monotonic() - began
-        seconds = [len(c) / self._sample_rate for c in clips]
-        total = sum(seconds) or 1.0
-        for row, utts, secs in zip(decodable, results, seconds, strict=True):
-            self._commit(row, utts, secs, wall * secs / total)
+        work = [sum(len(c.samples) for c in item.clips) for _, item in loaded]
+        total = sum(work) or 1
+        position = 0
+        for (row, item), share in zip(loaded, work, strict=True):
+            mine = results[position : position + len(item.clips)]
+            position += len(item.clips)
+            self._commit(row, item, label(item, mine), wall * share / total)
+        seconds = sum(item.seconds for _, item in loaded)
         self.jobs_done += 1
-        self.audio_seconds_decoded += sum(seconds)
-        self._observer.observe_job(None, wall, sum(seconds))  # waits: seen at activation
+        self.audio_seconds_decoded += seconds
+        self._observer.observe_job(None, wall, seconds)  # waits: seen at activation
 
-    def _load(self, row: StreamRow) -> Samples:
-        assert row.path is not None
-        # The server reads a WAV header or a container itself: the file is the authority.
-        fmt = probe_wav(row.path).format if row.filetype == "WAV" else row.format
-        return read_audio(
-            row.path, fmt, target_rate=self._sample_rate, track=row.track, language=row.language
-        )
-
-    def _commit(self, row: StreamRow, utts: list[Utterance], seconds: float, wall: float) -> None:
+    def _commit(self, row: StreamRow, item: Loaded, utts: list[Utterance], wall: float) -> None:
         anchor = row.anchor
         pairs = [(u, None if anchor is None else anchor + u.end) for u in utts]
-        progress = Progress(decoded_seconds=seconds, decode_wall=wall, sourceseconds=seconds)
+        progress = Progress(
+            decoded_seconds=item.seconds,
+            decode_wall=wall,
+            sourceseconds=item.seconds,
+            track=item.track.number if item.track is not None else None,
+            track_language=item.track.language if item.track is not None else None,
+            channels_decoded=item.channels_decoded,
+            channels_repeated=item.channels_repeated,
+        )
         if self._lifecycle.commit(row.id, pairs, progress, final=True):
             log.info("decode.done", stream_id=row.id, source=row.source, utterances=len(utts))
 

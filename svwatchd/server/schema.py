@@ -15,7 +15,7 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqlValue"]
 SqlValue: TypeAlias = str | int | float | None
 """A value SQLite stores or returns."""
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _STREAMS = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -66,8 +66,25 @@ CREATE INDEX IF NOT EXISTS streams_queued_sockets ON streams(seq)
 WHERE status='QUEUED' AND kind='socket';
 """
 
+# A column's comment goes before its ALTER: SQLite copies the rest of an ADD COLUMN
+# into the table's CREATE text, and a trailing comment would swallow its ")".
+_CHANNELS_AND_TRACKS = """
+-- split_channels: the channel an utterance came from, and that channel's label
+ALTER TABLE utterances ADD COLUMN channel INTEGER;
+ALTER TABLE utterances ADD COLUMN speaker TEXT;
+-- the language the engine heard, when it said
+ALTER TABLE utterances ADD COLUMN language TEXT;
+-- a container's audio track decoded, and its language tag
+ALTER TABLE streams ADD COLUMN track INTEGER;
+ALTER TABLE streams ADD COLUMN track_language TEXT;
+-- split_channels: channels decoded apart, and channels that repeated another
+ALTER TABLE streams ADD COLUMN channels_decoded INTEGER;
+ALTER TABLE streams ADD COLUMN channels_repeated INTEGER
+"""
+
 MIGRATIONS: Mapping[int, str] = {
     1: _STREAMS,
     2: _QUEUED_SOCKETS,  # the scheduler finds queued sockets without reading a file backlog
+    3: _CHANNELS_AND_TRACKS,  # containers' tracks, channels decoded apart
 }
 """``MIGRATIONS[v]`` takes a database from version v-1 to v."""

@@ -289,14 +289,23 @@ class Store:
     def utterances(self, stream_id: str, *, after: int = -1) -> list[tuple[int, UtteranceRow]]:
         """The stream's utterances with index > ``after``, in order, skipped ones included."""
         rows = self.read(
-            "SELECT idx, start, end, wall_end, text, confidence, words, skipped "
-            "FROM utterances WHERE stream_id=? AND idx > ? ORDER BY idx",
+            "SELECT idx, start, end, wall_end, text, confidence, words, skipped, channel, "
+            "speaker, language FROM utterances WHERE stream_id=? AND idx > ? ORDER BY idx",
             (stream_id, after),
         )
         out = []
         for r in rows:
             words = tuple(Word(w[0], w[1], w[2], w[3]) for w in json.loads(r["words"]))
-            utt = Utterance(r["start"], r["end"], r["text"], r["confidence"], words)
+            utt = Utterance(
+                r["start"],
+                r["end"],
+                r["text"],
+                r["confidence"],
+                words,
+                r["channel"],
+                r["speaker"],
+                r["language"],
+            )
             out.append((r["idx"], UtteranceRow(utt, r["wall_end"], bool(r["skipped"]))))
         return out
 
@@ -330,7 +339,8 @@ def insert_utterances(
         idx += 1
         skipped = skip_before is not None and wall_end is not None and wall_end < skip_before
         db.execute(
-            "INSERT INTO utterances VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO utterances (stream_id, idx, start, end, wall_end, text, confidence, "
+            "words, skipped, channel, speaker, language) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 stream_id,
                 idx,
@@ -341,6 +351,9 @@ def insert_utterances(
                 utt.confidence,
                 json.dumps([[w.text, w.start, w.end, w.confidence] for w in utt.words]),
                 int(skipped),
+                utt.channel,
+                utt.speaker,
+                utt.language,
             ),
         )
     recount(db, stream_id)

@@ -21,10 +21,9 @@ from typing_extensions import TypedDict
 
 from svwatchd.audio import duration_seconds
 from svwatchd.errors import AudioDecodeError, PathNotAllowedError, SocketNotAllowedError
-from svwatchd.model.contract import is_language
 from svwatchd.model.enums import DecodeStatus
 from svwatchd.model.format import AudioFormat
-from svwatchd.model.metadata import TagValue
+from svwatchd.model.metadata import RESERVED_TAGS, TagValue, parse_reserved_tag
 from svwatchd.model.record import SourceKind
 from svwatchd.server.config import ServerConfig
 from svwatchd.server.store import NewStream, StreamRow
@@ -160,15 +159,10 @@ class Admission:
                 seconds = None  # decoding will fail with the full reason
             mtime = spec.mtime if spec.kind == "upload" and spec.mtime else st.st_mtime
             anchor = mtime - (seconds or 0.0)
-        self._check_language(spec)
+        self._check_reserved(spec)
         recorded_at = spec.tags.get("recorded_at")
         if isinstance(recorded_at, str):
-            try:
-                when = datetime.fromisoformat(recorded_at)
-            except ValueError:
-                raise Refused(
-                    spec.id, 400, "bad_recorded_at", f"recorded_at {recorded_at!r} is not ISO 8601"
-                ) from None
+            when = datetime.fromisoformat(recorded_at)  # checked by _check_reserved
             anchor = (when if when.tzinfo else when.astimezone()).timestamp()
         return NewStream(
             id=spec.id,
@@ -185,18 +179,18 @@ class Admission:
             sourceseconds=seconds,
         )
 
-    def _check_language(self, spec: StreamSpec) -> None:
-        """A ``language`` tag must be a language code the engine's model can decode."""
+    def _check_reserved(self, spec: StreamSpec) -> None:
+        """Reserved tags (``language``, ``track``, ``split_channels``...) by the one rule the
+        client applies too; a ``language`` must also be one the engine's model decodes."""
+        for name in RESERVED_TAGS:
+            if name in spec.tags:
+                try:
+                    parse_reserved_tag(name, spec.tags[name])
+                except ValueError as exc:
+                    raise Refused(spec.id, 400, f"bad_{name}", f"{name}: {exc}") from None
         lang = spec.tags.get("language")
         if lang is None:
             return
-        if not is_language(lang):
-            raise Refused(
-                spec.id,
-                400,
-                "bad_language",
-                f"language {lang!r} is not a language code (e.g. 'en', 'de', 'haw')",
-            )
         info = self._engine_info()
         if lang != "en" and not info.get("multilingual", False):
             model = info.get("model", info.get("engine", "the model"))

@@ -510,9 +510,12 @@ def test_listeners_are_visible_and_delete_removes_the_upload(
         live.refresh()
         seen.append(live.listenerinfo())
     thread.join(10)
-    (info,) = seen[0]
+    (info,) = seen[0]  # the first utterance comes seconds before the feed ends
     assert info["address"].startswith("127.0.0.1:") and info["since"].endswith("Z")
-    assert seen[-1][0]["sent"] == len(seen)
+    # after the last utterance the server may already have ended the listen (the stream is
+    # done) before this refresh: the listener is then gone, which is the end state anyway
+    for n, listeners in enumerate(seen, start=1):
+        assert listeners == [] or listeners[0]["sent"] == n, seen
     live.refresh()
     assert live.listenerinfo() == []
 

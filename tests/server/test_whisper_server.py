@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import jiwer
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ import soxr
 
 from svwatchd.client import DecodeStatus, Stream
 from svwatchd.client.server import Server
-from svwatchd.errors import ServerRefusedError
+from svwatchd.errors import InvalidStreamError, ServerRefusedError
 from svwatchd.server.engines.model import BUNDLED_WHISPER_SHA256, bundled_whisper_model_dir
 from tests.conftest import TESTDATA, speech_file
 from tests.normalise import normalise
@@ -180,8 +181,18 @@ def test_language_tag_is_checked_against_the_model(whisper: tuple[SvServer, Path
         assert err.value.status_code == 400
         assert "'de'" in str(err.value) and "tiny.en" in str(err.value)
         assert "English-only" in str(err.value)
-        with pytest.raises(ServerRefusedError, match="language code"):
-            server.decodestreams(Stream(src, language="German"))
+        with pytest.raises(InvalidStreamError, match="language code") as bad:
+            Stream(src, language="German")  # the client's boundary refuses it first ...
+        assert bad.value.field == "language"
+        spec = {  # ... and svserver's, by the same rule, for a client that skips it
+            "id": "lang-german",
+            "source": {"type": "file", "path": str(src)},
+            "filetype": "WAV",
+            "format": {"encoding": "SPCM", "sampwidth": 2, "samprate": 16000},
+            "tags": {"language": "German"},
+        }
+        answer = httpx.post(f"{srv.url}/v1/streams", json={"streams": [spec]}).json()
+        assert answer["rejected"][0]["code"] == "bad_language", answer
         english = Stream(src, language="en")
         _decode(server, [english])
         assert english.status is DecodeStatus.DONE

@@ -1,0 +1,98 @@
+"""What a file job decodes of one stream: its audio as one clip, or one clip per channel.
+
+Most streams are one clip: the file mixed to mono. With the ``split_channels``
+tag (a stereo call, one party per channel) each channel is a clip of its own,
+labelled from ``channel_labels`` (else ``ch0``, ``ch1``...); a channel that
+only repeats another (a mono call stored as stereo) is decoded once, and a
+silent channel not at all, both said in the stream's stats. A container's
+track is chosen here too (the ``track`` tag, else the ``language`` one, else
+the container's default) and recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from svwatchd.audio import Samples, probe_wav, read_audio, read_channels
+from svwatchd.channels import duplicate_channels
+from svwatchd.errors import AudioDecodeError
+from svwatchd.media import Track, probe_media
+from svwatchd.model.format import AudioFormat
+from svwatchd.model.metadata import channel_labels
+from svwatchd.model.speechdata import Utterance
+from svwatchd.server.store import StreamRow
+
+__all__ = ["SILENCE_PEAK", "Clip", "Loaded", "label", "load"]
+
+SILENCE_PEAK = 1e-3
+"""A channel whose samples never reach this (-60 dBFS) is silent: nothing to decode."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One clip to decode: mono samples at the engine's rate, and the channel they are."""
+
+    samples: Samples
+    channel: int | None = None  # set when the channels are decoded apart
+    speaker: str | None = None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A stream's clips, with what the stream's stats record about them."""
+
+    clips: list[Clip]
+    seconds: float  # the source's duration
+    track: Track | None = None
+    channels_decoded: int | None = None
+    channels_repeated: int | None = None
+
+
+def load(row: StreamRow, sample_rate: int) -> Loaded:
+    """Read ``row``'s file for decoding (a thread's work: it reads and resamples the file).
+
+    The file is the authority: a WAV header and a container are read again.
+    Raises :class:`AudioDecodeError` or ``OSError`` for a file that cannot be read.
+    """
+    assert row.path is not None
+    fmt = probe_wav(row.path).format if row.filetype == "WAV" else row.format
+    track = _track(row.path, fmt, row)
+    number = track.number if track is not None else None
+    if not (row.tags.get("split_channels") is True and fmt.channels > 1):
+        mono = read_audio(row.path, fmt, target_rate=sample_rate, track=number)
+        return Loaded([Clip(mono)], len(mono) / sample_rate, track)
+    channels = read_channels(row.path, fmt, target_rate=sample_rate, track=number)
+    labels = channel_labels(row.tags, len(channels))
+    repeats = duplicate_channels(channels)
+    clips = [
+        Clip(samples, i, labels[i])
+        for i, samples in enumerate(channels)
+        if i not in repeats and float(np.max(np.abs(samples), initial=0.0)) >= SILENCE_PEAK
+    ]
+    return Loaded(clips, len(channels[0]) / sample_rate, track, len(clips), len(repeats))
+
+
+def _track(path: str, fmt: AudioFormat, row: StreamRow) -> Track | None:
+    if not fmt.is_container:
+        return None
+    media = probe_media(path)
+    if media is None:
+        raise AudioDecodeError(path, f"it is no longer a {fmt.filetype} file")
+    try:
+        return media.choose(row.track, row.language)
+    except ValueError as exc:
+        raise AudioDecodeError(path, str(exc)) from None
+
+
+def label(loaded: Loaded, results: list[list[Utterance]]) -> list[Utterance]:
+    """The stream's utterances from its clips' results: each labelled with its channel when
+    the channels were decoded apart, all in time order."""
+    out = [
+        replace(u, channel=clip.channel, speaker=clip.speaker) if clip.channel is not None else u
+        for clip, utts in zip(loaded.clips, results, strict=True)
+        for u in utts
+    ]
+    out.sort(key=lambda u: (u.start, u.channel or 0))
+    return out
