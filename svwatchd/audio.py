@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -26,7 +27,6 @@ import soundfile as sf
 import soxr
 
 from svwatchd.errors import AudioDecodeError
-from svwatchd.media import MediaInfo, iter_blocks, probe_media
 from svwatchd.model.enums import Encoding, Endian
 from svwatchd.model.format import AudioFormat
 from svwatchd.wavheader import HEAD_BYTES, read_plain_header
@@ -37,11 +37,14 @@ __all__ = [
     "Samples",
     "StrPath",
     "WavInfo",
-    "duration_seconds",
+    "check_rate",
+    "decode_frames",
     "is_riff",
     "probe_wav",
-    "read_audio",
-    "read_channels",
+    "read_wav",
+    "resample",
+    "to_mono",
+    "wav_blocks",
 ]
 
 Samples = npt.NDArray[np.float32]
@@ -98,117 +101,6 @@ def probe_wav(path: StrPath) -> WavInfo:
     return _read_wav(path, samples=False)[0]
 
 
-def read_audio(
-    path: StrPath,
-    fmt: AudioFormat,
-    *,
-    target_rate: int = DEFAULT_RATE,
-    track: int | str | None = None,
-    language: str | None = None,
-) -> Samples:
-    """Decode a whole file to mono float32 at ``target_rate`` (channels averaged, soxr 'HQ').
-
-    For ``fmt.filetype == 'WAV'`` the header is authoritative and the rest of ``fmt``
-    is not consulted; a container is probed again (the file is the authority)
-    and its ``track`` (number or language tag; else the one in ``language``,
-    else the default) decoded block by block. For 'RAW' the bytes are read as
-    ``fmt`` says; a trailing partial frame is dropped. Raises
-    :class:`AudioDecodeError` for undecodable or empty audio.
-    """
-    source = os.fspath(path)
-    if fmt.is_container:
-        return _read_container(source, target_rate, track, language, split=False)[0]
-    frames, rate = _whole_frames(path, fmt)
-    return _resample(_mono(frames), rate, _check_rate(target_rate))
-
-
-def read_channels(
-    path: StrPath,
-    fmt: AudioFormat,
-    *,
-    target_rate: int = DEFAULT_RATE,
-    track: int | str | None = None,
-    language: str | None = None,
-) -> list[Samples]:
-    """Decode a file as :func:`read_audio` does, but each channel alone (``split_channels``:
-    a stereo call with one party per channel), in channel order."""
-    source = os.fspath(path)
-    if fmt.is_container:
-        return _read_container(source, target_rate, track, language, split=True)
-    frames, rate = _whole_frames(path, fmt)
-    target_rate = _check_rate(target_rate)
-    return [
-        _resample(np.ascontiguousarray(frames[:, c]), rate, target_rate)
-        for c in range(frames.shape[1])
-    ]
-
-
-def _whole_frames(path: StrPath, fmt: AudioFormat) -> tuple[npt.NDArray[np.float32], int]:
-    """A WAV or raw file's frames, shape (n, channels), and their rate."""
-    if fmt.filetype == "WAV":
-        info, wav_frames = _read_wav(path, samples=True)
-        assert wav_frames is not None
-        return wav_frames, info.format.samprate
-    with open(path, "rb") as f:
-        frames = _decode_frames(f.read(), fmt)
-    if len(frames) == 0:
-        raise AudioDecodeError(os.fspath(path), "the raw file holds no complete audio frame")
-    return frames, fmt.samprate
-
-
-def duration_seconds(path: StrPath, fmt: AudioFormat) -> float:
-    """Length of a file's audio in seconds: from the WAV header, the container's probe or
-    the raw file's size."""
-    if fmt.is_container:
-        return _probe_container(os.fspath(path), fmt.filetype).duration
-    if fmt.filetype == "WAV":
-        return probe_wav(path).duration
-    return os.path.getsize(path) // fmt.frame_bytes / fmt.samprate
-
-
-def _probe_container(source: str, filetype: str) -> MediaInfo:
-    media = probe_media(source)
-    if media is None:
-        raise AudioDecodeError(source, f"it is no longer a {filetype} file (not a known container)")
-    return media
-
-
-def _read_container(
-    source: str, target_rate: int, track: int | str | None, language: str | None, *, split: bool
-) -> list[Samples]:
-    """A container's chosen track, mixed to mono (or each channel alone, ``split``) and
-    resampled as it is decoded, a block at a time."""
-    media = _probe_container(source, "container")
-    try:
-        chosen = media.choose(track, language)
-    except ValueError as exc:
-        raise AudioDecodeError(source, str(exc)) from None
-    target_rate = _check_rate(target_rate)
-    outputs = chosen.channels if split else 1
-    streams: list[Any] = [
-        soxr.ResampleStream(chosen.samprate, target_rate, 1, dtype="float32", quality=_QUALITY)
-        if chosen.samprate != target_rate
-        else None
-        for _ in range(outputs)
-    ]
-    parts: list[list[Samples]] = [[] for _ in range(outputs)]
-    for _, frames in iter_blocks(source, media, chosen):
-        signals = (
-            [np.ascontiguousarray(frames[:, c]) for c in range(outputs)]
-            if split
-            else [_mono(frames)]
-        )
-        for out, signal, stream in zip(parts, signals, streams, strict=True):
-            out.append(signal if stream is None else stream.resample_chunk(signal, last=False))
-    for out, stream in zip(parts, streams, strict=True):
-        if stream is not None:
-            out.append(stream.resample_chunk(_EMPTY, last=True))
-    results = [np.concatenate(p).astype(np.float32, copy=False) if p else _EMPTY for p in parts]
-    if len(results[0]) == 0:
-        raise AudioDecodeError(source, f"the {media.filetype} file's audio decodes to nothing")
-    return results
-
-
 class RawStreamDecoder:
     """Decode headerless audio arriving in arbitrary chunks (a TCP socket) incrementally.
 
@@ -223,7 +115,7 @@ class RawStreamDecoder:
         if fmt.filetype != "RAW":
             raise ValueError("RawStreamDecoder decodes headerless audio: fmt.filetype must be RAW")
         self.format = fmt
-        self.target_rate = _check_rate(target_rate)
+        self.target_rate = check_rate(target_rate)
         self._pending = bytearray()
         self._frames = 0
         self._finished = False
@@ -246,10 +138,10 @@ class RawStreamDecoder:
         usable = len(self._pending) - len(self._pending) % self.format.frame_bytes
         if usable == 0:
             return _EMPTY.copy()
-        frames = _decode_frames(bytes(self._pending[:usable]), self.format)
+        frames = decode_frames(bytes(self._pending[:usable]), self.format)
         del self._pending[:usable]
         self._frames += len(frames)
-        return self._resample(_mono(frames), last=False)
+        return self._resample(to_mono(frames), last=False)
 
     def flush(self) -> Samples:
         """End the stream: drop any partial frame and return the resampler's last samples."""
@@ -268,7 +160,39 @@ class RawStreamDecoder:
 _EMPTY: Final[Samples] = np.zeros(0, dtype=np.float32)
 
 
-def _check_rate(rate: int) -> int:
+def read_wav(path: StrPath) -> tuple[WavInfo, npt.NDArray[np.float32]]:
+    """A whole WAV file: its header and its frames, shape (n, channels), float32."""
+    info, frames = _read_wav(path, samples=True)
+    assert frames is not None
+    return info, frames
+
+
+def wav_blocks(
+    path: StrPath, *, start_frame: int = 0, blocksize: int
+) -> Iterator[npt.NDArray[np.float32]]:
+    """A WAV file's frames from ``start_frame`` on, ``blocksize`` frames at a time (the last
+    block may be shorter): memory follows the block, not the file."""
+    source = os.fspath(path)
+    fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        tag = os.pread(fd, 4, 0)
+        if tag not in _RIFF_TAGS:
+            raise AudioDecodeError(source, "not a valid RIFF/WAVE file (no RIFF or RIFX tag)")
+        try:
+            with sf.SoundFile(fd, closefd=False) as snd:
+                _wav_info(source, snd, _RIFF_TAGS[tag])
+                if start_frame:
+                    snd.seek(min(start_frame, snd.frames))
+                for block in snd.blocks(blocksize=blocksize, dtype="float32", always_2d=True):
+                    yield np.asarray(block, dtype=np.float32)
+        except sf.SoundFileError as exc:
+            detail = str(getattr(exc, "error_string", exc)).strip().rstrip(".")
+            raise AudioDecodeError(source, f"not a valid RIFF/WAVE file ({detail})") from None
+    finally:
+        os.close(fd)
+
+
+def check_rate(rate: int) -> int:
     if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
         raise ValueError(f"target_rate must be a positive integer, not {rate!r}")
     return rate
@@ -321,7 +245,7 @@ def _wav_info(source: str, snd: Any, endian: Endian) -> WavInfo:
     return WavInfo(fmt, int(snd.frames))
 
 
-def _decode_frames(data: bytes, fmt: AudioFormat) -> npt.NDArray[np.float32]:
+def decode_frames(data: bytes, fmt: AudioFormat) -> npt.NDArray[np.float32]:
     """Decode the complete frames of raw bytes to float32 of shape (frames, channels).
 
     The one sample converter for raw audio, shared by read_audio and RawStreamDecoder.
@@ -356,14 +280,14 @@ def _decode_frames(data: bytes, fmt: AudioFormat) -> npt.NDArray[np.float32]:
     return (signed.astype(np.float32) / np.float32(2**31)).reshape(-1, fmt.channels)
 
 
-def _mono(frames: npt.NDArray[np.float32]) -> Samples:
+def to_mono(frames: npt.NDArray[np.float32]) -> Samples:
     """Mix (frames, channels) down to one channel by averaging."""
     if frames.shape[1] == 1:
         return np.ascontiguousarray(frames[:, 0])
     return np.ascontiguousarray(frames.mean(axis=1, dtype=np.float32))
 
 
-def _resample(samples: Samples, rate: int, target_rate: int) -> Samples:
+def resample(samples: Samples, rate: int, target_rate: int) -> Samples:
     if rate == target_rate:
         return samples
     return np.asarray(soxr.resample(samples, rate, target_rate, quality=_QUALITY), np.float32)

@@ -35,6 +35,7 @@ from svwatchd.model.languages import same_language
 
 __all__ = [
     "BLOCK_SECONDS",
+    "Frames",
     "MediaInfo",
     "Reader",
     "Samples",
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 Samples = np.ndarray[Any, np.dtype[np.float32]]
+Frames = np.ndarray[Any, np.dtype[np.float32]]
+"""Decoded frames, shape (n, channels), float32."""
 Reader = Literal["sndfile", "av"]
 
 BLOCK_SECONDS: Final = 10.0
@@ -364,40 +367,60 @@ def _decode_some(container: Any, stream: Any, *, start: float | None) -> int:
 
 
 def iter_blocks(
-    path: str, info: MediaInfo, track: Track, *, block_seconds: float = BLOCK_SECONDS
-) -> Iterator[tuple[int, np.ndarray[Any, np.dtype[np.float32]]]]:
-    """Decode ``track`` a block at a time: (sample rate, frames of shape (n, channels))."""
+    path: str,
+    info: MediaInfo,
+    track: Track,
+    *,
+    start: float = 0.0,
+    block_seconds: float = BLOCK_SECONDS,
+) -> Iterator[Frames]:
+    """Decode ``track`` from ``start`` seconds on, a block at a time: frames of shape
+    (n, channels) at the track's own rate."""
+    first = max(0, round(start * track.samprate))
     if info.reader == "sndfile":
         block = max(1, int(track.samprate * block_seconds))
         with _open_sndfile(path) as snd:
+            if first:
+                snd.seek(min(first, snd.frames))
             for frames in snd.blocks(blocksize=block, dtype="float32", always_2d=True):
-                yield track.samprate, np.asarray(frames, dtype=np.float32)
+                yield np.asarray(frames, dtype=np.float32)
         return
-    yield from _av_blocks(path, track, block_seconds)
+    yield from _av_blocks(path, track, first, block_seconds)
 
 
-def _av_blocks(
-    path: str, track: Track, block_seconds: float
-) -> Iterator[tuple[int, np.ndarray[Any, np.dtype[np.float32]]]]:
+def _av_blocks(path: str, track: Track, first: int, block_seconds: float) -> Iterator[Frames]:
+    """FFmpeg's decode of one track from frame ``first`` on: it seeks to the packet before
+    (seeks land on packets) and drops what precedes ``first``."""
     import av
 
     want = max(1, int(track.samprate * block_seconds))
-    pending: list[np.ndarray[Any, np.dtype[np.float32]]] = []
+    pending: list[Frames] = []
     held = 0
     try:
         with av.open(path) as container:
             stream = next(s for s in container.streams.audio if s.index == track.stream_index)
+            base = stream.time_base
+            if first and base is not None:
+                container.seek(int(first / track.samprate / base), stream=stream)
             resampler = av.AudioResampler(format="flt", layout=stream.codec_context.layout)
             for packet in container.demux(stream):
                 for frame in stream.decode(packet):
+                    at = (
+                        round(frame.pts * base * track.samprate)
+                        if frame.pts is not None and base is not None
+                        else None
+                    )
                     for out in resampler.resample(frame):
-                        data = out.to_ndarray().reshape(-1, out.layout.nb_channels)
-                        pending.append(np.asarray(data, dtype=np.float32))
+                        data = np.asarray(out.to_ndarray(), dtype=np.float32)
+                        data = data.reshape(-1, out.layout.nb_channels)
+                        if first and at is not None and at < first:
+                            data = data[first - at :]
+                        pending.append(data)
                         held += len(data)
                 if held >= want:
-                    yield track.samprate, np.concatenate(pending)
+                    yield np.concatenate(pending)
                     pending, held = [], 0
     except av.error.FFmpegError as exc:
         raise AudioDecodeError(path, f"decoding failed ({_why(exc)})") from None
     if pending:
-        yield track.samprate, np.concatenate(pending)
+        yield np.concatenate(pending)

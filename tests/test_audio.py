@@ -17,17 +17,11 @@ import pytest
 import soundfile as sf
 import soxr
 
-from svwatchd.audio import (
-    AudioFormat,
-    RawStreamDecoder,
-    WavInfo,
-    duration_seconds,
-    is_riff,
-    probe_wav,
-    read_audio,
-)
+from svwatchd.audio import RawStreamDecoder, WavInfo, is_riff, probe_wav
+from svwatchd.decode import duration_seconds, read_audio
 from svwatchd.errors import AudioDecodeError, InvalidInputError, SvwatchdError
 from svwatchd.model.enums import Encoding, Endian
+from svwatchd.model.format import AudioFormat
 from tests.conftest import speech_file
 
 Floats = npt.NDArray[np.float32]

@@ -15,11 +15,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from svwatchd.audio import Samples, probe_wav, read_audio, read_channels
+from svwatchd.audio import Samples, probe_wav
 from svwatchd.channels import duplicate_channels
-from svwatchd.errors import AudioDecodeError
-from svwatchd.media import Track, probe_media
-from svwatchd.model.format import AudioFormat
+from svwatchd.decode import choose_track, read_audio, read_channels
+from svwatchd.media import Track
 from svwatchd.model.metadata import channel_labels
 from svwatchd.model.speechdata import Utterance
 from svwatchd.server.store import StreamRow
@@ -58,7 +57,7 @@ def load(row: StreamRow, sample_rate: int) -> Loaded:
     """
     assert row.path is not None
     fmt = probe_wav(row.path).format if row.filetype == "WAV" else row.format
-    track = _track(row.path, fmt, row)
+    track = choose_track(row.path, fmt, row.track, row.language)
     number = track.number if track is not None else None
     if not (row.tags.get("split_channels") is True and fmt.channels > 1):
         mono = read_audio(row.path, fmt, target_rate=sample_rate, track=number)
@@ -72,18 +71,6 @@ def load(row: StreamRow, sample_rate: int) -> Loaded:
         if i not in repeats and float(np.max(np.abs(samples), initial=0.0)) >= SILENCE_PEAK
     ]
     return Loaded(clips, len(channels[0]) / sample_rate, track, len(clips), len(repeats))
-
-
-def _track(path: str, fmt: AudioFormat, row: StreamRow) -> Track | None:
-    if not fmt.is_container:
-        return None
-    media = probe_media(path)
-    if media is None:
-        raise AudioDecodeError(path, f"it is no longer a {fmt.filetype} file")
-    try:
-        return media.choose(row.track, row.language)
-    except ValueError as exc:
-        raise AudioDecodeError(path, str(exc)) from None
 
 
 def label(loaded: Loaded, results: list[list[Utterance]]) -> list[Utterance]:

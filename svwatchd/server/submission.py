@@ -19,7 +19,7 @@ from datetime import datetime
 
 from typing_extensions import TypedDict
 
-from svwatchd.audio import duration_seconds
+from svwatchd.decode import duration_seconds
 from svwatchd.errors import AudioDecodeError, PathNotAllowedError, SocketNotAllowedError
 from svwatchd.model.enums import DecodeStatus
 from svwatchd.model.format import AudioFormat

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from svwatchd.audio import read_audio, read_channels
 from svwatchd.channels import duplicate_channels
 from svwatchd.client import Stream
+from svwatchd.decode import iter_audio, read_audio, read_channels
 from svwatchd.errors import AudioDecodeError, InvalidStreamError
 from svwatchd.media import probe_media, sniff
 from svwatchd.model.languages import language_name, normalise_language, same_language
@@ -238,3 +238,27 @@ def test_identical_channels_are_found_once(speech: tuple[np.ndarray, int]) -> No
     assert duplicate_channels([samples, samples[::-1].copy()]) == {}
     assert duplicate_channels([samples, quiet]) == {}  # same words, another level: a second mic
     assert duplicate_channels([silence, samples, silence.copy(), samples.copy()]) == {2: 0, 3: 1}
+
+
+@pytest.mark.parametrize("name", ["talk.wav", "talk.raw", "talk.flac", "talk.mp3", "talk.m4a"])
+def test_streamed_from_a_position_matches_the_whole_read(
+    made: Path, speech: tuple[np.ndarray, int], tmp_path: Path, name: str
+) -> None:
+    samples, rate = speech
+    path = made / name
+    if name == "talk.wav":
+        sf.write(path, samples, rate, subtype="PCM_16")
+    elif name == "talk.raw":
+        path.write_bytes((samples * 32767).astype("<i2").tobytes())
+    fields = {"samprate": rate, "encoding": "SPCM", "sampwidth": 2} if name.endswith("raw") else {}
+    stream = Stream(path, **fields)
+    whole = read_audio(str(path), stream.format, target_rate=8000)
+    blocks = list(iter_audio(str(path), stream.format, target_rate=8000, block_seconds=1.0))
+    assert max(len(b[0]) for b in blocks) <= 8000 + 400  # memory follows the block
+    streamed = np.concatenate([b[0] for b in blocks])
+    assert abs(len(streamed) - len(whole)) <= 80 and _similarity(streamed, whole) > 0.99
+    tail = np.concatenate(
+        [b[0] for b in iter_audio(str(path), stream.format, target_rate=8000, start=3.0)]
+    )
+    assert abs(len(tail) - (len(whole) - 3 * 8000)) <= 0.05 * 8000, (len(tail), len(whole))
+    assert _similarity(tail, whole[3 * 8000 :]) > 0.98
