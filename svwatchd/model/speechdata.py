@@ -145,6 +145,23 @@ class Utterance:
                 out[key] = value
         return out
 
+    def shifted(self, offset: float) -> Utterance:
+        """The same utterance ``offset`` seconds later, its words too (a piece of a longer
+        audio put back on the whole's timeline)."""
+        words = tuple(
+            Word(w.text, w.start + offset, w.end + offset, w.confidence) for w in self.words
+        )
+        return Utterance(
+            self.start + offset,
+            self.end + offset,
+            self.text,
+            self.confidence,
+            words,
+            self.channel,
+            self.speaker,
+            self.language,
+        )
+
     @property
     def labelled_text(self) -> str:
         """The text as transcripts print it: ``speaker: text`` when the speaker is known."""

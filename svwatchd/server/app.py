@@ -27,12 +27,14 @@ from svwatchd.model.enums import DecodeStatus
 from svwatchd.server import api
 from svwatchd.server.changes import Changes
 from svwatchd.server.config import ServerConfig
+from svwatchd.server.executor import Executor
 from svwatchd.server.lifecycle import Lifecycle
 from svwatchd.server.live import LiveSessions
+from svwatchd.server.longfile import LongFiles
 from svwatchd.server.metrics import ServerMetrics
 from svwatchd.server.params import Params
 from svwatchd.server.records import Listeners, Records
-from svwatchd.server.scheduler import Executor, Scheduler
+from svwatchd.server.scheduler import Scheduler
 from svwatchd.server.service import StreamService
 from svwatchd.server.slots import Slots
 from svwatchd.server.store import Store
@@ -97,12 +99,20 @@ async def _open(
         executor=engine,
         spool=config.data_dir / "spool",
     )
+    long_files = LongFiles(
+        store=store,
+        lifecycle=lifecycle,
+        slots=slots,
+        executor=engine,
+        piece_seconds=config.piece_seconds,
+    )
     scheduler = Scheduler(
         store=store,
         lifecycle=lifecycle,
         slots=slots,
         executor=engine,
         live=live,
+        long_files=long_files,
         changes=changes,
         observer=metrics,
         pack_max=lambda: params["pack_max"],

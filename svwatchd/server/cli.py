@@ -15,6 +15,7 @@ from svwatchd.logs import configure_logging
 from svwatchd.model.contract import DEFAULT_PORT, parse_hostport
 from svwatchd.notify import Watchdog, notify
 from svwatchd.server.config import ServerConfig
+from svwatchd.server.pieces import PIECE_SECONDS
 
 __all__ = [
     "STATUS_EVERY",
@@ -86,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU niceness of the decode workers, 0..19 (default 10: requests come first)",
     )
     serve.add_argument("--maxactive", type=int, default=None, help="decode slots")
+    serve.add_argument(
+        "--piece-seconds",
+        type=float,
+        default=PIECE_SECONDS,
+        help="long files are decoded in pieces of at most this many seconds, spread over the "
+        f"workers and committed one by one (default {PIECE_SECONDS:.0f}; 10..600)",
+    )
     serve.add_argument("--token-file", default=None, metavar="FILE")
     serve.add_argument("--engine", choices=["whisper", "pocketsphinx"], default="whisper")
     serve.add_argument("--model", default=None, metavar="DIR", help="a CTranslate2 Whisper dir")
@@ -141,6 +149,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         token=token,
         max_upload_bytes=args.max_upload,
         maxactive=args.maxactive,
+        piece_seconds=args.piece_seconds,
         metrics=_metrics_address(args.metrics),
     )
 

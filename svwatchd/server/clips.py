@@ -19,11 +19,12 @@ from svwatchd.audio import Samples, probe_wav
 from svwatchd.channels import duplicate_channels
 from svwatchd.decode import choose_track, read_audio, read_channels
 from svwatchd.media import Track
+from svwatchd.model.format import AudioFormat
 from svwatchd.model.metadata import channel_labels
 from svwatchd.model.speechdata import Utterance
 from svwatchd.server.store import StreamRow
 
-__all__ = ["SILENCE_PEAK", "Clip", "Loaded", "label", "load"]
+__all__ = ["SILENCE_PEAK", "Clip", "Loaded", "label", "load", "split_clips", "splits"]
 
 SILENCE_PEAK = 1e-3
 """A channel whose samples never reach this (-60 dBFS) is silent: nothing to decode."""
@@ -59,18 +60,31 @@ def load(row: StreamRow, sample_rate: int) -> Loaded:
     fmt = probe_wav(row.path).format if row.filetype == "WAV" else row.format
     track = choose_track(row.path, fmt, row.track, row.language)
     number = track.number if track is not None else None
-    if not (row.tags.get("split_channels") is True and fmt.channels > 1):
+    if not splits(row, fmt):
         mono = read_audio(row.path, fmt, target_rate=sample_rate, track=number)
         return Loaded([Clip(mono)], len(mono) / sample_rate, track)
     channels = read_channels(row.path, fmt, target_rate=sample_rate, track=number)
-    labels = channel_labels(row.tags, len(channels))
+    clips, repeated = split_clips(channels, channel_labels(row.tags, len(channels)))
+    return Loaded(clips, len(channels[0]) / sample_rate, track, len(clips), repeated)
+
+
+def splits(row: StreamRow, fmt: AudioFormat) -> bool:
+    """True when the stream's channels are decoded apart (``split_channels`` on a file with
+    more than one)."""
+    return row.tags.get("split_channels") is True and fmt.channels > 1
+
+
+def split_clips(channels: list[Samples], labels: list[str]) -> tuple[list[Clip], int]:
+    """One clip per channel worth decoding, labelled; and how many channels repeated another.
+
+    A channel that repeats an earlier one is left out, and so is a silent one."""
     repeats = duplicate_channels(channels)
     clips = [
         Clip(samples, i, labels[i])
         for i, samples in enumerate(channels)
         if i not in repeats and float(np.max(np.abs(samples), initial=0.0)) >= SILENCE_PEAK
     ]
-    return Loaded(clips, len(channels[0]) / sample_rate, track, len(clips), len(repeats))
+    return clips, len(repeats)
 
 
 def label(loaded: Loaded, results: list[list[Utterance]]) -> list[Utterance]:

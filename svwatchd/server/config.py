@@ -7,9 +7,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from svwatchd.errors import PathNotAllowedError, SocketNotAllowedError
+from svwatchd.errors import ConfigError, PathNotAllowedError, SocketNotAllowedError
 from svwatchd.model.contract import DEFAULT_PORT
 from svwatchd.server.engines.base import EngineConfig
+from svwatchd.server.pieces import PIECE_SECONDS
 
 __all__ = [
     "ServerConfig",
@@ -31,9 +32,15 @@ class ServerConfig:
     max_upload_bytes: int = 2 * 1024**3
     max_request_bytes: int = 32 * 1024**2
     maxactive: int | None = None
+    piece_seconds: float = PIECE_SECONDS  # a long file is decoded in pieces this long at most
     metrics: tuple[str, int] | None = None  # where /metrics listens (Prometheus), if anywhere
 
     def __post_init__(self) -> None:
+        if not 10 <= self.piece_seconds <= 600:
+            raise ConfigError(
+                f"piece length must be 10 to 600 seconds, not {self.piece_seconds}",
+                key="piece_seconds",
+            )
         roots = tuple(Path(os.path.realpath(r)) for r in self.allow_roots)
         object.__setattr__(self, "allow_roots", roots)
         object.__setattr__(

@@ -15,17 +15,15 @@ import asyncio
 import bisect
 import contextlib
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import structlog
 
 from svwatchd.audio import RawStreamDecoder
 from svwatchd.model.enums import DecodeStatus
-from svwatchd.model.speechdata import Utterance
 from svwatchd.server.changes import wait
+from svwatchd.server.executor import Executor
 from svwatchd.server.lifecycle import DECODING, Lifecycle, Progress
-from svwatchd.server.scheduler import Executor
 from svwatchd.server.segmenter import LiveSegmenter, Segment
 from svwatchd.server.slots import Slots, cancel_all
 from svwatchd.server.store import Store, StreamRow
@@ -205,7 +203,7 @@ class _Session:
         began = time.monotonic()
         results = await asyncio.wrap_future(self.executor.submit([seg.audio], [self.row.language]))
         wall = time.monotonic() - began
-        utts = [_shift(u, seg.start) for u in results[0]]
+        utts = [u.shifted(seg.start) for u in results[0]]
         pairs = [(u, self._arrival(int(u.end * self.bytes_per_second))) for u in utts]
         progress = Progress(decoded_seconds=seg.end, decode_wall=wall, decoded_bytes=position)
         return self.lifecycle.commit(self.row.id, pairs, progress, final=False)
@@ -220,8 +218,3 @@ class _Session:
             log.warning(
                 "decode.error", stream_id=self.row.id, source=self.row.source, error=message
             )
-
-
-def _shift(utt: Utterance, offset: float) -> Utterance:
-    words = tuple(replace(w, start=w.start + offset, end=w.end + offset) for w in utt.words)
-    return replace(utt, start=utt.start + offset, end=utt.end + offset, words=words)

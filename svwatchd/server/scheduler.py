@@ -17,18 +17,19 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
 from typing import Protocol
 
 import structlog
 
-from svwatchd.audio import Samples
 from svwatchd.errors import AudioDecodeError
 from svwatchd.model.enums import DecodeStatus
 from svwatchd.model.speechdata import Utterance
 from svwatchd.server.changes import Changes
 from svwatchd.server.clips import Loaded, label, load
+from svwatchd.server.executor import Executor
 from svwatchd.server.lifecycle import Lifecycle, Progress
+from svwatchd.server.longfile import LongFiles
+from svwatchd.server.pieces import LONG_FILE_SECONDS
 from svwatchd.server.slots import Slots, cancel_all
 from svwatchd.server.store import Store, StreamRow
 
@@ -36,7 +37,6 @@ __all__ = [
     "SHORT_CLIP_SECONDS",
     "SWEEP_SECONDS",
     "DecodeObserver",
-    "Executor",
     "LiveStarter",
     "Scheduler",
 ]
@@ -45,18 +45,6 @@ log = structlog.get_logger("svserver.scheduler")
 
 SHORT_CLIP_SECONDS = 20.0
 SWEEP_SECONDS = 5.0  # how often ACTIVE streams without a job are queued again
-
-
-class Executor(Protocol):
-    """The worker pool seam: submit clips, get each clip's utterances back."""
-
-    def submit(
-        self, clips: list[Samples], languages: list[str | None] | None = None
-    ) -> Future[list[list[Utterance]]]:
-        """Decode the clips; the future's result has one list of utterances per clip."""
-
-    def info(self) -> dict[str, object]:
-        """Engine, model and worker facts for sysinfo."""
 
 
 class LiveStarter(Protocol):
@@ -92,6 +80,7 @@ class Scheduler:
         slots: Slots,
         executor: Executor,
         live: LiveStarter,
+        long_files: LongFiles,
         changes: Changes,
         observer: DecodeObserver,
         pack_max: Callable[[], int],
@@ -102,6 +91,7 @@ class Scheduler:
         self._slots = slots
         self._executor = executor
         self._live = live
+        self._long_files = long_files
         self._changes = changes
         self._observer = observer
         self._pack_max = pack_max
@@ -164,7 +154,9 @@ class Scheduler:
                 self._observer.observe_queue_wait(wait)
             if active:
                 rows = [row for row, _ in active]
-                task = asyncio.get_running_loop().create_task(self._file_job(rows))
+                long = len(rows) == 1 and _is_long(rows[0])
+                job = self._long_job(rows[0]) if long else self._file_job(rows)
+                task = asyncio.get_running_loop().create_task(job)
                 self._slots.hold_job(task, [r.id for r in rows])
 
     def requeue_orphans(self) -> int:
@@ -202,20 +194,25 @@ class Scheduler:
                 batch.append(r)
         return batch
 
+    async def _long_job(self, row: StreamRow) -> None:
+        began = time.monotonic()
+        try:
+            seconds = await self._long_files.decode(row)
+        except AudioDecodeError as exc:
+            self._fail(row, str(exc))
+            return
+        except (sqlite3.OperationalError, OSError) as exc:
+            _commit_failed([row], exc)  # the pieces committed stay; the rest is decoded later
+            return
+        self.jobs_done += 1
+        self.audio_seconds_decoded += seconds
+        self._observer.observe_job(None, time.monotonic() - began, seconds)
+
     async def _file_job(self, rows: list[StreamRow]) -> None:
         try:
             await self._decode_files(rows)
         except (sqlite3.OperationalError, OSError) as exc:
-            # the results (or the error) could not be stored: nothing of this job is kept,
-            # its streams stay ACTIVE and requeue_orphans queues them again
-            for row in rows:
-                log.error(
-                    "decode.commit_failed",
-                    stream_id=row.id,
-                    source=row.source,
-                    error=str(exc),
-                    detail="not stored; decoded again once svserver's store can be written",
-                )
+            _commit_failed(rows, exc)
 
     async def _decode_files(self, rows: list[StreamRow]) -> None:
         loaded: list[tuple[StreamRow, Loaded]] = []
@@ -270,6 +267,23 @@ class Scheduler:
     def _fail(self, row: StreamRow, message: str) -> None:
         if self._lifecycle.fail(row.id, message):
             log.warning("decode.error", stream_id=row.id, source=row.source, error=message)
+
+
+def _is_long(row: StreamRow) -> bool:
+    return row.sourceseconds is not None and row.sourceseconds > LONG_FILE_SECONDS
+
+
+def _commit_failed(rows: list[StreamRow], exc: BaseException) -> None:
+    """Results (or an error) could not be stored: nothing more of the job is kept, its
+    streams stay ACTIVE and ``requeue_orphans`` queues them again."""
+    for row in rows:
+        log.error(
+            "decode.commit_failed",
+            stream_id=row.id,
+            source=row.source,
+            error=str(exc),
+            detail="not stored; decoded again once svserver's store can be written",
+        )
 
 
 def _describe(row: StreamRow, exc: BaseException) -> str:

@@ -1,7 +1,9 @@
 """Decode slots: how many there are, and which running tasks hold them.
 
 ``maxactive`` counts slots, not streams: a file job (one or several short
-files packed together) holds one, a live socket session holds one. Live
+files packed together) holds one, a live socket session holds one, and a
+long file's job borrows the slots that are free for its pieces (given back
+piece by piece, so new jobs get them as they come). Live
 sessions may take up to ``maxactive`` slots; file jobs take every slot while
 no session runs and all but one while any does, so a backlog of files never
 starves live audio (a session mostly waits for its audio, so the two are
@@ -32,6 +34,7 @@ class Slots:
         self._maxactive = maxactive
         self._on_free = on_free
         self._jobs: dict[asyncio.Task[None], frozenset[str]] = {}  # file job -> its stream ids
+        self._extra: dict[asyncio.Task[None], int] = {}  # long-file job -> slots it borrowed
         self._live: dict[str, asyncio.Task[None]] = {}  # stream id -> its session
 
     @property
@@ -41,7 +44,7 @@ class Slots:
 
     def busy(self) -> int:
         """Slots in use: file jobs plus live sessions."""
-        return len(self._jobs) + len(self._live)
+        return len(self._jobs) + sum(self._extra.values()) + len(self._live)
 
     def free_for_live(self) -> int:
         """How many more live sessions may start now."""
@@ -50,7 +53,24 @@ class Slots:
     def free_for_files(self) -> int:
         """How many more file jobs may start now (one slot kept while a session runs)."""
         cap = self.total - 1 if self._live else self.total
-        return cap - len(self._jobs)
+        return cap - len(self._jobs) - sum(self._extra.values())
+
+    def borrow(self, task: asyncio.Task[None]) -> bool:
+        """A running file job takes one more slot if one is free (a long file's pieces
+        spread over idle workers); False when none is."""
+        if task not in self._jobs or self.free_for_files() <= 0:
+            return False
+        self._extra[task] = self._extra.get(task, 0) + 1
+        return True
+
+    def give_back(self, task: asyncio.Task[None]) -> None:
+        """Return one borrowed slot."""
+        left = self._extra.get(task, 0) - 1
+        if left > 0:
+            self._extra[task] = left
+        else:
+            self._extra.pop(task, None)
+        self._on_free()
 
     def hold_job(self, task: asyncio.Task[None], stream_ids: Iterable[str]) -> None:
         """A file job decoding ``stream_ids`` runs in ``task`` until it ends."""
@@ -80,6 +100,7 @@ class Slots:
 
     def _job_ended(self, task: asyncio.Task[None]) -> None:
         self._jobs.pop(task, None)
+        self._extra.pop(task, None)
         self._on_free()
 
     def _live_ended(self, stream_id: str, task: asyncio.Task[None]) -> None:
