@@ -151,17 +151,16 @@ def identify(path: str | os.PathLike[str]) -> FileIdentity:
     )
 
 
-def stream_id_for(watch: str | int, path: str, fingerprint: str) -> str:
+def stream_id_for(path: str, fingerprint: str) -> str:
     """The server stream id of this file version: ``"f-"`` + 40 hex digits.
 
     ``sha256(f"{path}\\0{fingerprint}")``, so the same (absolute path, content)
     always gets the same id: a resubmission after a crash, a retry of a stream
     that ended in ERROR, or a journal rebuilt from the server all name the one
-    stream. ``watch`` is accepted so callers need not care, but is deliberately
-    *not* part of the id: the journal keys a version by (path, fingerprint)
-    alone, and renaming a watch in the config must not re-decode its files.
-    The result matches ``[A-Za-z0-9][A-Za-z0-9._:-]{0,127}``.
+    stream. The watch is deliberately not part of it: the journal keys a
+    version by (path, fingerprint) alone, and renaming a watch in the config
+    must not re-decode its files. The result matches
+    ``[A-Za-z0-9][A-Za-z0-9._:-]{0,127}``.
     """
-    del watch
     digest = hashlib.sha256(f"{path}\0{fingerprint}".encode("utf-8", "surrogateescape"))
     return "f-" + digest.hexdigest()[:40]

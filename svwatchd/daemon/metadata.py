@@ -58,11 +58,8 @@ def load_metadata_file(path: Path, watch_root: Path) -> dict[str, Any]:
         raise ConfigError("is not UTF-8 text", file=name) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"is not valid YAML: {problem}", file=name, line=line) from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise _invalid_yaml(name, exc) from None
     if node is None:
         return {}
     if not isinstance(node, yaml.MappingNode):
@@ -73,10 +70,13 @@ def load_metadata_file(path: Path, watch_root: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key_node, value_node in node.value:
         line = key_node.start_mark.line + 1
-        key = loader.construct_object(key_node)
+        try:  # e.g. a tag SafeLoader does not know (!custom), a nesting too deep
+            key = loader.construct_object(key_node)
+            value = loader.construct_object(value_node, deep=True)
+        except (yaml.YAMLError, RecursionError) as exc:
+            raise _invalid_yaml(name, exc) from None
         if not isinstance(key, str):
             raise ConfigError(f"field name {key!r} is not a string", file=name, line=line)
-        value = loader.construct_object(value_node, deep=True)
         if hasattr(value, "isoformat"):
             value = value.isoformat()  # YAML dates and times become ISO 8601 strings
         try:
@@ -88,6 +88,16 @@ def load_metadata_file(path: Path, watch_root: Path) -> dict[str, Any]:
             ) from None
         out[key] = value
     return out
+
+
+def _invalid_yaml(name: str, exc: Exception) -> ConfigError:
+    """The ConfigError for a file PyYAML cannot read, with the line where it can tell."""
+    if isinstance(exc, RecursionError):
+        return ConfigError("is not valid YAML: nested too deeply", file=name)
+    mark = getattr(exc, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    problem = getattr(exc, "problem", None) or str(exc)
+    return ConfigError(f"is not valid YAML: {problem}", file=name, line=line)
 
 
 _WRITING: dict[str, Any] = {}  # a marker: the metadata file is not complete yet

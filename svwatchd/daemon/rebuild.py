@@ -12,7 +12,7 @@ day-to-day journal operations.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from svwatchd.daemon.identity import stream_id_for
@@ -26,7 +26,6 @@ def rebuild_rows(
     outputs: Iterable[Mapping[str, Any]],
     server_streams: Iterable[Mapping[str, Any]],
     *,
-    watch_of: Callable[[str], str] | None,
     now: float,
 ) -> RebuildReport:
     """Apply `Journal.rebuild`'s rules to ``db``, inside the caller's transaction.
@@ -37,7 +36,7 @@ def rebuild_rows(
     done = failed = inflight = inserted = 0
     for doc in outputs:
         path, fp = str(doc["source_path"]), str(doc["fingerprint"])
-        watch = str(doc.get("watch") or (watch_of(path) if watch_of else ""))
+        watch = str(doc.get("watch") or "")  # "" until Journal.assign_watches places it
         inserted += db.execute(
             "INSERT OR IGNORE INTO files (watch, path, size, mtime_ns, inode, device, "
             "fingerprint, state, detected, updated) VALUES (?,?,?,0,0,0,?,'PENDING',?,?)",
@@ -66,7 +65,7 @@ def rebuild_rows(
                 "SELECT id, path, fingerprint FROM files WHERE path=? AND stream_id IS NULL",
                 (source,),
             ).fetchall():
-                if stream_id_for("", row["path"], row["fingerprint"]) == sid:
+                if stream_id_for(row["path"], row["fingerprint"]) == sid:
                     db.execute("UPDATE files SET stream_id=? WHERE id=?", (sid, row["id"]))
         inflight += db.execute(
             "UPDATE files SET state='INFLIGHT', updated=?, submitted=COALESCE(submitted,?)"

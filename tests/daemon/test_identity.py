@@ -78,8 +78,8 @@ def test_inode_reuse_gets_a_new_fingerprint(tmp_path: Path) -> None:
     f.write_bytes(b"second recording")  # the file system may well hand out the same inode
     second = identify(f)
     assert second.fingerprint != first.fingerprint
-    assert stream_id_for("w", second.path, second.fingerprint) != stream_id_for(
-        "w", first.path, first.fingerprint
+    assert stream_id_for(second.path, second.fingerprint) != stream_id_for(
+        first.path, first.fingerprint
     )
 
 
@@ -134,15 +134,14 @@ def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
 
 def test_stream_id_is_deterministic_and_valid() -> None:
     fp = "sha256:" + "ab" * 32
-    sid = stream_id_for("calls", "/data/in/a.wav", fp)
+    sid = stream_id_for("/data/in/a.wav", fp)
     assert STREAM_ID.fullmatch(sid)
-    assert sid == stream_id_for("calls", "/data/in/a.wav", fp)
+    assert sid == stream_id_for("/data/in/a.wav", fp)
     digest = hashlib.sha256(f"/data/in/a.wav\0{fp}".encode()).hexdigest()
     assert sid == "f-" + digest[:40]
     # The watch is deliberately not part of the id (renaming a watch re-decodes nothing).
-    assert sid == stream_id_for(3, "/data/in/a.wav", fp)
-    assert sid != stream_id_for("calls", "/data/in/b.wav", fp)
-    assert sid != stream_id_for("calls", "/data/in/a.wav", "sha256:" + "cd" * 32)
+    assert sid != stream_id_for("/data/in/b.wav", fp)
+    assert sid != stream_id_for("/data/in/a.wav", "sha256:" + "cd" * 32)
 
 
 def test_same_content_under_two_paths_two_stream_ids(tmp_path: Path) -> None:
@@ -151,11 +150,9 @@ def test_same_content_under_two_paths_two_stream_ids(tmp_path: Path) -> None:
     b.write_bytes(b"identical")
     ia, ib = identify(a), identify(b)
     assert ia.fingerprint == ib.fingerprint
-    assert stream_id_for("w", ia.path, ia.fingerprint) != stream_id_for(
-        "w", ib.path, ib.fingerprint
-    )
+    assert stream_id_for(ia.path, ia.fingerprint) != stream_id_for(ib.path, ib.fingerprint)
 
 
 def test_stream_id_handles_undecodable_path_bytes() -> None:
     path = os.fsdecode(b"/data/in/\xff.wav")
-    assert STREAM_ID.fullmatch(stream_id_for("w", path, "sha256:00"))
+    assert STREAM_ID.fullmatch(stream_id_for(path, "sha256:00"))
