@@ -30,7 +30,6 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from svwatchd.daemon.identity import FileIdentity
 from svwatchd.daemon.journal_read import JournalReader, marks
@@ -65,7 +64,7 @@ _WRITE_CODES = (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
 _S = FileState
 
 
-def _json(value: Mapping[str, Any] | None) -> str | None:
+def _json(value: Mapping[str, object] | None) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True)
 
 
@@ -242,7 +241,7 @@ class Journal(JournalReader):
     # -- transitions ------------------------------------------------------------------
 
     def _move(
-        self, to: FileState, rows: Iterable[tuple[int, Sequence[Any]]], sets: str = ""
+        self, to: FileState, rows: Iterable[tuple[int, Sequence[object]]], sets: str = ""
     ) -> list[int]:
         """Move each (id, args for ``sets``) row that is in a state `ALLOWED_FROM` allows to
         ``to``, in one transaction; return the ids moved (others are left alone)."""
@@ -262,7 +261,7 @@ class Journal(JournalReader):
         self,
         ids: Sequence[int],
         stream_ids: Sequence[str],
-        metadata: Sequence[Mapping[str, Any] | None],
+        metadata: Sequence[Mapping[str, object] | None],
     ) -> list[int]:
         """Commit, BEFORE sending, that these rows go to the server under these stream ids
         with this resolved metadata. Returns the ids marked; send only those.
@@ -339,7 +338,9 @@ class Journal(JournalReader):
     # -- rebuilding -------------------------------------------------------------------
 
     def rebuild(
-        self, outputs: Iterable[Mapping[str, Any]], server_streams: Iterable[Mapping[str, Any]]
+        self,
+        outputs: Iterable[Mapping[str, object]],
+        server_streams: Iterable[Mapping[str, object]],
     ) -> RebuildReport:
         """Refill the journal from the outputs already written and the server's streams.
 

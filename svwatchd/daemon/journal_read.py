@@ -19,7 +19,6 @@ import sqlite3
 import threading
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from svwatchd.daemon.journal_types import COLUMNS, SCHEMA_VERSION, FileRecord, FileState
@@ -36,7 +35,7 @@ def marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-def _scope(watches: Collection[WatchId] | None) -> tuple[str, list[Any]]:
+def _scope(watches: Collection[WatchId] | None) -> tuple[str, list[object]]:
     if watches is None:
         return "", []
     return f" AND watch IN ({marks(len(watches))})", list(watches)
@@ -95,7 +94,7 @@ class JournalReader:
 
     # -- rows -------------------------------------------------------------------------
 
-    def _select(self, where: str, args: Sequence[Any] = ()) -> list[FileRecord]:
+    def _select(self, where: str, args: Sequence[object] = ()) -> list[FileRecord]:
         with self._lock:
             rows = self._conn().execute(f"SELECT {COLUMNS} FROM files WHERE {where}", args)
             return [FileRecord.from_sql(r) for r in rows.fetchall()]
@@ -126,7 +125,7 @@ class JournalReader:
         objects."""
         scope, scope_args = _scope(watches)
         where = f"state IN ({marks(len(states))}){scope}"
-        args: list[Any] = [*states, *scope_args]
+        args: list[object] = [*states, *scope_args]
         skip = list(exclude)
         if skip:
             where, args = where + f" AND id NOT IN ({marks(len(skip))})", [*args, *skip]

@@ -19,7 +19,6 @@ import json
 import sqlite3
 from dataclasses import dataclass, fields
 from enum import StrEnum
-from typing import Any
 
 from svwatchd.daemon.identity import FileIdentity
 from svwatchd.daemon.watchconfig import WatchId
@@ -109,7 +108,7 @@ class FileRecord:
     state: FileState
     attempts: int
     last_error: str | None
-    metadata: dict[str, Any] | None
+    metadata: dict[str, object] | None
     detected: float
     submitted: float | None
     finished: float | None

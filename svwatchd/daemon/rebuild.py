@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from svwatchd.daemon.identity import stream_id_for
 from svwatchd.daemon.journal_types import RebuildReport
@@ -23,8 +22,8 @@ __all__ = ["rebuild_rows"]
 
 def rebuild_rows(
     db: sqlite3.Connection,
-    outputs: Iterable[Mapping[str, Any]],
-    server_streams: Iterable[Mapping[str, Any]],
+    outputs: Iterable[Mapping[str, object]],
+    server_streams: Iterable[Mapping[str, object]],
     *,
     now: float,
 ) -> RebuildReport:
@@ -40,11 +39,11 @@ def rebuild_rows(
         inserted += db.execute(
             "INSERT OR IGNORE INTO files (watch, path, size, mtime_ns, inode, device, "
             "fingerprint, state, detected, updated) VALUES (?,?,?,0,0,0,?,'PENDING',?,?)",
-            (watch, path, int(doc.get("size") or 0), fp, now, now),
+            (watch, path, _size(doc.get("size")), fp, now, now),
         ).rowcount
         sets = "state=?, finished=COALESCE(finished, ?), updated=?, "
         sets += "stream_id=COALESCE(stream_id, ?)"
-        args: list[Any] = [now, now, doc.get("stream_id")]
+        args: list[object] = [now, now, doc.get("stream_id")]
         if doc.get("error"):  # a failure never overrides a success
             reason = doc.get("message") or doc.get("reason") or "see its .error.json"
             failed += db.execute(
@@ -74,3 +73,8 @@ def rebuild_rows(
             (now, now, sid),
         ).rowcount
     return RebuildReport(done, failed, inflight, inserted)
+
+
+def _size(value: object) -> int:
+    """The ``size`` an output records (0, unknown, for anything but a whole number)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -9,7 +9,6 @@ the same whichever stage found the problem.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from svwatchd.daemon.collaborators import Log, Metrics, file_log
 from svwatchd.daemon.journal import FileRecord, Journal
@@ -20,7 +19,7 @@ from svwatchd.daemon.watches import Watches
 __all__ = ["Stage", "output_record"]
 
 
-def output_record(row: FileRecord) -> dict[str, Any]:
+def output_record(row: FileRecord) -> dict[str, object]:
     """What every output JSON records about its source (enough to rebuild the journal)."""
     return {
         "source_path": row.path,

@@ -24,7 +24,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from svwatchd.client.server import Server
 from svwatchd.client.stream import Stream
@@ -141,7 +140,7 @@ class Submitter(Stage):
             moved += len(self.journal.mark_submitting(ids, sids, metas))
         return moved
 
-    def _resolve(self, row: FileRecord) -> tuple[dict[str, Any] | None, bool]:
+    def _resolve(self, row: FileRecord) -> tuple[dict[str, object] | None, bool]:
         """The row's metadata to submit with (None: not now) and whether the row moved
         instead (held under a broken metadata file, or removed: its file is gone)."""
         resolver = self.watches.resolver(row.watch)
