@@ -64,9 +64,6 @@ class Settler:
         self._closes: dict[str, float] = {}
         self._pruned = clock()
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def __contains__(self, path: object) -> bool:
         return path in self._entries
 

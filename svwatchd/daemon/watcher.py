@@ -145,7 +145,6 @@ class Watcher:
         self.wakeup = threading.Event()  # set on every change: the daemon's loop waits on it
         self._observers: dict[WatchId, tuple[WatchSpec, BaseObserver]] = {}
         self._warn = on_warning or (lambda *a, **k: None)
-        self.polling: set[WatchId] = set()
         self._inotify = inotify
 
     def add(self, spec: WatchSpec) -> None:
@@ -173,7 +172,6 @@ class Watcher:
                 handler, str(spec.root), recursive=spec.recursive, event_filter=EVENTS
             )
             observer.start()
-            self.polling.add(spec.id)
         self._observers[spec.id] = (spec, observer)
 
     def _put(self, change: Change) -> None:
@@ -186,7 +184,6 @@ class Watcher:
         if entry is not None:
             entry[1].stop()
             entry[1].join(5)
-        self.polling.discard(watch)
 
     def update(self, specs: Sequence[WatchSpec]) -> list[WatchSpec]:
         """Watch exactly ``specs``: observers of unchanged watches keep running (no event

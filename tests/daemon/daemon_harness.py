@@ -94,6 +94,16 @@ def write_config(
     return path
 
 
+def inbox_watch(work: Path, *, settle: str = "300ms", **extra: Any) -> dict[str, Any]:
+    """The watch most tests use: ``work/inbox`` into ``work/out``, text outputs."""
+    return {
+        "path": str(work / "inbox"),
+        "settle": settle,
+        "output": {"dir": str(work / "out"), "formats": ["txt"]},
+        **extra,
+    }
+
+
 def server_streams(srv: SvServer, under: Path | None = None) -> list[dict[str, Any]]:
     """The records of the server's streams (not deleted), those under ``under`` if given."""
     body = httpx.post(f"{srv.url}/v1/streams/query", json={"match": []}, timeout=30).json()

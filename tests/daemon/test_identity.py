@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from svwatchd.daemon import identity
-from svwatchd.daemon.identity import fingerprint, identify, stream_id_for
+from svwatchd.daemon.identity import identify, stream_id_for
 from svwatchd.errors import FileChangedError, SvwatchdError
 
 STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
@@ -23,13 +23,13 @@ def test_fingerprint_is_sha256_of_whole_content(tmp_path: Path) -> None:
     a, b = tmp_path / "a.raw", tmp_path / "b.raw"
     a.write_bytes(data)
     b.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
-    assert fingerprint(a) == "sha256:" + hashlib.sha256(data).hexdigest()
-    assert fingerprint(a) != fingerprint(b)
+    assert identify(a).fingerprint == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert identify(a).fingerprint != identify(b).fingerprint
 
 
 def test_empty_file(tmp_path: Path) -> None:
     (tmp_path / "e.wav").write_bytes(b"")
-    assert fingerprint(tmp_path / "e.wav") == "sha256:" + hashlib.sha256(b"").hexdigest()
+    assert identify(tmp_path / "e.wav").fingerprint == "sha256:" + hashlib.sha256(b"").hexdigest()
 
 
 def test_identify_records_stat_and_absolute_path(
@@ -47,7 +47,7 @@ def test_identify_records_stat_and_absolute_path(
         st.st_ino,
         st.st_dev,
     )
-    assert ident.fingerprint == fingerprint(f)
+    assert ident.fingerprint == "sha256:" + hashlib.sha256(f.read_bytes()).hexdigest()
     assert ident.same_stat(st)
 
 
@@ -126,10 +126,9 @@ def test_missing_file_is_an_oserror(tmp_path: Path) -> None:
 def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     fifo = tmp_path / "pipe.wav"
     os.mkfifo(fifo)
-    for func in (identify, fingerprint):
-        with pytest.raises(OSError) as err:
-            func(fifo)
-        assert err.value.errno == errno.EINVAL
+    with pytest.raises(OSError) as err:
+        identify(fifo)
+    assert err.value.errno == errno.EINVAL
 
 
 def test_stream_id_is_deterministic_and_valid() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TESTDATA
-from tests.daemon.daemon_harness import DaemonProc, wait_for, write_config
+from tests.daemon.daemon_harness import DaemonProc, inbox_watch, wait_for, write_config
 from tests.svserver import SvServer
 
 pytestmark = pytest.mark.timeout(300)
@@ -28,12 +28,7 @@ def test_a_file_name_that_is_not_utf8_is_left_out_alone(
     file is reported once and left out; the files recorded in the same slice are not."""
     srv, _ = area
     inbox, out = work / "inbox", work / "out"
-    cfg = write_config(
-        work,
-        srv,
-        [{"path": str(inbox), "settle": "300ms", "output": {"dir": str(out), "formats": ["txt"]}}],
-        rescan_interval="1s",
-    )
+    cfg = write_config(work, srv, [inbox_watch(work)], rescan_interval="1s")
     daemon = DaemonProc(cfg).start()
     try:
         bad = os.fsencode(inbox) + b"/caf\xe9.wav"
@@ -65,11 +60,7 @@ def test_metadata_files_yaml_cannot_build_hold_only_their_folder(
     deep for PyYAML's recursion) holds the files below it, like any invalid metadata file."""
     srv, _ = area
     inbox, out = work / "inbox", work / "out"
-    cfg = write_config(
-        work,
-        srv,
-        [{"path": str(inbox), "settle": "300ms", "output": {"dir": str(out), "formats": ["txt"]}}],
-    )
+    cfg = write_config(work, srv, [inbox_watch(work)])
     for folder, text in (
         ("tagged", "campaign: !spring x\n"),
         ("deep", "campaign: " + "[" * 5000 + "]" * 5000 + "\n"),
