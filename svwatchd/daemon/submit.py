@@ -37,7 +37,12 @@ from svwatchd.daemon.metadata import Held
 from svwatchd.daemon.sender import Batch, Sender, Sent
 from svwatchd.daemon.stage import Stage
 from svwatchd.daemon.watches import Watches
-from svwatchd.errors import InvalidStreamError, ServerRefusedError, ServerUnavailableError
+from svwatchd.errors import (
+    InvalidStreamError,
+    JournalWriteError,
+    ServerRefusedError,
+    ServerUnavailableError,
+)
 
 __all__ = [
     "BATCH",
@@ -84,8 +89,7 @@ class Submitter(Stage):
         """Apply the sender's reports, then submit what room allows (a batch at most); after
         an outage, wait out the backoff first. True when more PENDING rows may be waiting
         for room that is there now."""
-        for report in self._sender.reports():
-            self._apply(report)
+        self._take_reports()
         if self.reach.waiting():
             return False
         scope = self.watches.ids  # rows of a watch a reload removed wait for it
@@ -102,9 +106,9 @@ class Submitter(Stage):
             rows = self.journal.by_state(
                 _S.SUBMITTING, limit=BATCH, watches=scope, exclude=self._sending
             )
-            if not rows:
-                break
             batch = self._build(rows)
+            if not batch.rows:
+                break
             self._sending |= {row.id for row in batch.rows.values()}
             self._sender.put(batch)
         return moved > 0 and len(pending) == min(room, BATCH)
@@ -113,7 +117,21 @@ class Submitter(Stage):
         """Stop the sender after the batch it is sending and record what it reported (rows
         not sent stay SUBMITTING in the journal and are sent again at the next start)."""
         self._sender.close(timeout)
-        for report in self._sender.reports():
+        try:
+            self._take_reports()
+        except JournalWriteError as exc:  # stopping: the rows stay SUBMITTING, sent again
+            self.log.error(
+                "journal.write_failed", error=str(exc), path=exc.path, free_bytes=exc.free_bytes
+            )
+
+    def _take_reports(self) -> None:
+        """Apply the sender's reports. Their rows are released first, all of them: a report
+        that fails to apply (the journal's disk full) leaves its rows SUBMITTING, to be
+        handed out and sent again -- never held back as if still with the sender."""
+        reports = self._sender.reports()
+        for report in reports:
+            self._sending -= {row.id for row in report.batch.rows.values()}
+        for report in reports:
             self._apply(report)
 
     # -- PENDING -> SUBMITTING -----------------------------------------------------------
@@ -194,7 +212,6 @@ class Submitter(Stage):
     def _apply(self, sent: Sent) -> None:
         """Record what the sender reports of one batch (on the loop)."""
         batch = sent.batch
-        self._sending -= {row.id for row in batch.rows.values()}
         if sent.skipped:
             return  # sent again once the backoff is over
         self.metrics.retry(sent.retries)
