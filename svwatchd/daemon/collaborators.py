@@ -51,7 +51,5 @@ class Metrics(Protocol):
 
 
 def file_log(log: Log, row: FileRecord) -> Log:
-    """``log`` with the row's ``path`` and (once it has one) ``stream_id`` bound."""
-    if row.stream_id is None:
-        return log.bind(path=row.path)
+    """``log`` with the row's ``path`` and ``stream_id`` (None before submission) bound."""
     return log.bind(path=row.path, stream_id=row.stream_id)

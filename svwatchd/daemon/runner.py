@@ -8,7 +8,9 @@ the journal, so the loop itself holds nothing that a crash could lose.
 
 Signals: SIGTERM/SIGINT stop gracefully (journal consistent, observers and
 the embedded server stopped); SIGHUP reloads the config, adding and removing
-watches without a restart (an invalid new config keeps the old one).
+watches without a restart (an invalid new config keeps the old one). Watches
+are matched by identity (`WatchId`, the root path), so a reload that only
+reorders them changes nothing.
 """
 
 from __future__ import annotations

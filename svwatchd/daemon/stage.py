@@ -51,4 +51,4 @@ class Stage:
             write_error(base, reason=reason, record=output_record(row))
         self.journal.mark_failed(row.id, reason)
         self.metrics.failed(row.watch)
-        file_log(self.log, row).error("stream.error", stream_id=row.stream_id, error=reason)
+        file_log(self.log, row).error("stream.error", error=reason)
