@@ -78,10 +78,12 @@ def wait_for(
 
 
 def write_config(
-    base: Path, server: SvServer | str, watches: list[dict[str, Any]], **top: Any
+    base: Path, server: SvServer | str | dict[str, Any], watches: list[dict[str, Any]], **top: Any
 ) -> Path:
+    """``base/svwatchd.yaml``: ``server`` is a running one, or the config's own value."""
+    url = {"url": server.url, "timeout": "10s"} if isinstance(server, SvServer) else None
     cfg: dict[str, Any] = {
-        "server": server if isinstance(server, str) else {"url": server.url, "timeout": "10s"},
+        "server": url or server,
         "state_dir": str(base / "state"),
         "refresh_interval": "300ms",
         "rescan_interval": "1h",
