@@ -57,9 +57,6 @@ class Watches:
     def __iter__(self) -> Iterator[WatchConfig]:
         return iter(self._by_id.values())
 
-    def __len__(self) -> int:
-        return len(self._by_id)
-
     @property
     def ids(self) -> list[WatchId]:
         """The ids of the current watches, in config order."""
