@@ -154,8 +154,10 @@ def rss(f="VmRSS:"):
         if line.startswith(f):
             return int(line.split()[1]) / 1024
 j = Journal(sys.argv[1])
-j.upsert_seen_many((FileIdentity(f"/w/d{i % 100}/f{i:06d}.wav", i, i, i, 1, f"sha256:{i:064x}")
-                    for i in range(100_000)), "/w")
+for first in range(0, 100_000, 900):  # transactions of 900, as a burst is recorded
+    j.upsert_seen_batch([
+        (FileIdentity(f"/w/d{i % 100}/f{i:06d}.wav", i, i, i, 1, f"sha256:{i:064x}"), "/w")
+        for i in range(first, min(first + 900, 100_000))])
 j.known_paths("/w"); j.counts_by_watch(); j.by_state(FileState.PENDING, limit=1000)
 import svwatchd.daemon.runner  # the daemon's own imports, for a fair figure
 print(f"{rss():.1f} {rss('VmHWM:'):.1f}")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 import time
 from pathlib import Path
 
 from svwatchd.daemon.config import DaemonConfig, load_config, validate_config
+from svwatchd.daemon.journal_read import JournalReader
 from svwatchd.daemon.metadata import MetadataResolver
-from svwatchd.errors import ConfigError, SvwatchdError
+from svwatchd.errors import ConfigError, SchemaVersionError, SvwatchdError
 from svwatchd.logs import configure_logging
 
 __all__ = [
@@ -59,41 +59,27 @@ def _check(path: Path) -> int:
 
 
 def _status(config: DaemonConfig) -> int:
-    db = config.state_dir / "journal.db"
-    if not db.exists():
-        print(f"svwatchd: no journal at {db} yet (the daemon has not run)", file=sys.stderr)
-        return 1
     # read-only and without the lock: works while the daemon runs
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        counts: dict[str, dict[str, int]] = {}
-        for watch, state, n in conn.execute(
-            "SELECT watch, state, COUNT(*) FROM files GROUP BY watch, state"
-        ):
-            counts.setdefault(watch, {})[state] = n
-        oldest = conn.execute(
-            "SELECT path, detected FROM files WHERE state IN ('PENDING', 'HELD') "
-            "ORDER BY detected LIMIT 1"
-        ).fetchone()
-        held = conn.execute(
-            "SELECT path, last_error FROM files WHERE state='HELD' ORDER BY updated DESC LIMIT 20"
-        ).fetchall()
-        errors = conn.execute(
-            "SELECT path, state, last_error FROM files WHERE last_error IS NOT NULL "
-            "AND state IN ('FAILED', 'INFLIGHT') ORDER BY updated DESC LIMIT 10"
-        ).fetchall()
-    finally:
-        conn.close()
-    report = {
-        "watches": counts,
-        "oldest_pending": (
-            {"path": oldest[0], "waiting_seconds": round(time.time() - oldest[1], 1)}
-            if oldest
-            else None
-        ),
-        "held": [{"path": p, "reason": r} for p, r in held],
-        "last_errors": [{"path": p, "state": s, "error": e} for p, s, e in errors],
-    }
+        journal = JournalReader.open_readonly(config.state_dir)
+    except (FileNotFoundError, SchemaVersionError) as exc:
+        print(f"svwatchd: {exc}", file=sys.stderr)
+        return 1
+    with journal:
+        oldest = journal.oldest_pending()
+        report = {
+            "watches": journal.counts_by_watch(),
+            "oldest_pending": (
+                {"path": oldest.path, "waiting_seconds": round(time.time() - oldest.detected, 1)}
+                if oldest
+                else None
+            ),
+            "held": [{"path": r.path, "reason": r.last_error} for r in journal.held(20)],
+            "last_errors": [
+                {"path": r.path, "state": r.state, "error": r.last_error}
+                for r in journal.last_errors(10)
+            ],
+        }
     print(json.dumps(report, indent=2))
     return 0
 

@@ -3,28 +3,34 @@
 A finished stream's utterances are written in every configured format
 (atomically) and only then is its journal row marked DONE; its source is
 then kept, deleted or moved as the watch says. A stream that ended in ERROR
-is resubmitted under the same id (the server re-queues it) up to
-``retry_errors`` times, then ``<name>.error.json`` records why. The policy
-closes streams active too long, pauses and resumes the daemon's own streams
-on the pause windows, and deletes finished streams from the server after
-``delete_after``.
+is retried up to ``retry_errors`` times: its row goes back to SUBMITTING
+under the same stream id and the submitter sends it again (the server
+re-queues it) -- the one submission path; after that, ``<name>.error.json``
+records why. The policy closes streams active too long, pauses and resumes
+the daemon's own streams on the pause windows, and deletes finished streams
+from the server after ``delete_after``.
+
+One finished stream that cannot be handled (a write that fails, a stream
+deleted on the server meanwhile, a bug) is logged once and left for the next
+refresh, which sees it again as it then stands; the others go on.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from svwatchd.client.server import Server
 from svwatchd.client.stream import Stream
-from svwatchd.daemon.config import Policy, WatchConfig
+from svwatchd.daemon.collaborators import Log, Metrics, file_log
+from svwatchd.daemon.config import Policy
+from svwatchd.daemon.isolation import WHOLE_STEP, Isolation, Once
 from svwatchd.daemon.journal import FileRecord, FileState, Journal
 from svwatchd.daemon.outputs import apply_after, output_base, write_transcripts
 from svwatchd.daemon.stage import Stage, output_record
-from svwatchd.errors import InvalidStreamError, ServerRefusedError, ServerUnavailableError
+from svwatchd.daemon.watches import Watches
 from svwatchd.model.enums import DecodeStatus
 
 __all__ = [
@@ -43,23 +49,22 @@ class Collector(Stage):
     def __init__(
         self,
         journal: Journal,
-        log: Any,
+        watches: Watches,
+        log: Log,
+        metrics: Metrics,
         *,
         server: Callable[[], Server],
-        watches: Callable[[], Sequence[WatchConfig]],
         policy: Callable[[], Policy],
         wallclock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        super().__init__(journal, log, watches)
+        super().__init__(journal, watches, log, metrics)
         self._server = server
         self._policy = policy
         self._now = wallclock
-        self.paused_by_us: set[str] = set()
-        self.done = 0
-        self.last_refresh_seconds = 0.0
-        self.inflight = 0
         self._finished: dict[str, tuple[FileRecord, Stream]] = {}  # refreshed, not yet handled
-        self._output_problems: dict[str, str] = {}  # stream id -> the error last logged
+        self._refreshed_with: Server | None = None  # the client the finished ones are bound to
+        self._output_problems = Once()  # output.failed: once per stream and problem
+        self._errors = Isolation("collect", metrics)
 
     def step(self) -> None:
         """Refresh every stream in flight (one request, 2000 at most) and queue what finished.
@@ -67,14 +72,15 @@ class Collector(Stage):
         Finished streams are handled by `drain`, a slice at a time, so writing
         a backlog of outputs never holds up the intake of new files.
         """
-        rows = self.journal.by_state(FileState.INFLIGHT, limit=BATCH)
-        self.inflight = len(rows)
+        rows = self.journal.by_state(FileState.INFLIGHT, limit=BATCH, watches=self.watches.ids)
         by_sid = {r.stream_id: r for r in rows if r.stream_id}
         began = time.monotonic()
         server = self._server()
+        if server is not self._refreshed_with:
+            self._finished.clear()  # bound to a client the link replaced: refreshed again now
+            self._refreshed_with = server
         streams, missing = server.getstreamsbyid(list(by_sid))
-        self.last_refresh_seconds = time.monotonic() - began
-        self.metrics.observe_refresh(self.last_refresh_seconds)
+        self.metrics.observe_refresh(time.monotonic() - began)
         self.metrics.set_inflight(len(rows))
         for stream in streams:
             if stream.isdone() and stream.id not in self._finished:
@@ -82,7 +88,7 @@ class Collector(Stage):
         for sid in missing:
             # the server does not know it (its data was lost): send it again, same id
             row = by_sid[sid]
-            self.log.warning("stream.lost", path=row.path, stream_id=sid)
+            file_log(self.log, row).warning("stream.lost")
             self.journal.mark_submitting([row.id], [sid], [row.metadata])
         self._policy_step(server, streams)
 
@@ -90,79 +96,67 @@ class Collector(Stage):
         """Handle finished streams for about ``budget`` seconds; True while some are left."""
         if not self._finished:
             return False
-        server = self._server()
+        if self._server() is not self._refreshed_with:
+            self._finished.clear()  # the link replaced the client: the next refresh redoes them
+            return False
         until = time.monotonic() + budget
         while self._finished and time.monotonic() < until:
             sid = next(iter(self._finished))
             row, stream = self._finished[sid]
+            log = file_log(self.log, row)
             try:
-                self._handle(server, row, stream)
-            except (ServerUnavailableError, ServerRefusedError):
-                raise  # kept queued: handled again once the server answers
+                self._handle(row, stream, log)
+            except WHOLE_STEP:
+                raise  # kept queued: handled again once the server answers, the disk has room
             except OSError as exc:
                 # e.g. disk full under the outputs: nothing is marked done; retried at each
                 # refresh, logged once per stream and problem (not once per refresh)
-                if self._output_problems.get(sid) != str(exc):
-                    self._output_problems[sid] = str(exc)
-                    self.log.error(
-                        "output.failed", path=row.path, stream_id=stream.id, error=str(exc)
-                    )
+                if self._output_problems.first(sid, str(exc)):
+                    log.error("output.failed", error=str(exc))
+            except Exception as exc:  # this stream's problem: the next refresh sees it again
+                self._errors.failed(sid, exc, log)
             else:
-                self._output_problems.pop(sid, None)
+                self._output_problems.clear(sid)
+                self._errors.cleared(sid)
             del self._finished[sid]
         return bool(self._finished)
 
-    def _handle(self, server: Server, row: FileRecord, stream: Stream) -> None:
+    def _handle(self, row: FileRecord, stream: Stream, log: Log) -> None:
         status = stream.status
+        if self.watch_of(row) is None:
+            return  # its watch was removed by a reload: the row waits for it to come back
         if status is DecodeStatus.DONE:
-            self._finish(server, row, stream)
+            self._finish(row, stream, log)
         elif status is DecodeStatus.ERROR:
-            attempts = self.journal.record_attempt(row.id, stream.error)
-            if attempts <= self._policy().retry_errors:
-                self.log.warning(
-                    "stream.retry",
-                    path=row.path,
-                    stream_id=stream.id,
-                    attempt=attempts,
-                    error=stream.error,
-                )
-                self._resubmit(server, row)
-            else:
+            retries = self._policy().retry_errors
+            attempts = self.journal.record_error(row.id, stream.error, retries=retries)
+            if 0 < attempts <= retries:  # back to SUBMITTING, same id: the submitter resends
+                log.warning("stream.retry", attempt=attempts, error=stream.error)
+            elif attempts > retries:
                 self.fail(row, stream.error or "decoding failed")
         elif status is DecodeStatus.CLOSED:
             self.fail(row, "the stream was closed on the server before it finished")
         elif status is DecodeStatus.DELETED:
             self.fail(row, "the stream was deleted on the server before its outputs were written")
 
-    def _finish(self, server: Server, row: FileRecord, stream: Stream) -> None:
+    def _finish(self, row: FileRecord, stream: Stream, log: Log) -> None:
         watch = self.watch_of(row)
-        if watch is None:
-            return  # its watch was removed by a reload; outputs wait for it to come back
+        assert watch is not None  # _handle checked
         utterances = stream.utterances()
         base = output_base(Path(row.path), watch.path, watch.output_dir)
         written = write_transcripts(base, utterances, watch.formats, record=output_record(row))
         self.journal.mark_done(row.id)
-        self.done += 1
         self.metrics.done(row.watch)
         for path in written:
-            self.log.info("output.written", path=str(path), source=row.path, stream_id=stream.id)
-        self.log.info("stream.done", path=row.path, stream_id=stream.id, utterances=len(utterances))
+            log.info("output.written", path=str(path), source=row.path)
+        log.info("stream.done", utterances=len(utterances))
         try:
             moved = apply_after(Path(row.path), watch.path, watch.after)
         except OSError as exc:
-            self.log.error("file.after_failed", path=row.path, error=str(exc))
+            log.error("file.after_failed", error=str(exc))
         else:
             if moved is not None:
-                self.log.info("file.moved", path=row.path, to=str(moved))
-
-    def _resubmit(self, server: Server, row: FileRecord) -> None:
-        try:
-            stream = Stream(row.path, **(row.metadata or {}))
-            stream.id = row.stream_id or ""
-        except InvalidStreamError as exc:
-            self.fail(row, str(exc))
-            return
-        server.decodestreams(stream)
+                log.info("file.moved", to=str(moved))
 
     # -- policy -------------------------------------------------------------------------
 
@@ -190,12 +184,10 @@ class Collector(Stage):
                         stream_id=s.id,
                         reason=f"active longer than close_after ({policy.close_after:.0f} s)",
                     )
-        inside = policy.pause_windows.active(now)
-        if inside:
+        if policy.pause_windows.active(now):
             to_pause = [s for s in running if not s.ispaused()]
             if to_pause:
                 server.pausestreams(to_pause)
-                self.paused_by_us.update(s.id for s in to_pause)
                 self.log.info("policy.paused", count=len(to_pause))
         else:
             # outside the windows every stream of ours runs (also after a restart)
@@ -203,7 +195,6 @@ class Collector(Stage):
             if mine:
                 server.resumestreams(mine)
                 self.log.info("policy.resumed", count=len(mine))
-            self.paused_by_us.clear()
         if policy.delete_after is not None:
             due = self.journal.due_for_cleanup(time.time() - policy.delete_after, BATCH)
             if due:

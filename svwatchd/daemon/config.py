@@ -33,7 +33,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeAlias
 from urllib.parse import urlsplit
 
 from svwatchd.daemon.schedule import PauseWindow, PauseWindows, load_zone
@@ -52,7 +52,9 @@ __all__ = [
     "DEFAULT_IGNORE",
     "After",
     "DaemonConfig",
+    "Device",
     "EmbeddedServer",
+    "Engine",
     "LogConfig",
     "MetricsConfig",
     "Policy",
@@ -62,7 +64,11 @@ __all__ = [
     "validate_config",
 ]
 
+Engine: TypeAlias = Literal["whisper", "pocketsphinx"]
+Device: TypeAlias = Literal["auto", "cpu", "cuda"]
 _LEVELS = ("debug", "info", "warning", "error", "critical")
+_ENGINES: dict[str, Engine] = {"whisper": "whisper", "pocketsphinx": "pocketsphinx"}
+_DEVICES: dict[str, Device] = {"auto": "auto", "cpu": "cpu", "cuda": "cuda"}
 
 
 @dataclass(frozen=True)
@@ -73,12 +79,12 @@ class EmbeddedServer:
     core); ``server: {embedded: {engine: pocketsphinx, workers: 1}}`` chooses.
     """
 
-    engine: Literal["whisper", "pocketsphinx"] = "whisper"
+    engine: Engine = "whisper"
     model: Path | None = None
     model_sha256: Path | None = None
     workers: int | None = None
     threads: int | None = None
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
 
     def args(self) -> list[str]:
         """The matching ``svserver serve`` options."""
@@ -191,25 +197,25 @@ def _embedded(d: YamlDoc, value: dict[str, object]) -> EmbeddedServer | None:
     key = "server.embedded"
     engine = d.get(m, "engine", key, d.text, "whisper")
     device = d.get(m, "device", key, d.text, "auto")
-    if engine not in ("whisper", "pocketsphinx"):
+    if engine not in _ENGINES:
         d.error(f"{key}.engine", f"{engine!r} is not an engine: whisper or pocketsphinx")
-    if device not in ("auto", "cpu", "cuda"):
+    if device not in _DEVICES:
         d.error(f"{key}.device", f"{device!r} is not a device: auto, cpu or cuda")
     paths: dict[str, Path | None] = {}
     for name in ("model", "model_sha256"):
         text = d.get(m, name, key, d.text, "")
-        paths[name] = abspath(text) if text else None
-        if paths[name] is not None and not paths[name].exists():  # type: ignore[union-attr]
+        path = paths[name] = abspath(text) if text else None
+        if path is not None and not path.exists():
             d.error(f"{key}.{name}", f"{text!r} does not exist")
     workers = d.get(m, "workers", key, lambda v, k: d.integer(v, k, 1), 0)
     threads = d.get(m, "threads", key, lambda v, k: d.integer(v, k, 1), 0)
     return EmbeddedServer(
-        engine=engine,  # type: ignore[arg-type]
+        engine=_ENGINES.get(engine, "whisper"),
         model=paths["model"],
         model_sha256=paths["model_sha256"],
         workers=workers or None,
         threads=threads or None,
-        device=device,  # type: ignore[arg-type]
+        device=_DEVICES.get(device, "auto"),
     )
 
 

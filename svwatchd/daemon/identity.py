@@ -25,7 +25,6 @@ from svwatchd.errors import FileChangedError
 __all__ = [
     "BLOCK_SIZE",
     "FileIdentity",
-    "fingerprint",
     "identify",
     "stream_id_for",
 ]
@@ -87,20 +86,6 @@ def _open_regular(path: str | os.PathLike[str]) -> tuple[int, os.stat_result]:
     return fd, st
 
 
-def fingerprint(path: str | os.PathLike[str]) -> str:
-    """The ``"sha256:<hex>"`` fingerprint of the file's whole content, streamed in 1 MiB blocks.
-
-    Whole-file on purpose: a partial hash would call two files that differ
-    after the first block the same version. Raises ``OSError`` when the file
-    cannot be read or is not a regular file.
-    """
-    fd, st = _open_regular(path)
-    try:
-        return _hash_open_file(fd, st.st_size)
-    finally:
-        os.close(fd)
-
-
 def _stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
@@ -117,6 +102,10 @@ def _describe(before: os.stat_result, after: os.stat_result) -> str:
 
 def identify(path: str | os.PathLike[str]) -> FileIdentity:
     """Stat and hash ``path``: its `FileIdentity`.
+
+    The fingerprint is the SHA-256 of the whole content, streamed in 1 MiB
+    blocks: whole-file on purpose, as a partial hash would call two files that
+    differ after the first block the same version.
 
     The file is opened once and the open file is hashed; its stat is taken
     before and after, and the path is stat'ed again at the end. If the size,
@@ -151,17 +140,16 @@ def identify(path: str | os.PathLike[str]) -> FileIdentity:
     )
 
 
-def stream_id_for(watch: str | int, path: str, fingerprint: str) -> str:
+def stream_id_for(path: str, fingerprint: str) -> str:
     """The server stream id of this file version: ``"f-"`` + 40 hex digits.
 
     ``sha256(f"{path}\\0{fingerprint}")``, so the same (absolute path, content)
     always gets the same id: a resubmission after a crash, a retry of a stream
     that ended in ERROR, or a journal rebuilt from the server all name the one
-    stream. ``watch`` is accepted so callers need not care, but is deliberately
-    *not* part of the id: the journal keys a version by (path, fingerprint)
-    alone, and renaming a watch in the config must not re-decode its files.
-    The result matches ``[A-Za-z0-9][A-Za-z0-9._:-]{0,127}``.
+    stream. The watch is deliberately not part of it: the journal keys a
+    version by (path, fingerprint) alone, and renaming a watch in the config
+    must not re-decode its files. The result matches
+    ``[A-Za-z0-9][A-Za-z0-9._:-]{0,127}``.
     """
-    del watch
     digest = hashlib.sha256(f"{path}\0{fingerprint}".encode("utf-8", "surrogateescape"))
     return "f-" + digest.hexdigest()[:40]

@@ -1,7 +1,8 @@
 """What the daemon's journal stores: its SQL schema, file states, and row types.
 
-These are the journal's data, apart from `svwatchd.daemon.journal.Journal`,
-the class that reads and writes them, so that each module stays one concept
+These are the journal's data, apart from the classes that read them
+(`svwatchd.daemon.journal_read.JournalReader`) and write them
+(`svwatchd.daemon.journal.Journal`), so that each module stays one concept
 and a reader of the schema finds the states, their allowed transitions and
 the row type (whose fields are the table's columns) side by side. Everything
 public here is re-exported by `svwatchd.daemon.journal`, the import path
@@ -16,14 +17,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
-from typing import Any
 
 from svwatchd.daemon.identity import FileIdentity
+from svwatchd.daemon.watchconfig import WatchId
 
 __all__ = [
     "ALLOWED_FROM",
+    "COLUMNS",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "FileRecord",
@@ -31,7 +33,7 @@ __all__ = [
     "RebuildReport",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Forward migrations: MIGRATIONS[v] takes a database from version v-1 to v.
 MIGRATIONS: dict[int, str] = {
@@ -48,7 +50,7 @@ CREATE TABLE files (
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
     metadata TEXT,                   -- JSON: resolved metadata sent at submission
-    tags TEXT,                       -- JSON
+    tags TEXT,                       -- JSON, never written (dropped by version 2)
     detected REAL NOT NULL, submitted REAL, finished REAL, updated REAL NOT NULL,
     cleaned REAL,                    -- when its server stream was deleted (delete_after)
     UNIQUE (path, fingerprint)       -- also the index on path
@@ -59,6 +61,7 @@ CREATE INDEX files_watch ON files(watch, state, path);
 CREATE INDEX files_errors ON files(updated) WHERE last_error IS NOT NULL;
 CREATE INDEX files_cleanup ON files(finished) WHERE cleaned IS NULL AND finished IS NOT NULL;
 """,
+    2: "ALTER TABLE files DROP COLUMN tags",
 }
 
 
@@ -94,7 +97,7 @@ class FileRecord:
     """One row of the journal: one version (path + fingerprint) of one file."""
 
     id: int
-    watch: str
+    watch: WatchId
     path: str
     size: int
     mtime_ns: int
@@ -105,8 +108,7 @@ class FileRecord:
     state: FileState
     attempts: int
     last_error: str | None
-    metadata: dict[str, Any] | None
-    tags: dict[str, Any] | None
+    metadata: dict[str, object] | None
     detected: float
     submitted: float | None
     finished: float | None
@@ -121,13 +123,18 @@ class FileRecord:
         )
 
     @classmethod
-    def _from_sql(cls, row: sqlite3.Row) -> FileRecord:
+    def from_sql(cls, row: sqlite3.Row) -> FileRecord:
+        """The record of a row selected as `COLUMNS`."""
         values = dict(row)
         values["state"] = FileState(values["state"])
-        for key in ("metadata", "tags"):
-            if values[key] is not None:
-                values[key] = json.loads(values[key])
+        if values["metadata"] is not None:
+            values["metadata"] = json.loads(values["metadata"])
         return cls(**values)
+
+
+COLUMNS = ", ".join(f.name for f in fields(FileRecord))
+"""The columns a `FileRecord` is read from, in order (``SELECT {COLUMNS} FROM files``):
+named, not ``*``, so a reader never depends on columns it does not know."""
 
 
 @dataclass(frozen=True, slots=True)

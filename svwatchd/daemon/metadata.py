@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -38,7 +37,7 @@ __all__ = [
 MAX_METADATA_BYTES = 64 * 1024
 
 
-def load_metadata_file(path: Path, watch_root: Path) -> dict[str, Any]:
+def load_metadata_file(path: Path, watch_root: Path) -> dict[str, object]:
     """Read and validate one metadata file; ``ConfigError`` names file, line and key."""
     name = str(path)
     real = Path(os.path.realpath(path))
@@ -58,11 +57,8 @@ def load_metadata_file(path: Path, watch_root: Path) -> dict[str, Any]:
         raise ConfigError("is not UTF-8 text", file=name) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"is not valid YAML: {problem}", file=name, line=line) from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise _invalid_yaml(name, exc) from None
     if node is None:
         return {}
     if not isinstance(node, yaml.MappingNode):
@@ -70,13 +66,16 @@ def load_metadata_file(path: Path, watch_root: Path) -> dict[str, Any]:
             "must be a mapping of fields (key: value)", file=name, line=node.start_mark.line + 1
         )
     loader = yaml.SafeLoader("")
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for key_node, value_node in node.value:
         line = key_node.start_mark.line + 1
-        key = loader.construct_object(key_node)
+        try:  # e.g. a tag SafeLoader does not know (!custom), a nesting too deep
+            key = loader.construct_object(key_node)
+            value = loader.construct_object(value_node, deep=True)
+        except (yaml.YAMLError, RecursionError) as exc:
+            raise _invalid_yaml(name, exc) from None
         if not isinstance(key, str):
             raise ConfigError(f"field name {key!r} is not a string", file=name, line=line)
-        value = loader.construct_object(value_node, deep=True)
         if hasattr(value, "isoformat"):
             value = value.isoformat()  # YAML dates and times become ISO 8601 strings
         try:
@@ -90,7 +89,17 @@ def load_metadata_file(path: Path, watch_root: Path) -> dict[str, Any]:
     return out
 
 
-_WRITING: dict[str, Any] = {}  # a marker: the metadata file is not complete yet
+def _invalid_yaml(name: str, exc: Exception) -> ConfigError:
+    """The ConfigError for a file PyYAML cannot read, with the line where it can tell."""
+    if isinstance(exc, RecursionError):
+        return ConfigError("is not valid YAML: nested too deeply", file=name)
+    mark = getattr(exc, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    problem = getattr(exc, "problem", None) or str(exc)
+    return ConfigError(f"is not valid YAML: {problem}", file=name, line=line)
+
+
+_WRITING: dict[str, object] = {}  # a marker: the metadata file is not complete yet
 
 
 @dataclass(frozen=True)
@@ -107,7 +116,7 @@ class MetadataResolver:
     def __init__(
         self,
         root: Path,
-        base: Mapping[str, Any],
+        base: Mapping[str, object],
         *,
         filename: str | None = ".svwatchd.yaml",
         tags_from_path: re.Pattern[str] | None = None,
@@ -120,9 +129,9 @@ class MetadataResolver:
         self.base = dict(base)
         self.filename = filename
         self.tags_from_path = tags_from_path
-        self._cache: dict[Path, tuple[tuple[int, int], dict[str, Any] | ConfigError]] = {}
+        self._cache: dict[Path, tuple[tuple[int, int], dict[str, object] | ConfigError]] = {}
 
-    def directory_file(self, directory: Path) -> dict[str, Any] | ConfigError | None:
+    def directory_file(self, directory: Path) -> dict[str, object] | ConfigError | None:
         """The parsed metadata file of one directory (None if there is none)."""
         if self.filename is None:
             return None
@@ -138,7 +147,7 @@ class MetadataResolver:
         cached = self._cache.get(path)
         if cached is not None and cached[0] == key:
             return cached[1]
-        parsed: dict[str, Any] | ConfigError
+        parsed: dict[str, object] | ConfigError
         try:
             parsed = load_metadata_file(path, self.root)
         except ConfigError as exc:
@@ -146,7 +155,7 @@ class MetadataResolver:
         self._cache[path] = (key, parsed)
         return parsed
 
-    def resolve(self, path: Path) -> dict[str, Any] | Held | None:
+    def resolve(self, path: Path) -> dict[str, object] | Held | None:
         """The metadata for ``path``; ``Held`` when a metadata file above it is broken;
         None while one is still being written (ask again soon)."""
         merged = dict(self.base)

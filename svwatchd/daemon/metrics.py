@@ -15,6 +15,8 @@ Metrics (``watch`` is the watch folder's absolute path, as in the journal):
 - ``svwatchd_files_done_total{watch}``: outputs written;
 - ``svwatchd_files_failed_total{watch}``: files that ended in error (``.error.json``);
 - ``svwatchd_submission_retries_total``: submission attempts repeated after a failure;
+- ``svwatchd_files_isolated_total{step}``: files a step (ingest, prepare, build, collect)
+  could not handle and went on without, once per file and problem (``file.step_failed``);
 - ``svwatchd_inflight``: files submitted and not yet finished;
 - ``svwatchd_files{watch,state}``: journal rows by watch and state (PENDING, ...);
 - ``svwatchd_server_up``: 1 when the server answered last time, 0 when it did not
@@ -38,12 +40,14 @@ from svwatchd.metrics import MetricsEndpoint, Served
 __all__ = ["REFRESH_BUCKETS", "DaemonMetrics"]
 
 _State = TypeVar("_State", bound=str)  # FileState (a StrEnum) or plain names
+_Watch = TypeVar("_Watch", bound=str)  # WatchId or plain text
 
 REFRESH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
 class DaemonMetrics(Served):
-    """Counters and gauges of one daemon; thread-safe (prometheus_client locks its values)."""
+    """Counters and gauges of one daemon (`svwatchd.daemon.collaborators.Metrics`);
+    thread-safe (prometheus_client locks its values)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -63,6 +67,12 @@ class DaemonMetrics(Served):
         self._retries = Counter(
             "svwatchd_submission_retries",
             "Submission attempts repeated after a failure",
+            registry=r,
+        )
+        self._isolated = Counter(
+            "svwatchd_files_isolated",
+            "Files a step could not handle and went on without (once per file and problem)",
+            ["step"],
             registry=r,
         )
         self._inflight = Gauge(
@@ -118,9 +128,14 @@ class DaemonMetrics(Served):
         """A file ended in error."""
         self._failed.labels(watch=watch).inc()
 
-    def retry(self) -> None:
-        """A submission attempt was repeated."""
-        self._retries.inc()
+    def retry(self, n: int = 1) -> None:
+        """Submission attempts were repeated after a failure."""
+        if n > 0:
+            self._retries.inc(n)
+
+    def isolated(self, step: str) -> None:
+        """A step could not handle one file and went on without it."""
+        self._isolated.labels(step=step).inc()
 
     def set_inflight(self, n: int) -> None:
         """Files submitted and not finished yet."""
@@ -134,7 +149,7 @@ class DaemonMetrics(Served):
         """Rows in the journal."""
         self._journal_rows.set(n)
 
-    def set_file_states(self, counts: Mapping[str, Mapping[_State, int]]) -> None:
+    def set_file_states(self, counts: Mapping[_Watch, Mapping[_State, int]]) -> None:
         """Journal rows by watch and state (``Journal.counts_by_watch()``).
 
         A (watch, state) pair seen before and absent now is set to 0, so a

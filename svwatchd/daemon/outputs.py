@@ -19,7 +19,6 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from svwatchd.model import speechdata
 from svwatchd.model.speechdata import Utterance
@@ -70,7 +69,7 @@ def write_transcripts(
     utterances: Sequence[Utterance],
     formats: Iterable[str],
     *,
-    record: Mapping[str, Any],
+    record: Mapping[str, object],
 ) -> list[Path]:
     """Write each format next to ``base`` (``base.txt``, ...); JSON carries ``record``.
 
@@ -88,7 +87,7 @@ def write_transcripts(
     return written
 
 
-def write_error(base: Path, *, reason: str, record: Mapping[str, Any]) -> Path:
+def write_error(base: Path, *, reason: str, record: Mapping[str, object]) -> Path:
     """Write ``<name>.error.json`` saying why the file could not be transcribed."""
     path = base.with_name(base.name + ERROR_SUFFIX)
     doc = {"error": True, "reason": reason, **record}
@@ -114,7 +113,7 @@ def apply_after(source: Path, watch_root: Path, after: str | tuple[str, Path]) -
     return target
 
 
-def read_output_records(output_dir: Path) -> Iterable[dict[str, Any]]:
+def read_output_records(output_dir: Path) -> Iterable[dict[str, object]]:
     """Yield the records of JSON outputs and error files under ``output_dir`` (for a rebuild).
 
     Each has ``source_path``, ``fingerprint`` and ``stream_id``; error files also

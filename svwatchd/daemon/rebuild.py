@@ -12,8 +12,7 @@ day-to-day journal operations.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
 
 from svwatchd.daemon.identity import stream_id_for
 from svwatchd.daemon.journal_types import RebuildReport
@@ -23,10 +22,9 @@ __all__ = ["rebuild_rows"]
 
 def rebuild_rows(
     db: sqlite3.Connection,
-    outputs: Iterable[Mapping[str, Any]],
-    server_streams: Iterable[Mapping[str, Any]],
+    outputs: Iterable[Mapping[str, object]],
+    server_streams: Iterable[Mapping[str, object]],
     *,
-    watch_of: Callable[[str], str] | None,
     now: float,
 ) -> RebuildReport:
     """Apply `Journal.rebuild`'s rules to ``db``, inside the caller's transaction.
@@ -37,15 +35,15 @@ def rebuild_rows(
     done = failed = inflight = inserted = 0
     for doc in outputs:
         path, fp = str(doc["source_path"]), str(doc["fingerprint"])
-        watch = str(doc.get("watch") or (watch_of(path) if watch_of else ""))
+        watch = str(doc.get("watch") or "")  # "" until Journal.assign_watches places it
         inserted += db.execute(
             "INSERT OR IGNORE INTO files (watch, path, size, mtime_ns, inode, device, "
             "fingerprint, state, detected, updated) VALUES (?,?,?,0,0,0,?,'PENDING',?,?)",
-            (watch, path, int(doc.get("size") or 0), fp, now, now),
+            (watch, path, _size(doc.get("size")), fp, now, now),
         ).rowcount
         sets = "state=?, finished=COALESCE(finished, ?), updated=?, "
         sets += "stream_id=COALESCE(stream_id, ?)"
-        args: list[Any] = [now, now, doc.get("stream_id")]
+        args: list[object] = [now, now, doc.get("stream_id")]
         if doc.get("error"):  # a failure never overrides a success
             reason = doc.get("message") or doc.get("reason") or "see its .error.json"
             failed += db.execute(
@@ -66,7 +64,7 @@ def rebuild_rows(
                 "SELECT id, path, fingerprint FROM files WHERE path=? AND stream_id IS NULL",
                 (source,),
             ).fetchall():
-                if stream_id_for("", row["path"], row["fingerprint"]) == sid:
+                if stream_id_for(row["path"], row["fingerprint"]) == sid:
                     db.execute("UPDATE files SET stream_id=? WHERE id=?", (sid, row["id"]))
         inflight += db.execute(
             "UPDATE files SET state='INFLIGHT', updated=?, submitted=COALESCE(submitted,?)"
@@ -75,3 +73,8 @@ def rebuild_rows(
             (now, now, sid),
         ).rowcount
     return RebuildReport(done, failed, inflight, inserted)
+
+
+def _size(value: object) -> int:
+    """The ``size`` an output records (0, unknown, for anything but a whole number)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -8,7 +8,9 @@ the journal, so the loop itself holds nothing that a crash could lose.
 
 Signals: SIGTERM/SIGINT stop gracefully (journal consistent, observers and
 the embedded server stopped); SIGHUP reloads the config, adding and removing
-watches without a restart (an invalid new config keeps the old one).
+watches without a restart (an invalid new config keeps the old one). Watches
+are matched by identity (`WatchId`, the root path), so a reload that only
+reorders them changes nothing.
 """
 
 from __future__ import annotations
@@ -17,25 +19,31 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import structlog
 
-from svwatchd.client.server import Server
+from svwatchd.daemon.collaborators import Log
 from svwatchd.daemon.collect import Collector
-from svwatchd.daemon.config import DaemonConfig, EmbeddedServer, WatchConfig, load_config
-from svwatchd.daemon.embedded import EmbeddedServer as EmbeddedProcess
+from svwatchd.daemon.config import DaemonConfig, load_config
 from svwatchd.daemon.ingest import Ingest
 from svwatchd.daemon.journal import Journal
-from svwatchd.daemon.metadata import MetadataResolver
+from svwatchd.daemon.link import Reachability, ServerLink
 from svwatchd.daemon.metrics import DaemonMetrics
 from svwatchd.daemon.outputs import read_output_records
 from svwatchd.daemon.submit import Submitter
-from svwatchd.daemon.watcher import Watcher, WatchSpec
-from svwatchd.errors import ConfigError, JournalWriteError, ServerError
+from svwatchd.daemon.watcher import Watcher
+from svwatchd.daemon.watches import Watches
+from svwatchd.errors import (
+    ConfigError,
+    JournalWriteError,
+    ServerError,
+    ServerRefusedError,
+    ServerUnavailableError,
+)
 from svwatchd.notify import Watchdog, notify
 
 __all__ = [
@@ -51,7 +59,12 @@ DRAIN_SECONDS = 0.1  # finished streams handled per turn, at most this long
 
 
 class Daemon:
-    """One running svwatchd: config, journal, watches, server link."""
+    """One running svwatchd: config, journal, watches, server link.
+
+    Everything here belongs to the thread that calls `run` (the loop); the
+    submitter's sender thread only sends (see docs/architecture.md, "Threads
+    and slices"). `stop` may be called from any thread.
+    """
 
     def __init__(
         self,
@@ -63,7 +76,7 @@ class Daemon:
         self.config = config
         self.wallclock = wallclock or (lambda: datetime.now(UTC))
         self.config_path = config_path
-        self.log = structlog.get_logger("svwatchd")
+        self.log: Log = structlog.get_logger("svwatchd")
         self._stop = threading.Event()
         self._signalled_stop = False  # set by signal handlers: flags only, no locks
         self._signalled_reload = False
@@ -71,65 +84,20 @@ class Daemon:
         self.watchdog = Watchdog()
         self.metrics = DaemonMetrics()
         self.journal: Journal | None = None
-        self.embedded: EmbeddedProcess | None = None
-        self._server: Server | None = None
-        self._server_lock = threading.RLock()
         self.watcher = Watcher(on_warning=self.log.warning)
-        self._resolvers: dict[str, MetadataResolver] = {}
-
-    # -- the server link ----------------------------------------------------------------
-
-    def server(self) -> Server:
-        """The client for the current server (the embedded one restarts on a new port).
-
-        Called from the loop and from the submitter's sender thread: one restarts it."""
-        with self._server_lock:
-            embedded = self.embedded
-            if embedded is not None and not embedded.alive() and not self.stopping:
-                self.log.error(
-                    "server.exited",
-                    code=embedded.exit_code(),
-                    detail="restarting the embedded svserver",
-                )
-                self._connect(embedded.restart(self._roots()))
-            assert self._server is not None
-            return self._server
-
-    def _connect(self, url: str) -> None:
-        if self._server is not None:
-            self._server.close()
-        server = self.config.server
-        if isinstance(server, EmbeddedServer):
-            self._server = Server(url, timeout=30)
-        else:
-            self._server = Server(url, token=server.token, timeout=server.timeout)
+        self.metadata_complete: set[str] = set()  # metadata files closed or moved in
+        self.watches = Watches(config.watches, complete=self.metadata_complete.__contains__)
+        self.link = ServerLink(
+            config.server,
+            config.state_dir,
+            self.log,
+            log_format=config.log.format,
+            stopping=lambda: self.stopping,
+        )
+        self.reach = Reachability(self.log)
 
     def _roots(self) -> list[Path]:
-        return [w.path for w in self.config.watches]
-
-    # -- watches --------------------------------------------------------------------
-
-    def _resolver(self, watch: str) -> MetadataResolver | None:
-        return self._resolvers.get(watch)
-
-    def _start_watches(self, watches: tuple[WatchConfig, ...]) -> None:
-        self._resolvers = {
-            str(w.path): MetadataResolver(
-                w.path,
-                w.metadata,
-                filename=w.metadata_file,
-                tags_from_path=w.tags_from_path,
-                settle=w.settle,
-                complete=lambda p: p in self.ingest.metadata_complete,
-            )
-            for w in watches
-        }
-        for i, w in enumerate(watches):
-            self.watcher.add(
-                WatchSpec(
-                    i, w.path, w.recursive, w.selector, w.poll, w.excluded_dirs, w.metadata_file
-                )
-            )
+        return [w.path for w in self.watches]
 
     # -- run ------------------------------------------------------------------------
 
@@ -138,42 +106,34 @@ class Daemon:
         if threading.current_thread() is threading.main_thread():
             self._install_signals()
         self.journal = journal = Journal(self.config.state_dir)
-        server_cfg = self.config.server
-        if isinstance(server_cfg, EmbeddedServer):
-            self.embedded = EmbeddedProcess(
-                self.config.state_dir,
-                self._roots(),
-                extra_args=server_cfg.args(),
-                log_format=self.config.log.format,
-            )
-            self._connect(self.embedded.start())
-        else:
-            self._connect(server_cfg.url)
+        self.link.start(self._roots())
         self.ingest = Ingest(
             journal,
-            self.config.watches,
+            self.watches,
             self.log,
-            on_detected=lambda watch, path, fingerprint: self.metrics.detected(watch),
+            self.metrics,
+            metadata_complete=self.metadata_complete,
         )
         self.submitter = Submitter(
             journal,
+            self.watches,
             self.log,
-            server=self.server,
-            watches=lambda: self.config.watches,
-            resolvers=self._resolver,
+            self.metrics,
+            server=self.link.current,
+            reach=self.reach,
             policy=lambda: self.config.policy,
             wakeup=self.watcher.wakeup.set,
         )
         self.collector = Collector(
             journal,
+            self.watches,
             self.log,
-            server=self.server,
-            watches=lambda: self.config.watches,
+            self.metrics,
+            server=self.link.current,
             policy=lambda: self.config.policy,
             wallclock=self.wallclock,
         )
-        self.submitter.metrics = self.collector.metrics = self.metrics
-        self.metrics.init_watches(str(w.path) for w in self.config.watches)
+        self.metrics.init_watches(self.watches.ids)
         if self.config.metrics is not None:
             try:
                 self.metrics.serve(self.config.metrics.host, self.config.metrics.port)
@@ -187,14 +147,10 @@ class Daemon:
         if journal.rebuilt_from_corruption or journal.size() == 0:
             # damaged, or gone (a new state_dir): refill from the outputs and the server
             self._rebuild()
-        self._start_watches(self.config.watches)
-        for i in range(len(self.config.watches)):
-            self.ingest.scan(i, rescan=False)
-        self.log.info(
-            "daemon.ready",
-            watches=[str(w.path) for w in self.config.watches],
-            server=self._server.url if self._server else None,
-        )
+        self._assign_watches()
+        journal.release_held()  # held files are looked at again (a fix may have come since)
+        self._watch()
+        self.log.info("daemon.ready", watches=self.watches.ids, server=self.link.url)
         self.notify("READY=1")
         try:
             self._loop()
@@ -204,12 +160,23 @@ class Daemon:
             self.submitter.close()
             self.metrics.close()
             self.watcher.stop()
-            if self._server is not None:
-                self._server.close()
-            if self.embedded is not None:
-                self.embedded.stop()
+            self.link.close()
             journal.close()
         return 0
+
+    def _watch(self) -> None:
+        """Start the observers the watches need now and scan the folders of those started."""
+        for spec in self.watcher.update(self.watches.specs()):
+            watch = self.watches.get(spec.id)
+            if watch is not None:
+                self.ingest.scan(watch, rescan=False)
+
+    def _assign_watches(self) -> None:
+        """Every row belongs to the watch that contains its file (see Journal.assign_watches)."""
+        assert self.journal is not None
+        moved = self.journal.assign_watches(self.watches.ids)
+        if moved:
+            self.log.info("journal.reassigned", count=moved)
 
     def _loop(self) -> None:
         next_refresh = 0.0
@@ -239,9 +206,12 @@ class Daemon:
                     next_rescan = now + self.config.rescan_interval
                     self.ingest.rescan_all()
                 more = more or self.ingest.has_due()
-            except ServerError as exc:
-                self.log.warning("server.unreachable", error=str(exc))
-                self.submitter.reachable = False
+                if not self.submitter.sending:
+                    self.link.close_retired()  # no batch holds a replaced client any more
+            except ServerUnavailableError as exc:
+                self.reach.unreachable(exc)
+            except ServerRefusedError as exc:
+                self.log.error("server.refused", error=str(exc), status=exc.status_code)
             except JournalWriteError as exc:
                 self.log.error(
                     "journal.write_failed", error=str(exc), path=exc.path, free_bytes=exc.free_bytes
@@ -264,26 +234,24 @@ class Daemon:
         assert self.journal is not None
         self.metrics.set_journal_rows(self.journal.size())
         self.metrics.set_file_states(self.journal.counts_by_watch())
-        self.metrics.set_server_up(self.submitter.reachable)
+        self.metrics.set_server_up(self.reach.reachable)
 
     def _release_held(self) -> None:
         assert self.journal is not None
-        for index in list(self.ingest.metadata_changed):
-            if index < len(self.config.watches):
-                n = self.journal.release_held(watch=str(self.config.watches[index].path))
+        for watch in self.ingest.metadata_changed:
+            if self.watches.get(watch) is not None:
+                n = self.journal.release_held(watch=watch)
                 if n:
-                    self.log.info(
-                        "file.released", count=n, watch=str(self.config.watches[index].path)
-                    )
+                    self.log.info("file.released", count=n, watch=watch)
         self.ingest.metadata_changed.clear()
 
     def _rebuild(self) -> None:
         assert self.journal is not None
-        outputs = [rec for w in self.config.watches for rec in read_output_records(w.output_dir)]
+        outputs = [rec for w in self.watches for rec in read_output_records(w.output_dir)]
         try:
             streams = [
                 {"id": s.id, "status": s.status.value if s.status else None, "source": s.source}
-                for s in self.server().getstreams()
+                for s in self.link.current().getstreams()
             ]
         except ServerError:
             streams = []
@@ -308,7 +276,7 @@ class Daemon:
         for per_state in self.journal.counts_by_watch().values():
             for state, n in per_state.items():
                 totals[state] = totals.get(state, 0) + n
-        reach = {True: "up", False: "down", None: "?"}[self.submitter.reachable]
+        reach = {True: "up", False: "down", None: "?"}[self.reach.reachable]
         return (
             f"pending {totals.get('PENDING', 0) + totals.get('HELD', 0)}, in flight "
             f"{totals.get('SUBMITTING', 0) + totals.get('INFLIGHT', 0)}, done "
@@ -372,26 +340,15 @@ class Daemon:
             return
         if new.state_dir != self.config.state_dir:
             self.log.warning("config.state_dir_unchanged", detail="a restart changes state_dir")
-            new = _replace(new, state_dir=self.config.state_dir)
-        old_roots = self._roots()
-        self.watcher.stop()
+            new = replace(new, state_dir=self.config.state_dir)
+        if new.server != self.config.server:
+            self.log.warning("config.server_unchanged", detail="a restart changes server")
+            new = replace(new, server=self.config.server)
         self.config = new
-        self.ingest.set_watches(new.watches)
-        self._start_watches(new.watches)
-        self.metrics.init_watches(str(w.path) for w in new.watches)
-        for i in range(len(new.watches)):
-            self.ingest.scan(i, rescan=False)
-        if self.embedded is not None and old_roots != self._roots():
-            with self._server_lock:
-                self._connect(self.embedded.restart(self._roots()))
-        self.log.info(
-            "config.reloaded",
-            path=str(self.config_path),
-            watches=[str(w.path) for w in new.watches],
-        )
-
-
-def _replace(config: DaemonConfig, **changes: Any) -> DaemonConfig:
-    from dataclasses import replace
-
-    return replace(config, **changes)
+        removed = self.watches.update(new.watches)  # by identity: order does not matter
+        self.ingest.forget(removed)
+        self.link.set_roots(self._roots())
+        self._assign_watches()
+        self.metrics.init_watches(self.watches.ids)
+        self._watch()
+        self.log.info("config.reloaded", path=str(self.config_path), watches=self.watches.ids)

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from svwatchd.daemon.watchconfig import WatchId
+
 __all__ = [
     "Hint",
     "Settler",
@@ -38,7 +40,7 @@ def _stat(path: str) -> Stat | None:
 
 @dataclass
 class _Entry:
-    watch: int
+    watch: WatchId
     settle: float
     ready_at: float
     stat: Stat | None  # None for trusted entries: their stat is not watched
@@ -62,16 +64,13 @@ class Settler:
         self._closes: dict[str, float] = {}
         self._pruned = clock()
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def __contains__(self, path: object) -> bool:
         return path in self._entries
 
     def _put(
         self,
         path: str,
-        watch: int,
+        watch: WatchId,
         settle: float,
         ready_at: float,
         trusted: bool,
@@ -84,8 +83,10 @@ class Settler:
         self._entries[path] = _Entry(watch, settle, ready_at, stat, trusted, self._seq)
         heapq.heappush(self._heap, (ready_at, self._seq, path))
 
-    def note(self, path: str, watch: int, hint: Hint, settle: float, *, age: float = 0.0) -> None:
-        """Record an event (or a scan's find) for ``path`` in watch number ``watch``.
+    def note(
+        self, path: str, watch: WatchId, hint: Hint, settle: float, *, age: float = 0.0
+    ) -> None:
+        """Record an event (or a scan's find) for ``path`` in watch ``watch``.
 
         ``age``: for a scanned file, how long ago it was last modified; a file
         unchanged for ``settle`` already is complete at once.
@@ -106,10 +107,10 @@ class Settler:
         else:
             self._put(path, watch, settle, now + settle, trusted=False)
 
-    def due(self, limit: int | None = None) -> list[tuple[int, str]]:
+    def due(self, limit: int | None = None) -> list[tuple[WatchId, str]]:
         """Files complete now, as (watch, path), ``limit`` at most; each is handed out once."""
         now = self._clock()
-        out: list[tuple[int, str]] = []
+        out: list[tuple[WatchId, str]] = []
         heap = self._heap
         while heap and heap[0][0] <= now and (limit is None or len(out) < limit):
             _, seq, path = heapq.heappop(heap)
@@ -135,6 +136,12 @@ class Settler:
         """True when ``due()`` may hand something out now (a slice was left for later)."""
         return bool(self._heap) and self._heap[0][0] <= self._clock()
 
-    def retry_later(self, path: str, watch: int, settle: float) -> None:
+    def retry_later(self, path: str, watch: WatchId, settle: float) -> None:
         """The file changed while it was being hashed: wait ``settle`` again."""
         self._put(path, watch, settle, self._clock() + settle, trusted=False)
+
+    def forget(self, watches: set[WatchId]) -> None:
+        """Drop the entries of these watches (a reload removed them); their stale heap
+        items are skipped when they come up."""
+        if watches:
+            self._entries = {p: e for p, e in self._entries.items() if e.watch not in watches}

@@ -8,25 +8,18 @@ the same whichever stage found the problem.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from svwatchd.daemon.config import WatchConfig
+from svwatchd.daemon.collaborators import Log, Metrics, file_log
 from svwatchd.daemon.journal import FileRecord, Journal
 from svwatchd.daemon.outputs import output_base, write_error
+from svwatchd.daemon.watchconfig import WatchConfig
+from svwatchd.daemon.watches import Watches
 
-__all__ = ["NoMetrics", "Stage", "output_record"]
-
-
-class NoMetrics:
-    """Stands in for DaemonMetrics when none is configured: every call does nothing."""
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: None
+__all__ = ["Stage", "output_record"]
 
 
-def output_record(row: FileRecord) -> dict[str, Any]:
+def output_record(row: FileRecord) -> dict[str, object]:
     """What every output JSON records about its source (enough to rebuild the journal)."""
     return {
         "source_path": row.path,
@@ -38,20 +31,17 @@ def output_record(row: FileRecord) -> dict[str, Any]:
 
 
 class Stage:
-    """Base of the submitter and the collector."""
+    """Base of the submitter and the collector: their collaborators, all the loop's."""
 
-    def __init__(
-        self, journal: Journal, log: Any, watches: Callable[[], Sequence[WatchConfig]]
-    ) -> None:
+    def __init__(self, journal: Journal, watches: Watches, log: Log, metrics: Metrics) -> None:
         self.journal = journal
+        self.watches = watches
         self.log = log
-        self._watches = watches
-        self.metrics: Any = NoMetrics()  # DaemonMetrics, when the daemon sets one
-        self.failed = 0
+        self.metrics = metrics
 
     def watch_of(self, row: FileRecord) -> WatchConfig | None:
         """The watch a row belongs to (None once a reload removed it)."""
-        return next((w for w in self._watches() if str(w.path) == row.watch), None)
+        return self.watches.get(row.watch)
 
     def fail(self, row: FileRecord, reason: str) -> None:
         """Record that the file cannot be transcribed: error file, FAILED row, one log line."""
@@ -60,6 +50,5 @@ class Stage:
             base = output_base(Path(row.path), watch.path, watch.output_dir)
             write_error(base, reason=reason, record=output_record(row))
         self.journal.mark_failed(row.id, reason)
-        self.failed += 1
         self.metrics.failed(row.watch)
-        self.log.error("stream.error", path=row.path, stream_id=row.stream_id, error=reason)
+        file_log(self.log, row).error("stream.error", error=reason)

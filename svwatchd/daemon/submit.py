@@ -3,43 +3,40 @@
 Each file version's stream id is derived from its identity and committed
 (SUBMITTING) before the request is sent, so a resend after a crash, a timeout
 or an outage finds the same stream on the server instead of making a second.
-Sends are retried with tenacity (exponential backoff with jitter) while the
-server is unreachable; a refusal (4xx) is not retried: it fails the file with
-the server's message. ``max_inflight`` bounds the streams submitted and not
-finished, so a backlog waits in the journal, not in memory.
+Every submission takes this one path: a new file, a stream the server lost,
+and a stream that ended in ERROR and is retried (the collector sends its row
+back to SUBMITTING under the same id; the server re-queues it). A refusal
+(4xx) of one stream fails its file with the server's message; an unreachable
+server backs submission off (`svwatchd.daemon.link.Reachability`).
+``max_inflight`` bounds the streams submitted and not finished, so a backlog
+waits in the journal, not in memory.
 
-The HTTP sends run on one sender thread, a batch at a time, while the
-daemon's loop hashes, records and builds the next batch: the server's work on
-one batch overlaps the daemon's work on the next. Rows handed to the sender
-stay SUBMITTING in the journal until the server has acknowledged them, so a
-crash at any point re-sends them under the same ids.
+This is the loop's side: it prepares rows, makes batches of Streams, hands
+them to the sender thread (`svwatchd.daemon.sender`) and applies the
+sender's reports -- the journal, the logs, the metrics and the backoff are
+changed here, on the loop, only. Rows handed to the sender stay SUBMITTING
+in the journal until the server has acknowledged them, so a crash at any
+point re-sends them under the same ids.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-from tenacity import (
-    RetryError,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from svwatchd.client.server import Server
 from svwatchd.client.stream import Stream
-from svwatchd.daemon.config import Policy, WatchConfig
+from svwatchd.daemon.collaborators import Log, Metrics, file_log
+from svwatchd.daemon.config import Policy
 from svwatchd.daemon.identity import stream_id_for
+from svwatchd.daemon.isolation import WHOLE_STEP, Isolation, Once
 from svwatchd.daemon.journal import FileRecord, FileState, Journal
-from svwatchd.daemon.metadata import Held, MetadataResolver
+from svwatchd.daemon.link import Reachability
+from svwatchd.daemon.metadata import Held
+from svwatchd.daemon.sender import Batch, Sender, Sent
 from svwatchd.daemon.stage import Stage
+from svwatchd.daemon.watches import Watches
 from svwatchd.errors import (
     InvalidStreamError,
     JournalWriteError,
@@ -53,100 +50,89 @@ __all__ = [
 ]
 
 BATCH = 500
-
-
-@dataclass
-class _Batch:
-    """SUBMITTING rows made into Streams, on their way to the sender."""
-
-    streams: list[Stream] = field(default_factory=list)
-    by_sid: dict[str, FileRecord] = field(default_factory=dict)
-    unbuildable: list[tuple[FileRecord, str]] = field(default_factory=list)
-    ids: set[int] = field(default_factory=set)  # journal row ids
+_S = FileState
 
 
 class Submitter(Stage):
-    """Moves PENDING rows to the server, ``max_inflight`` at most."""
+    """Moves PENDING rows to the server, ``max_inflight`` at most; ``step()`` every turn."""
 
     def __init__(
         self,
         journal: Journal,
-        log: Any,
+        watches: Watches,
+        log: Log,
+        metrics: Metrics,
         *,
         server: Callable[[], Server],
-        watches: Callable[[], Sequence[WatchConfig]],
-        resolvers: Callable[[str], MetadataResolver | None],
+        reach: Reachability,
         policy: Callable[[], Policy],
-        clock: Callable[[], float] = time.monotonic,
-        quick_retries: int = 3,
         wakeup: Callable[[], None] = lambda: None,
-        background: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(journal, log, watches)
+        super().__init__(journal, watches, log, metrics)
         self._server = server
-        self._resolver = resolvers
+        self.reach = reach
         self._policy = policy
         self._clock = clock
-        self._quick = quick_retries
-        self._backoff = wait_exponential_jitter(multiplier=1, max=60, jitter=1)
-        self._failures = 0
-        self._next_try = 0.0
-        self._held_logged: set[tuple[str, str]] = set()
-        self.reachable: bool | None = None
-        self.submitted = 0
-        self._wakeup = wakeup  # the loop waits on it; the sender sets it after each batch
-        self._background = background
-        self._outbox: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
-        self._sending: set[int] = set()  # row ids in a batch not yet delivered
-        self._guard = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._sender = Sender(wakeup=wakeup, clock=clock)
+        self._sending: set[int] = set()  # ids of rows in a batch not reported back yet
+        self._held = Once()  # metadata files reported invalid (logged once per problem)
+        self._prepare_errors = Isolation("prepare", metrics)
+        self._build_errors = Isolation("build", metrics)
+
+    @property
+    def sending(self) -> bool:
+        """True while a batch is out with the sender (its client is in use)."""
+        return bool(self._sending)
 
     def step(self) -> bool:
-        """Submit what room allows (a batch at most); after an outage, wait out the backoff
-        first. True when more PENDING rows may be waiting for room that is there now."""
-        if self._clock() < self._next_try:
+        """Apply the sender's reports, then submit what room allows (a batch at most); after
+        an outage, wait out the backoff first. True when more PENDING rows may be waiting
+        for room that is there now."""
+        self._take_reports()
+        if self.reach.waiting():
             return False
-        busy = self.journal.count(FileState.SUBMITTING, FileState.INFLIGHT)
+        scope = self.watches.ids  # rows of a watch a reload removed wait for it
+        busy = self.journal.count(_S.SUBMITTING, _S.INFLIGHT, watches=scope)
         room = self._policy().max_inflight - busy
         pending: list[FileRecord] = []
         moved = 0
         if room > 0:
-            pending = self.journal.by_state(FileState.PENDING, limit=min(room, BATCH))
+            pending = self.journal.by_state(_S.PENDING, limit=min(room, BATCH), watches=scope)
             moved = self._prepare(pending)
-        for _ in range(20):  # bounded per tick
-            if self._background and self._outbox.full():
+        for _ in range(20):  # bounded per turn
+            if self._sender.full:
                 break  # the sender is busy: it wakes the loop when it is done
-            with self._guard:
-                taken = set(self._sending)
-            rows = self.journal.by_state(FileState.SUBMITTING, limit=BATCH, exclude=taken)
-            if not rows:
-                break
+            rows = self.journal.by_state(
+                _S.SUBMITTING, limit=BATCH, watches=scope, exclude=self._sending
+            )
             batch = self._build(rows)
-            with self._guard:
-                self._sending |= batch.ids
-            if self._background:
-                self._start_sender()
-                self._outbox.put(batch)
-            elif not self._deliver_and_release(batch):
+            if not batch.rows:
                 break
+            self._sending |= {row.id for row in batch.rows.values()}
+            self._sender.put(batch)
         return moved > 0 and len(pending) == min(room, BATCH)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop the sender after the batch it is sending (rows not sent stay SUBMITTING
-        in the journal and are sent again at the next start: the same stream ids)."""
-        thread = self._thread
-        if thread is None:
-            return
-        while True:  # make room for the stop marker: queued batches are dropped
-            try:
-                dropped = self._outbox.get_nowait()
-            except queue.Empty:
-                break
-            if dropped is not None:
-                self._release(dropped)
-        self._outbox.put(None)
-        thread.join(timeout)
-        self._thread = None
+        """Stop the sender after the batch it is sending and record what it reported (rows
+        not sent stay SUBMITTING in the journal and are sent again at the next start)."""
+        self._sender.close(timeout)
+        try:
+            self._take_reports()
+        except JournalWriteError as exc:  # stopping: the rows stay SUBMITTING, sent again
+            self.log.error(
+                "journal.write_failed", error=str(exc), path=exc.path, free_bytes=exc.free_bytes
+            )
+
+    def _take_reports(self) -> None:
+        """Apply the sender's reports. Their rows are released first, all of them: a report
+        that fails to apply (the journal's disk full) leaves its rows SUBMITTING, to be
+        handed out and sent again -- never held back as if still with the sender."""
+        reports = self._sender.reports()
+        for report in reports:
+            self._sending -= {row.id for row in report.batch.rows.values()}
+        for report in reports:
+            self._apply(report)
 
     # -- PENDING -> SUBMITTING -----------------------------------------------------------
 
@@ -155,185 +141,111 @@ class Submitter(Stage):
         ids, sids, metas = [], [], []
         moved = 0
         for row in rows:
-            watch = self.watch_of(row)
-            resolver = self._resolver(row.watch)
-            if watch is None or resolver is None:
-                continue  # its watch was removed by a reload: it waits
             try:
-                meta = resolver.resolve(Path(row.path))
-            except OSError as exc:
-                self.journal.mark_removed(row.id)
-                moved += 1
-                self.log.info("file.vanished", path=row.path, error=exc.strerror or str(exc))
+                meta, changed = self._resolve(row)
+            except WHOLE_STEP:
+                raise
+            except Exception as exc:  # this row's problem: hold it, go on with the others
+                problem = self._prepare_errors.failed(row.id, exc, file_log(self.log, row))
+                moved += self.journal.mark_held(row.id, f"could not prepare it: {problem}")
                 continue
-            if meta is None:
-                continue  # a metadata file above it is still being written
-            if isinstance(meta, Held):
-                held = self.journal.mark_held(row.id, meta.reason)
-                if held and (meta.file, meta.reason) not in self._held_logged:
-                    self._held_logged.add((meta.file, meta.reason))  # once per change
-                    self.log.error(
-                        "metadata.invalid",
-                        path=meta.file,
-                        error=meta.reason,
-                        detail="files under it are held until it is fixed",
-                    )
-                if held:
-                    moved += 1
-                    self.log.info("file.held", path=row.path, metadata_file=meta.file)
-                continue
-            ids.append(row.id)
-            sids.append(row.stream_id or stream_id_for(row.watch, row.path, row.fingerprint))
-            metas.append(meta)
+            moved += changed
+            if meta is not None:
+                ids.append(row.id)
+                sids.append(row.stream_id or stream_id_for(row.path, row.fingerprint))
+                metas.append(meta)
         if ids:
             moved += len(self.journal.mark_submitting(ids, sids, metas))
         return moved
 
+    def _resolve(self, row: FileRecord) -> tuple[dict[str, object] | None, bool]:
+        """The row's metadata to submit with (None: not now) and whether the row moved
+        instead (held under a broken metadata file, or removed: its file is gone)."""
+        resolver = self.watches.resolver(row.watch)
+        if resolver is None:
+            return None, False  # its watch was removed by a reload: it waits
+        log = file_log(self.log, row)
+        try:
+            meta = resolver.resolve(Path(row.path))
+        except OSError as exc:
+            removed = self.journal.mark_removed(row.id)
+            log.info("file.vanished", error=exc.strerror or str(exc))
+            return None, removed
+        if not isinstance(meta, Held):
+            return meta, False  # None: a metadata file above it is still being written
+        held = self.journal.mark_held(row.id, meta.reason)
+        if held:
+            if self._held.first(meta.file, meta.reason):
+                self.log.error(
+                    "metadata.invalid",
+                    path=meta.file,
+                    error=meta.reason,
+                    detail="files under it are held until it is fixed",
+                )
+            log.info("file.held", metadata_file=meta.file)
+        return None, held
+
     # -- SUBMITTING -> INFLIGHT ----------------------------------------------------------
 
-    def _build(self, rows: list[FileRecord]) -> _Batch:
+    def _build(self, rows: list[FileRecord]) -> Batch:
         """Streams for SUBMITTING rows (each reads its file's header once, here)."""
-        batch = _Batch()
+        batch = Batch(self._server(), self._clock(), {})
         for row in rows:
             if row.stream_id is None:
                 continue
-            batch.ids.add(row.id)
+            batch.rows[row.stream_id] = row
             try:
                 stream = Stream(row.path, **(row.metadata or {}))
                 stream.id = row.stream_id
             except InvalidStreamError as exc:
-                batch.unbuildable.append((row, str(exc)))
+                batch.unbuildable[row.stream_id] = str(exc)
+                continue
+            except WHOLE_STEP:
+                raise
+            except Exception as exc:  # this row's problem: the server decides (see _apply)
+                problem = self._build_errors.failed(row.id, exc, file_log(self.log, row))
+                batch.unbuildable[row.stream_id] = f"could not build its stream: {problem}"
                 continue
             batch.streams.append(stream)
-            batch.by_sid[stream.id] = row
         return batch
 
-    def _start_sender(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="svwatchd-sender", daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        """The sender thread: one batch at a time, while the loop builds the next."""
-        while True:
-            batch = self._outbox.get()
-            if batch is None:
-                return
-            if self._clock() < self._next_try:
-                self._release(batch)  # backing off: the loop hands these out again later
+    def _apply(self, sent: Sent) -> None:
+        """Record what the sender reports of one batch (on the loop)."""
+        batch = sent.batch
+        if sent.skipped:
+            return  # sent again once the backoff is over
+        self.metrics.retry(sent.retries)
+        if sent.known is not None:
+            self.journal.mark_inflight([batch.rows[sid].id for sid in sent.known])
+            for sid, reason in batch.unbuildable.items():
+                if sid not in sent.known:
+                    self.fail(batch.rows[sid], reason)
+        if sent.error is not None:
+            self._failed(sent.error)
+            return
+        if not batch.streams:
+            return
+        self.reach.answered()
+        accepted = [s for s in batch.streams if s.id not in sent.refused]
+        self.journal.mark_inflight([batch.rows[s.id].id for s in accepted])
+        for stream in accepted:
+            row = batch.rows[stream.id]
+            if row.attempts:  # a retry of a stream that ended in ERROR: stream.retry said so
                 continue
-            self._deliver_and_release(batch)
+            self.metrics.submitted(row.watch)
+            status = stream.status.value if stream.status else None
+            file_log(self.log, row).info("stream.submitted", status=status)
+        for sid, reason in sent.refused.items():
+            self.fail(batch.rows[sid], f"svserver refused it: {reason}")
 
-    def _release(self, batch: _Batch) -> None:
-        with self._guard:
-            self._sending -= batch.ids
-        self._wakeup()
-
-    def _deliver_and_release(self, batch: _Batch) -> bool:
-        try:
-            return self._deliver(batch)
-        except JournalWriteError as exc:
-            # sent, perhaps, but not recorded: the rows stay SUBMITTING and are sent again
-            # (same ids, so the server answers with the streams it already has)
-            self.log.error(
-                "journal.write_failed", error=str(exc), path=exc.path, free_bytes=exc.free_bytes
-            )
-            self._backoff_now()
-            return False
-        except Exception:  # a bug must not stop submission: the rows are sent again later
-            self.log.exception("submit.failed")
-            self._backoff_now()
-            return False
-        finally:
-            self._release(batch)
-
-    def _deliver(self, batch: _Batch) -> bool:
-        """Send one batch; False when the server is unreachable (backing off)."""
-        server = self._server()
-        streams, by_sid, unbuildable = batch.streams, batch.by_sid, batch.unbuildable
-        if unbuildable:
-            # e.g. the file vanished after a send the server may have taken: ask it
-            try:
-                known, _ = server.getstreamsbyid(
-                    [r.stream_id for r, _ in unbuildable if r.stream_id]
-                )
-            except ServerUnavailableError as exc:
-                self._unreachable(exc)
-                return False
-            there = {s.id for s in known if not s.isdeleted()}
-            self.journal.mark_inflight([r.id for r, _ in unbuildable if r.stream_id in there])
-            for row, reason in unbuildable:
-                if row.stream_id not in there:
-                    self.fail(row, reason)
-        if not streams:
-            return True
-        refused: dict[str, Any] = {}
-        try:
-            for attempt in Retrying(
-                retry=retry_if_exception_type(ServerUnavailableError),
-                stop=stop_after_attempt(self._quick),
-                wait=wait_exponential_jitter(multiplier=0.2, max=2),
-                reraise=False,
-            ):
-                with attempt:
-                    if attempt.retry_state.attempt_number > 1:
-                        self.metrics.retry()
-                    try:
-                        server.decodestreams(streams)
-                    except ServerRefusedError as exc:
-                        if not isinstance(exc.detail, dict) or not all(
-                            k in by_sid for k in exc.detail
-                        ):
-                            raise
-                        refused = exc.detail
-        except RetryError as exc:
-            cause = exc.last_attempt.exception()
-            self._unreachable(cause if isinstance(cause, Exception) else exc)
-            return False
-        except ServerRefusedError as exc:
+    def _failed(self, exc: Exception) -> None:
+        """The batch was not sent: rows stay SUBMITTING; submission backs off."""
+        if isinstance(exc, ServerUnavailableError):
+            self.reach.unreachable(exc)
+        elif isinstance(exc, ServerRefusedError):
             # the whole request was refused (a wrong token, a limit): files keep waiting
             self.log.error("server.refused", error=str(exc), status=exc.status_code)
-            self._backoff_now()
-            return False
-        self._recovered()
-        accepted = [s for s in streams if s.id not in refused]
-        self.journal.mark_inflight([by_sid[s.id].id for s in accepted])
-        for s in accepted:
-            self.submitted += 1
-            self.metrics.submitted(by_sid[s.id].watch)
-            self.log.info(
-                "stream.submitted",
-                path=by_sid[s.id].path,
-                stream_id=s.id,
-                status=s.status.value if s.status else None,
-            )
-        for sid, reason in refused.items():
-            self.fail(by_sid[sid], f"svserver refused it: {reason.get('message', reason)}")
-        return True
-
-    # -- outages ------------------------------------------------------------------------
-
-    def _unreachable(self, exc: BaseException) -> None:
-        if self.reachable is not False:
-            self.log.warning(
-                "server.unreachable",
-                error=str(exc),
-                detail="files wait in the journal until it answers",
-            )
-        self.reachable = False
-        self._backoff_now()
-
-    def _backoff_now(self) -> None:
-        self._failures += 1
-        from tenacity import RetryCallState
-
-        state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]
-        state.attempt_number = self._failures
-        self._next_try = self._clock() + self._backoff(state)
-
-    def _recovered(self) -> None:
-        if self.reachable is False:
-            self.log.info("server.reachable")
-        self.reachable = True
-        self._failures = 0
-        self._next_try = 0.0
+            self.reach.back_off()
+        else:  # a bug must not stop submission: the rows are sent again later
+            self.log.error("submit.failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+            self.reach.back_off()

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Literal, TypeAlias
+from typing import Literal, NewType, TypeAlias
 
 from svwatchd.daemon.yamldoc import YamlDoc, YamlMap, join_key
 from svwatchd.errors import InvalidStreamError
@@ -25,12 +25,18 @@ __all__ = [
     "DEFAULT_IGNORE",
     "After",
     "WatchConfig",
+    "WatchId",
     "abspath",
     "parse_watch",
 ]
 
 DEFAULT_IGNORE = (".*", "*.part", "*.tmp", "*~")
 After: TypeAlias = Literal["keep", "delete"] | tuple[Literal["move"], Path]
+
+WatchId = NewType("WatchId", str)
+"""What identifies a watch everywhere (watcher, settler, ingest, journal, metadata, metrics):
+its absolute root path as text. Never its place in the config's list, which a reload may
+reorder; watches may not repeat or nest, so a path lies in at most one watch."""
 
 
 def abspath(text: str) -> Path:
@@ -58,6 +64,21 @@ class WatchConfig:
     formats: tuple[str, ...] = OUTPUT_FORMATS
     after: After = "keep"
     excluded_dirs: tuple[Path, ...] = ()
+
+    @property
+    def id(self) -> WatchId:
+        """This watch's identity: its root path (see `WatchId`)."""
+        return WatchId(str(self.path))
+
+    def contains(self, path: str) -> bool:
+        """True when ``path`` (absolute) is a file this watch may record: below its root,
+        not its metadata file, not inside an excluded folder (outputs inside the watch)."""
+        if not path.startswith(self.id.rstrip("/") + "/"):
+            return False
+        p = Path(path)
+        if p.name == self.metadata_file:
+            return False
+        return not any(p == x or x in p.parents for x in self.excluded_dirs)
 
 
 _WATCH_KEYS = (

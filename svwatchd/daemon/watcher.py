@@ -1,6 +1,8 @@
 """Watching folders with watchdog: file events become ``Change`` items on a queue.
 
-One observer per watch (inotify, or polling for network mounts). Events are
+One observer per watch (inotify, or polling for network mounts), keyed by the
+watch's `WatchId` (its root path): a reload that reorders the watches touches
+no observer, and one that changes a watch restarts only that one. Events are
 filtered by the watch's ``FileSelector`` -- the same rules as
 ``createdirstreams`` -- and by its excluded folders (outputs inside a watch).
 A directory that appears (created or moved in) is queued too, so the daemon
@@ -18,7 +20,7 @@ import errno
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from svwatchd.daemon.settle import Hint
+from svwatchd.daemon.watchconfig import WatchId
 from svwatchd.model.select import FileSelector
 
 __all__ = [
@@ -52,7 +55,7 @@ __all__ = [
 class WatchSpec:
     """What the watcher needs of a watch: where, how deep, which files, what to skip."""
 
-    index: int
+    id: WatchId
     root: Path
     recursive: bool
     selector: FileSelector
@@ -65,7 +68,7 @@ class WatchSpec:
 class Change:
     """Something happened to ``path`` in watch ``watch``: a file (``hint``) or a new directory."""
 
-    watch: int
+    watch: WatchId
     path: str
     hint: Hint | None  # None: a directory appeared; scan it
     metadata: bool = False  # the path is a per-directory metadata file
@@ -82,17 +85,17 @@ class _Handler(FileSystemEventHandler):
         if any(p == x or x in p.parents for x in spec.excluded):
             return None
         if spec.metadata_file is not None and p.name == spec.metadata_file:
-            return Change(spec.index, path, "changed", metadata=True)
+            return Change(spec.id, path, "changed", metadata=True)
         if not spec.selector.matches(path, str(spec.root)):
             return None
-        return Change(spec.index, path, "changed")
+        return Change(spec.id, path, "changed")
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         src = os.fsdecode(event.src_path)
         if isinstance(event, DirCreatedEvent | DirMovedEvent):
             dest = os.fsdecode(event.dest_path) if isinstance(event, DirMovedEvent) else src
             if not self.spec.selector.is_ignored(os.path.relpath(dest, self.spec.root)):
-                self.sink(Change(self.spec.index, dest, None))
+                self.sink(Change(self.spec.id, dest, None))
             return
         hint: Hint
         path = src
@@ -140,9 +143,8 @@ class Watcher:
     ) -> None:
         self.changes: queue.SimpleQueue[Change] = queue.SimpleQueue()
         self.wakeup = threading.Event()  # set on every change: the daemon's loop waits on it
-        self._observers: dict[int, BaseObserver] = {}
+        self._observers: dict[WatchId, tuple[WatchSpec, BaseObserver]] = {}
         self._warn = on_warning or (lambda *a, **k: None)
-        self.polling: set[int] = set()
         self._inotify = inotify
 
     def add(self, spec: WatchSpec) -> None:
@@ -170,25 +172,36 @@ class Watcher:
                 handler, str(spec.root), recursive=spec.recursive, event_filter=EVENTS
             )
             observer.start()
-            self.polling.add(spec.index)
-        self._observers[spec.index] = observer
+        self._observers[spec.id] = (spec, observer)
 
     def _put(self, change: Change) -> None:
         self.changes.put(change)
         self.wakeup.set()
 
-    def remove(self, index: int) -> None:
+    def remove(self, watch: WatchId) -> None:
         """Stop watching one watch."""
-        observer = self._observers.pop(index, None)
-        if observer is not None:
-            observer.stop()
-            observer.join(5)
-        self.polling.discard(index)
+        entry = self._observers.pop(watch, None)
+        if entry is not None:
+            entry[1].stop()
+            entry[1].join(5)
+
+    def update(self, specs: Sequence[WatchSpec]) -> list[WatchSpec]:
+        """Watch exactly ``specs``: observers of unchanged watches keep running (no event
+        is missed), removed or changed ones stop, new or changed ones start. Returns the
+        specs started, whose folders the caller scans (events before the start are lost)."""
+        wanted = {spec.id: spec for spec in specs}
+        for watch, (spec, _) in list(self._observers.items()):
+            if wanted.get(watch) != spec:
+                self.remove(watch)
+        started = [spec for spec in specs if spec.id not in self._observers]
+        for spec in started:
+            self.add(spec)
+        return started
 
     def stop(self) -> None:
         """Stop every observer."""
-        for index in list(self._observers):
-            self.remove(index)
+        for watch in list(self._observers):
+            self.remove(watch)
 
     def drain(self, limit: int = 100_000) -> list[Change]:
         """Take the queued changes (at most ``limit``)."""

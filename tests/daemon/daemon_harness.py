@@ -78,10 +78,12 @@ def wait_for(
 
 
 def write_config(
-    base: Path, server: SvServer | str, watches: list[dict[str, Any]], **top: Any
+    base: Path, server: SvServer | str | dict[str, Any], watches: list[dict[str, Any]], **top: Any
 ) -> Path:
+    """``base/svwatchd.yaml``: ``server`` is a running one, or the config's own value."""
+    url = {"url": server.url, "timeout": "10s"} if isinstance(server, SvServer) else None
     cfg: dict[str, Any] = {
-        "server": server if isinstance(server, str) else {"url": server.url, "timeout": "10s"},
+        "server": url or server,
         "state_dir": str(base / "state"),
         "refresh_interval": "300ms",
         "rescan_interval": "1h",
@@ -92,6 +94,16 @@ def write_config(
     path = base / "svwatchd.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def inbox_watch(work: Path, *, settle: str = "300ms", **extra: Any) -> dict[str, Any]:
+    """The watch most tests use: ``work/inbox`` into ``work/out``, text outputs."""
+    return {
+        "path": str(work / "inbox"),
+        "settle": settle,
+        "output": {"dir": str(work / "out"), "formats": ["txt"]},
+        **extra,
+    }
 
 
 def server_streams(srv: SvServer, under: Path | None = None) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from svwatchd.daemon import identity
-from svwatchd.daemon.identity import fingerprint, identify, stream_id_for
+from svwatchd.daemon.identity import identify, stream_id_for
 from svwatchd.errors import FileChangedError, SvwatchdError
 
 STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
@@ -23,13 +23,13 @@ def test_fingerprint_is_sha256_of_whole_content(tmp_path: Path) -> None:
     a, b = tmp_path / "a.raw", tmp_path / "b.raw"
     a.write_bytes(data)
     b.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
-    assert fingerprint(a) == "sha256:" + hashlib.sha256(data).hexdigest()
-    assert fingerprint(a) != fingerprint(b)
+    assert identify(a).fingerprint == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert identify(a).fingerprint != identify(b).fingerprint
 
 
 def test_empty_file(tmp_path: Path) -> None:
     (tmp_path / "e.wav").write_bytes(b"")
-    assert fingerprint(tmp_path / "e.wav") == "sha256:" + hashlib.sha256(b"").hexdigest()
+    assert identify(tmp_path / "e.wav").fingerprint == "sha256:" + hashlib.sha256(b"").hexdigest()
 
 
 def test_identify_records_stat_and_absolute_path(
@@ -47,7 +47,7 @@ def test_identify_records_stat_and_absolute_path(
         st.st_ino,
         st.st_dev,
     )
-    assert ident.fingerprint == fingerprint(f)
+    assert ident.fingerprint == "sha256:" + hashlib.sha256(f.read_bytes()).hexdigest()
     assert ident.same_stat(st)
 
 
@@ -78,8 +78,8 @@ def test_inode_reuse_gets_a_new_fingerprint(tmp_path: Path) -> None:
     f.write_bytes(b"second recording")  # the file system may well hand out the same inode
     second = identify(f)
     assert second.fingerprint != first.fingerprint
-    assert stream_id_for("w", second.path, second.fingerprint) != stream_id_for(
-        "w", first.path, first.fingerprint
+    assert stream_id_for(second.path, second.fingerprint) != stream_id_for(
+        first.path, first.fingerprint
     )
 
 
@@ -126,23 +126,21 @@ def test_missing_file_is_an_oserror(tmp_path: Path) -> None:
 def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     fifo = tmp_path / "pipe.wav"
     os.mkfifo(fifo)
-    for func in (identify, fingerprint):
-        with pytest.raises(OSError) as err:
-            func(fifo)
-        assert err.value.errno == errno.EINVAL
+    with pytest.raises(OSError) as err:
+        identify(fifo)
+    assert err.value.errno == errno.EINVAL
 
 
 def test_stream_id_is_deterministic_and_valid() -> None:
     fp = "sha256:" + "ab" * 32
-    sid = stream_id_for("calls", "/data/in/a.wav", fp)
+    sid = stream_id_for("/data/in/a.wav", fp)
     assert STREAM_ID.fullmatch(sid)
-    assert sid == stream_id_for("calls", "/data/in/a.wav", fp)
+    assert sid == stream_id_for("/data/in/a.wav", fp)
     digest = hashlib.sha256(f"/data/in/a.wav\0{fp}".encode()).hexdigest()
     assert sid == "f-" + digest[:40]
     # The watch is deliberately not part of the id (renaming a watch re-decodes nothing).
-    assert sid == stream_id_for(3, "/data/in/a.wav", fp)
-    assert sid != stream_id_for("calls", "/data/in/b.wav", fp)
-    assert sid != stream_id_for("calls", "/data/in/a.wav", "sha256:" + "cd" * 32)
+    assert sid != stream_id_for("/data/in/b.wav", fp)
+    assert sid != stream_id_for("/data/in/a.wav", "sha256:" + "cd" * 32)
 
 
 def test_same_content_under_two_paths_two_stream_ids(tmp_path: Path) -> None:
@@ -151,11 +149,9 @@ def test_same_content_under_two_paths_two_stream_ids(tmp_path: Path) -> None:
     b.write_bytes(b"identical")
     ia, ib = identify(a), identify(b)
     assert ia.fingerprint == ib.fingerprint
-    assert stream_id_for("w", ia.path, ia.fingerprint) != stream_id_for(
-        "w", ib.path, ib.fingerprint
-    )
+    assert stream_id_for(ia.path, ia.fingerprint) != stream_id_for(ib.path, ib.fingerprint)
 
 
 def test_stream_id_handles_undecodable_path_bytes() -> None:
     path = os.fsdecode(b"/data/in/\xff.wav")
-    assert STREAM_ID.fullmatch(stream_id_for("w", path, "sha256:00"))
+    assert STREAM_ID.fullmatch(stream_id_for(path, "sha256:00"))

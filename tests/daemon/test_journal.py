@@ -18,9 +18,13 @@ import pytest
 from svwatchd.daemon.identity import FileIdentity, identify, stream_id_for
 from svwatchd.daemon.journal import (
     SCHEMA_VERSION,
+    FileRecord,
     FileState,
     Journal,
 )
+from svwatchd.daemon.journal_read import JournalReader
+from svwatchd.daemon.journal_types import MIGRATIONS
+from svwatchd.daemon.watchconfig import WatchId
 from svwatchd.errors import JournalWriteError, SchemaVersionError, StateLockedError, SvwatchdError
 
 S = FileState
@@ -41,6 +45,25 @@ def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.Comple
         text=True,
         timeout=timeout,
     )
+
+
+def row_of(j: JournalReader, path: str, fingerprint: str) -> FileRecord | None:
+    """The row of this version, found with the journal's own queries."""
+    rows = [r for r in j.by_state(*S) if (r.path, r.fingerprint) == (path, fingerprint)]
+    return rows[0] if rows else None
+
+
+def row(j: JournalReader, file_id: int) -> FileRecord:
+    """The row with this id, found with the journal's own queries."""
+    return next(r for r in j.by_state(*S) if r.id == file_id)
+
+
+def seen(j: Journal, ident: FileIdentity, watch: str = "w") -> FileRecord:
+    """Record ``ident`` as its path's content (the journal's one recording call); its row."""
+    j.upsert_seen_batch([(ident, WatchId(watch))])
+    found = row_of(j, ident.path, ident.fingerprint)
+    assert found is not None
+    return found
 
 
 @pytest.fixture
@@ -111,149 +134,164 @@ def test_lock_of_a_killed_daemon_is_released(tmp_path: Path) -> None:
 
 
 def test_upsert_is_idempotent(journal: Journal) -> None:
-    a = journal.upsert_seen(fake(1), "w")
+    a = seen(journal, fake(1), "w")
     assert a.state is S.PENDING and a.attempts == 0 and a.stream_id is None
-    assert journal.upsert_seen(fake(1), "w") == a
+    assert seen(journal, fake(1), "w") == a
     assert journal.size() == 1
-    assert journal.get(a.path, a.fingerprint) == a and journal.by_id(a.id) == a
+    assert row_of(journal, a.path, a.fingerprint) == a and row(journal, a.id) == a
+    # one transaction for a burst: each item says whether it became PENDING
+    assert journal.upsert_seen_batch([(fake(1), WatchId("w")), (fake(2), WatchId("w"))]) == [
+        False,
+        True,
+    ]
 
 
 def test_state_transitions(journal: Journal) -> None:
-    a = journal.upsert_seen(fake(1), "calls")
+    a = seen(journal, fake(1), "calls")
     assert not journal.mark_inflight([a.id])  # not submitted yet: refused, left alone
     assert journal.mark_held(a.id, "metadata file a.wav.yaml: bad samprate")
-    assert journal.by_id(a.id).state is S.HELD  # type: ignore[union-attr]
+    assert row(journal, a.id).state is S.HELD
     assert journal.release_held(watch="calls") == 1
-    sid = stream_id_for("calls", a.path, a.fingerprint)
-    meta, tags = {"samprate": 8000}, {"room": "b12"}
-    assert journal.mark_submitting([a.id], [sid], [meta], [tags]) == [a.id]
-    row = journal.by_id(a.id)
-    assert row is not None and row.state is S.SUBMITTING and row.stream_id == sid
-    assert row.metadata == meta and row.tags == tags and row.submitted is not None
-    assert journal.record_attempt(a.id, "server unreachable") == 1
+    sid = stream_id_for(a.path, a.fingerprint)
+    meta = {"samprate": 8000}
+    assert journal.record_error(a.id, "not in flight", retries=5) == 0  # left alone
+    assert journal.mark_submitting([a.id], [sid], [meta]) == [a.id]
+    submitting = row(journal, a.id)
+    assert submitting.state is S.SUBMITTING and submitting.stream_id == sid
+    assert submitting.metadata == meta and submitting.submitted is not None
     assert journal.mark_inflight([a.id]) == 1
     # A row keeps its first stream id: another id is refused (it would be a second stream).
     assert journal.mark_submitting([a.id], ["other-id"], [meta]) == []
-    assert journal.by_id(a.id).stream_id == sid  # type: ignore[union-attr]
-    # A retry of an ERROR stream goes back through SUBMITTING with the same id.
-    assert journal.mark_submitting([a.id], [sid], [meta]) == [a.id]
+    assert row(journal, a.id).stream_id == sid
+    # A stream that ended in ERROR: counted, and back to SUBMITTING with the same id and
+    # metadata while retries are left (one transaction), left INFLIGHT when none are.
+    assert journal.record_error(a.id, "decoding failed", retries=1) == 1
+    retried = row(journal, a.id)
+    assert retried.state is S.SUBMITTING and retried.stream_id == sid
+    assert retried.metadata == meta and retried.last_error == "decoding failed"
     assert journal.mark_inflight([a.id]) == 1
-    assert journal.by_stream_ids([sid, "unknown"]).keys() == {sid}
+    assert journal.record_error(a.id, None, retries=1) == 2
+    exhausted = row(journal, a.id)
+    assert exhausted.state is S.INFLIGHT and exhausted.last_error == "decoding failed"
     assert journal.mark_done(a.id)
-    done = journal.by_id(a.id)
+    done = row(journal, a.id)
     assert done is not None and done.state is S.DONE and done.finished is not None
     assert not journal.mark_failed(a.id, "late")  # a success is never turned into a failure
     assert not journal.mark_submitting([a.id], [sid], [meta])  # never decoded twice
 
-    b = journal.upsert_seen(fake(2), "calls")
+    b = seen(journal, fake(2), "calls")
     assert journal.mark_failed(b.id, "not an audio file")
-    c = journal.upsert_seen(fake(3), "other")
+    c = seen(journal, fake(3), "other")
     assert journal.mark_removed(c.id)
     assert journal.counts_by_watch() == {
         "calls": {S.DONE: 1, S.FAILED: 1},
         "other": {S.REMOVED: 1},
     }
-    errors = journal.last_errors(5)
-    assert [e.last_error for e in errors][:1] == ["not an audio file"]
+    errors = journal.last_errors(5)  # a's error is over (DONE); b's stands
+    assert [(e.path, e.last_error) for e in errors] == [(b.path, "not an audio file")]
     assert journal.known_paths("calls") == {a.path, b.path}
     assert journal.known_paths("other") == set()  # removed: a rescan ingests it again
     assert journal.oldest_pending() is None
-    d = journal.upsert_seen(fake(4), "calls")
-    e = journal.upsert_seen(fake(5), "calls")
+    d = seen(journal, fake(4), "calls")
+    e = seen(journal, fake(5), "calls")
     assert journal.oldest_pending() == d
-    assert [r.id for r in journal.by_state(S.PENDING, limit=1)] == [d.id]
-    assert [r.id for r in journal.by_state(S.PENDING, S.DONE)] == [a.id, d.id, e.id]
-    assert journal.by_state(S.PENDING, watch="other") == []
+    assert journal.mark_held(d.id, "broken metadata")
+    assert journal.oldest_pending() == row(journal, d.id)  # held files wait too
+    assert [(r.id, r.last_error) for r in journal.held(5)] == [(d.id, "broken metadata")]
+    assert [r.id for r in journal.by_state(S.PENDING, S.HELD, limit=1)] == [d.id]
+    assert [r.id for r in journal.by_state(S.PENDING, S.DONE)] == [a.id, e.id]
+    assert journal.by_state(S.PENDING, watches=[WatchId("other")]) == []
+    assert journal.count(S.DONE, S.PENDING, watches=[WatchId("calls"), WatchId("x")]) == 2
 
 
 def test_mark_submitting_skips_rows_superseded_meanwhile(journal: Journal) -> None:
-    old = journal.upsert_seen(fake(1, path="/w/a.wav", content=1), "w")
-    new = journal.upsert_seen(fake(1, path="/w/a.wav", content=2), "w")
+    old = seen(journal, fake(1, path="/w/a.wav", content=1), "w")
+    new = seen(journal, fake(1, path="/w/a.wav", content=2), "w")
     ids = journal.mark_submitting([old.id, new.id], ["s-old", "s-new"], [None, None])
     assert ids == [new.id]
-    assert journal.by_id(old.id).state is S.SUPERSEDED  # type: ignore[union-attr]
+    assert row(journal, old.id).state is S.SUPERSEDED
 
 
 def test_touched_file_is_not_a_new_version(journal: Journal, tmp_path: Path) -> None:
     f = tmp_path / "a.wav"
     f.write_bytes(b"audio")
-    first = journal.upsert_seen(identify(f), "w")
+    first = seen(journal, identify(f), "w")
     journal.mark_submitting([first.id], ["s1"], [{}])
     os.utime(f, ns=(first.mtime_ns + 10**9, first.mtime_ns + 10**9))
     touched = identify(f)
-    again = journal.upsert_seen(touched, "w")
+    again = seen(journal, touched, "w")
     assert again.id == first.id and journal.size() == 1
     assert again.state is S.SUBMITTING and again.stream_id == "s1"  # state untouched
     assert again.mtime_ns == touched.mtime_ns  # stat cache refreshed: no rehash next time
-    latest = journal.latest(str(f))
-    assert latest is not None and latest.identity.same_stat(f.stat())
+    latest = journal.latest_many([str(f)])[str(f)]
+    assert latest.identity.same_stat(f.stat())
 
 
 def test_changed_content_is_a_new_version(journal: Journal, tmp_path: Path) -> None:
     f = tmp_path / "a.wav"
     f.write_bytes(b"take one")
-    v1 = journal.upsert_seen(identify(f), "w")
+    v1 = seen(journal, identify(f), "w")
     f.write_bytes(b"take two")
-    v2 = journal.upsert_seen(identify(f), "w")
+    v2 = seen(journal, identify(f), "w")
     assert v2.id != v1.id and v2.fingerprint != v1.fingerprint
-    assert journal.by_id(v1.id).state is S.SUPERSEDED  # type: ignore[union-attr]
+    assert row(journal, v1.id).state is S.SUPERSEDED
     # v2 goes in flight; a third version must not supersede it: both get outputs, in order.
     journal.mark_submitting([v2.id], ["s2"], [{}])
     journal.mark_inflight([v2.id])
     f.write_bytes(b"take three")
-    v3 = journal.upsert_seen(identify(f), "w")
-    assert journal.by_id(v2.id).state is S.INFLIGHT  # type: ignore[union-attr]
+    v3 = seen(journal, identify(f), "w")
+    assert row(journal, v2.id).state is S.INFLIGHT
     assert [r.id for r in journal.by_state(S.INFLIGHT, S.PENDING)] == [v2.id, v3.id]
-    assert journal.latest(str(f)) == v3
+    assert journal.latest_many([str(f)]) == {str(f): v3}
     # The first content coming back revives its never-decoded version.
     f.write_bytes(b"take one")
-    back = journal.upsert_seen(identify(f), "w")
+    back = seen(journal, identify(f), "w")
     assert back.id == v1.id and back.state is S.PENDING
-    assert journal.by_id(v3.id).state is S.SUPERSEDED  # type: ignore[union-attr]
+    assert row(journal, v3.id).state is S.SUPERSEDED
 
 
 def test_inode_reuse_is_a_new_version(journal: Journal, tmp_path: Path) -> None:
     f = tmp_path / "a.wav"
     f.write_bytes(b"first")
-    v1 = journal.upsert_seen(identify(f), "w")
+    v1 = seen(journal, identify(f), "w")
     journal.mark_submitting([v1.id], ["s1"], [{}])
     journal.mark_inflight([v1.id])
     journal.mark_done(v1.id)
     f.unlink()
     f.write_bytes(b"other")  # likely the same inode, certainly other content
-    v2 = journal.upsert_seen(identify(f), "w")
+    v2 = seen(journal, identify(f), "w")
     assert v2.id != v1.id and v2.state is S.PENDING
-    assert journal.by_id(v1.id).state is S.DONE  # type: ignore[union-attr]
+    assert row(journal, v1.id).state is S.DONE
 
 
 def test_same_content_under_two_paths(journal: Journal, tmp_path: Path) -> None:
     (tmp_path / "a.wav").write_bytes(b"same")
     (tmp_path / "b.wav").write_bytes(b"same")
-    a = journal.upsert_seen(identify(tmp_path / "a.wav"), "w")
-    b = journal.upsert_seen(identify(tmp_path / "b.wav"), "w")
+    a = seen(journal, identify(tmp_path / "a.wav"), "w")
+    b = seen(journal, identify(tmp_path / "b.wav"), "w")
     assert a.id != b.id and a.fingerprint == b.fingerprint
-    assert stream_id_for("w", a.path, a.fingerprint) != stream_id_for("w", b.path, b.fingerprint)
+    assert stream_id_for(a.path, a.fingerprint) != stream_id_for(b.path, b.fingerprint)
 
 
 def test_removed_file_that_returns_is_pending_again(journal: Journal) -> None:
-    a = journal.upsert_seen(fake(1), "w")
+    a = seen(journal, fake(1), "w")
     assert journal.mark_removed(a.id)
-    assert journal.upsert_seen(fake(1), "w").state is S.PENDING
+    assert seen(journal, fake(1), "w").state is S.PENDING
 
 
 def test_state_survives_reopen(tmp_path: Path) -> None:
     with Journal(tmp_path) as j:
-        a = j.upsert_seen(fake(1), "w")
+        a = seen(j, fake(1), "w")
         j.mark_submitting([a.id], ["s1"], [{"k": "v"}])
     with Journal(tmp_path) as j:
-        row = j.by_id(a.id)
-        assert row is not None and row.state is S.SUBMITTING and row.metadata == {"k": "v"}
+        reopened = row(j, a.id)
+        assert reopened.state is S.SUBMITTING and reopened.metadata == {"k": "v"}
 
 
 def test_rebuild_from_outputs_and_server(journal: Journal) -> None:
     a, b, c = fake(1), fake(2), fake(3)
-    journal.upsert_seen(c, "w")  # the rescan found c; the server has its stream
-    sid_c = stream_id_for("w", c.path, c.fingerprint)
+    seen(journal, c, "/w")  # the rescan found c; the server has its stream
+    sid_c = stream_id_for(c.path, c.fingerprint)
     outputs: list[dict[str, object]] = [
         {"source_path": a.path, "fingerprint": a.fingerprint, "stream_id": "sa"},
         {"source_path": a.path, "fingerprint": a.fingerprint, "stream_id": "sa", "error": True},
@@ -261,16 +299,18 @@ def test_rebuild_from_outputs_and_server(journal: Journal) -> None:
          "message": "not audio"},
     ]  # fmt: skip
     streams = [{"id": sid_c, "status": "ACTIVE", "source": c.path}, {"id": "x", "status": "DONE"}]
-    report = journal.rebuild(outputs, streams, watch_of=lambda p: "w")
+    report = journal.rebuild(outputs, streams)
     assert (report.done, report.failed, report.inflight, report.inserted) == (1, 1, 1, 2)
-    ra, rb, rc = (journal.get(i.path, i.fingerprint) for i in (a, b, c))
-    assert ra is not None and ra.state is S.DONE and ra.stream_id == "sa" and ra.watch == "w"
+    # the outputs name no watch: the rows inserted get theirs from where their file lies
+    assert journal.assign_watches([WatchId("/elsewhere"), WatchId("/w")]) == 2
+    ra, rb, rc = (row_of(journal, i.path, i.fingerprint) for i in (a, b, c))
+    assert ra is not None and ra.state is S.DONE and ra.stream_id == "sa" and ra.watch == "/w"
     assert rb is not None and rb.state is S.FAILED and rb.last_error == "not audio"
     assert rc is not None and rc.state is S.INFLIGHT and rc.stream_id == sid_c
     again = journal.rebuild(outputs, streams)
     assert (again.done, again.failed, again.inflight, again.inserted) == (0, 0, 0, 0)
     # The rescan sees a again: known and done, not decoded twice.
-    assert journal.upsert_seen(a, "w").state is S.DONE
+    assert seen(journal, a, "/w").state is S.DONE
 
 
 # -- crashes, corruption, schema, disk full ---------------------------------------------
@@ -282,9 +322,10 @@ from svwatchd.daemon.journal import Journal
 j = Journal(sys.argv[1])
 i = int(sys.argv[2])
 while True:
-    rec = j.upsert_seen(FileIdentity(f"/w/f{i}.wav", i, i, i, 1, f"sha256:{i:064x}"), "w")
+    path = f"/w/f{i}.wav"
+    j.upsert_seen_batch([(FileIdentity(path, i, i, i, 1, f"sha256:{i:064x}"), "w")])
     if i % 3 == 0:
-        j.mark_submitting([rec.id], [f"s{i}"], [{"i": i}])
+        j.mark_submitting([j.latest_many([path])[path].id], [f"s{i}"], [{"i": i}])
     print(i, flush=True)  # printed only after the commits
     i += 1
 """
@@ -311,10 +352,11 @@ def test_sigkill_during_a_burst_of_writes_loses_no_commit(tmp_path: Path) -> Non
             assert not j.rebuilt_from_corruption
             assert j._conn().execute("PRAGMA quick_check").fetchone()[0] == "ok"
             for i in committed:
-                row = j.get(f"/w/f{i}.wav", f"sha256:{i:064x}")
-                assert row is not None, f"committed row {i} lost"
+                rows = j.latest_many([f"/w/f{i}.wav"])
+                assert rows, f"committed row {i} lost"
                 if i % 3 == 0:
-                    assert row.state is S.SUBMITTING and row.stream_id == f"s{i}"
+                    rec = rows[f"/w/f{i}.wav"]
+                    assert rec.state is S.SUBMITTING and rec.stream_id == f"s{i}"
             # Rows are f0..f<size-1>: all reported ones, plus at most the one whose
             # commit happened but was not reported before the kill.
             assert j.size() - 1 in (committed[-1], committed[-1] + 1)
@@ -328,14 +370,15 @@ def test_garbage_journal_is_moved_aside_and_flagged(tmp_path: Path) -> None:
         assert j.corrupt_path.name.startswith("journal.db.corrupt-")
         assert j.corrupt_path.read_bytes().startswith(b"this is not sqlite")
         assert j.size() == 0
-        j.upsert_seen(fake(1), "w")
+        seen(j, fake(1), "w")
     with Journal(tmp_path) as j:
         assert not j.rebuilt_from_corruption and j.size() == 1
 
 
 def test_damaged_pages_are_detected(tmp_path: Path) -> None:
     with Journal(tmp_path) as j:
-        j.upsert_seen_many((fake(i) for i in range(3000)), "w")
+        for first in range(0, 3000, 900):
+            j.upsert_seen_batch([(fake(i), WatchId("w")) for i in range(first, first + 900)])
     db = tmp_path / "journal.db"
     assert not (tmp_path / "journal.db-wal").exists()  # checkpointed into the file on close
     with open(db, "r+b") as f:  # keep the header page, scribble over the b-trees
@@ -351,7 +394,9 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         db.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
     db.close()
     for _ in range(2):  # and the failed open released the lock
-        with pytest.raises(SchemaVersionError, match="99, newer than this svwatchd's 1"):
+        with pytest.raises(
+            SchemaVersionError, match=f"99, newer than this svwatchd's {SCHEMA_VERSION}"
+        ):
             Journal(tmp_path)
 
 
@@ -361,14 +406,64 @@ def test_older_schema_migrates_forward(tmp_path: Path) -> None:
         db.execute("INSERT INTO meta VALUES ('schema_version', '0')")
     db.close()
     with Journal(tmp_path) as j:
-        j.upsert_seen(fake(1), "w")
+        seen(j, fake(1), "w")
         version = j._conn().execute("SELECT value FROM meta").fetchone()[0]
         assert version == str(SCHEMA_VERSION)
 
 
+def test_version_1_journal_migrates_and_loses_its_unused_tags_column(tmp_path: Path) -> None:
+    """A journal as svwatchd wrote it before version 2 (with the never-used ``tags``)."""
+    with sqlite3.connect(tmp_path / "journal.db") as db:
+        db.executescript(MIGRATIONS[1])
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        db.execute(
+            "INSERT INTO files (watch, path, size, mtime_ns, inode, device, fingerprint, "
+            "stream_id, state, metadata, tags, detected, updated) VALUES "
+            "('/w', '/w/a.wav', 1, 2, 3, 4, 'sha256:00', 's-a', 'INFLIGHT', '{\"k\": 1}', "
+            "'{}', 10.0, 11.0)"
+        )
+    db.close()
+    # status reads a journal the daemon has not migrated yet (read-only: no migration)
+    with JournalReader.open_readonly(tmp_path) as old:
+        (before,) = old.by_state(S.INFLIGHT)
+        assert before.stream_id == "s-a" and before.metadata == {"k": 1}
+    with Journal(tmp_path) as j:
+        assert j._conn().execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION)
+        columns = {r[1] for r in j._conn().execute("PRAGMA table_info(files)")}
+        assert "tags" not in columns and "metadata" in columns
+        assert j.by_state(S.INFLIGHT) == [before]  # nothing else changed
+        assert j.mark_done(before.id)
+
+
+def test_status_reads_while_the_daemon_holds_the_journal(tmp_path: Path) -> None:
+    with Journal(tmp_path) as j:
+        a = seen(j, fake(1), "/w")
+        with JournalReader.open_readonly(tmp_path) as reader:
+            assert reader.counts_by_watch() == {"/w": {S.PENDING: 1}}
+            assert reader.oldest_pending() == a
+            with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                reader._conn().execute("DELETE FROM files")
+    with pytest.raises(FileNotFoundError, match="no journal"):
+        JournalReader.open_readonly(tmp_path / "nowhere")
+
+
+def test_rows_belong_to_the_watch_that_contains_their_file(journal: Journal) -> None:
+    # rows recorded under the wrong watch (as an svwatchd before the one-identity change
+    # did after a reload reordered its watches) are put right
+    a = seen(journal, fake(1, path="/data/alpha/a.wav"), "/data/gamma")
+    b = seen(journal, fake(2, path="/data/alphabet/b.wav"), "/data/gamma")  # not under alpha
+    c = seen(journal, fake(3, path="/data/gamma/c.wav"), "/data/gamma")
+    assert journal.assign_watches([WatchId("/data/gamma"), WatchId("/data/alpha")]) == 1
+    assert row(journal, a.id).watch == "/data/alpha"
+    assert row(journal, b.id).watch == "/data/gamma"  # in no configured watch: left alone
+    assert row(journal, c.id).watch == "/data/gamma"
+    assert journal.assign_watches([WatchId("/data/gamma"), WatchId("/data/alpha")]) == 0
+
+
 def test_disk_full_fails_cleanly(tmp_path: Path) -> None:
     j = Journal(tmp_path)
-    a, b = j.upsert_seen(fake(1), "w"), j.upsert_seen(fake(2), "w")
+    a, b = seen(j, fake(1), "w"), seen(j, fake(2), "w")
     # Stand-in for a full disk: cap the database at its present size, so the next
     # write that needs a page fails inside SQLite with "database or disk is full",
     # exactly the error a full file system gives.
@@ -382,22 +477,22 @@ def test_disk_full_fails_cleanly(tmp_path: Path) -> None:
     assert isinstance(err.value.free_bytes, int) and str(err.value.free_bytes) in str(err.value)
     # Nothing half-applied: a's small update was rolled back with b's.
     for row_id in (a.id, b.id):
-        row = j.by_id(row_id)
-        assert row is not None and row.state is S.PENDING and row.stream_id is None
+        unchanged = row(j, row_id)
+        assert unchanged.state is S.PENDING and unchanged.stream_id is None
     # The connection was reopened (the cap went with the old one): work resumes.
     assert j.mark_submitting([a.id], ["sa"], [{}]) == [a.id]
     j.close()
     with Journal(tmp_path) as again:
-        assert again.by_id(a.id).state is S.SUBMITTING  # type: ignore[union-attr]
-        assert again.by_id(b.id).state is S.PENDING  # type: ignore[union-attr]
+        assert row(again, a.id).state is S.SUBMITTING
+        assert row(again, b.id).state is S.PENDING
 
 
 def test_enospc_from_the_os_is_a_write_error(journal: Journal) -> None:
-    a = journal.upsert_seen(fake(1), "w")
+    a = seen(journal, fake(1), "w")
     with pytest.raises(JournalWriteError), journal.transaction() as db:
         db.execute("UPDATE files SET state='DONE' WHERE id=?", (a.id,))
         raise OSError(errno.ENOSPC, "No space left on device")
-    assert journal.by_id(a.id).state is S.PENDING  # type: ignore[union-attr]
+    assert row(journal, a.id).state is S.PENDING
 
 
 # -- scale ------------------------------------------------------------------------------
@@ -418,9 +513,12 @@ def rss_mb(field="VmRSS:"):
 j = Journal(sys.argv[1])
 base = rss_mb()
 t = time.monotonic()
-n = j.upsert_seen_many(
-    (FileIdentity(f"/data/watch/d{i % 100}/file{i:06d}.wav", i, i, i, 1, f"sha256:{i:064x}")
-     for i in range(100_000)), "w")
+n = 0
+for first in range(0, 100_000, 900):  # transactions of 900, as a burst is recorded
+    n += sum(j.upsert_seen_batch([
+        (FileIdentity(f"/data/watch/d{i % 100}/file{i:06d}.wav", i, i, i, 1, f"sha256:{i:064x}"),
+         "w")
+        for i in range(first, min(first + 900, 100_000))]))
 insert = time.monotonic() - t
 assert n == 100_000 and j.size() == 100_000
 assert j.counts_by_watch() == {"w": {FileState.PENDING: 100_000}}
@@ -447,13 +545,12 @@ def test_100k_rows_keep_memory_small(tmp_path: Path) -> None:
 
 def test_latest_many_and_count(tmp_path: Path) -> None:
     with Journal(tmp_path) as j:
-        j.upsert_seen(fake(1), "/w")
-        j.upsert_seen(fake(1, content=7), "/w")  # a second version of the same path
-        j.upsert_seen(fake(2), "/w")
+        seen(j, fake(1), "/w")
+        seen(j, fake(1, content=7), "/w")  # a second version of the same path
+        seen(j, fake(2), "/w")
         latest = j.latest_many(["/w/f1.wav", "/w/f2.wav", "/w/none.wav"])
         assert set(latest) == {"/w/f1.wav", "/w/f2.wav"}
         assert latest["/w/f1.wav"].fingerprint == fake(1, content=7).fingerprint
-        assert latest["/w/f1.wav"] == j.latest("/w/f1.wav")
         many = [f"/w/f{i}.wav" for i in range(2000)]  # more than one IN (...) chunk
         assert set(j.latest_many(many)) == {"/w/f1.wav", "/w/f2.wav"}
         assert j.count(S.PENDING) == 2  # the first version of f1 was superseded
@@ -463,7 +560,9 @@ def test_latest_many_and_count(tmp_path: Path) -> None:
 
 def test_by_state_excludes_ids(tmp_path: Path) -> None:
     with Journal(tmp_path) as j:
-        ids = [j.upsert_seen(fake(i), "/w").id for i in range(5)]
+        ids = [seen(j, fake(i), "/w").id for i in range(5)]
         rows = j.by_state(S.PENDING, limit=2, exclude={ids[0], ids[2]})
         assert [r.id for r in rows] == [ids[1], ids[3]]
         assert [r.id for r in j.by_state(S.PENDING, exclude=())] == ids
+        assert j.by_state(S.PENDING, watches=[WatchId("/other")]) == []
+        assert len(j.by_state(S.PENDING, watches=[WatchId("/w")])) == 5

@@ -10,6 +10,7 @@ from typing import Any
 
 from watchdog.observers import Observer
 
+from svwatchd.daemon.watchconfig import WatchId
 from svwatchd.daemon.watcher import Change, Watcher, WatchSpec
 from svwatchd.model.select import FileSelector
 from tests.conftest import TESTDATA, speech_file
@@ -32,7 +33,7 @@ def test_events_are_filtered_and_hinted(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     spec = WatchSpec(
-        0,
+        WatchId(str(tmp_path)),
         tmp_path,
         True,
         FileSelector.create(["wav"], None, [".*"]),
@@ -74,9 +75,8 @@ def test_watch_limit_falls_back_to_polling(tmp_path: Path) -> None:
 
     warnings: list[tuple[str, dict[str, Any]]] = []
     watcher = Watcher(lambda event, **kw: warnings.append((event, kw)), inotify=FullInotify)
-    watcher.add(WatchSpec(0, tmp_path, True, FileSelector.create(["wav"])))
+    watcher.add(WatchSpec(WatchId(str(tmp_path)), tmp_path, True, FileSelector.create(["wav"])))
     try:
-        assert watcher.polling == {0}
         ((event, fields),) = warnings
         assert event == "watch.limit" and "max_user_watches" in fields["remedy"]
         shutil.copy(TESTDATA / "001.wav", tmp_path / "p.wav")
@@ -84,3 +84,27 @@ def test_watch_limit_falls_back_to_polling(tmp_path: Path) -> None:
     finally:
         watcher.stop()
     assert any(Path(c.path).name == "p.wav" for c in changes)
+
+
+def test_update_keeps_unchanged_watches_running(tmp_path: Path) -> None:
+    """A reload that reorders watches restarts no observer; a changed or new one starts."""
+    speech_file("001.wav")
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    wav = FileSelector.create(["wav"])
+    spec_a = WatchSpec(WatchId(str(a)), a, True, wav)
+    spec_b = WatchSpec(WatchId(str(b)), b, True, wav)
+    watcher = Watcher()
+    try:
+        assert watcher.update([spec_a, spec_b]) == [spec_a, spec_b]
+        assert watcher.update([spec_b, spec_a]) == []  # reordered: nothing restarted
+        raw_b = WatchSpec(spec_b.id, b, True, FileSelector.create(["raw"]))
+        assert watcher.update([spec_a, raw_b]) == [raw_b]  # changed: that one restarts
+        assert watcher.update([raw_b]) == []  # removed: a stops
+        shutil.copy(TESTDATA / "001.wav", a / "gone.wav")
+        shutil.copy(TESTDATA / "goforward.raw", b / "kept.raw")
+        changes = _collect(watcher, {"kept.raw"})
+    finally:
+        watcher.stop()
+    assert {(Path(c.path).name, c.watch) for c in changes} == {("kept.raw", spec_b.id)}
