@@ -40,6 +40,7 @@ __all__ = [
     "Reader",
     "Samples",
     "Track",
+    "is_container",
     "iter_blocks",
     "probe_media",
     "sniff",
@@ -182,6 +183,14 @@ def _adts_frames(head: bytes) -> bool:
     length = ((head[3] & 3) << 11) | (head[4] << 3) | (head[5] >> 5)
     nxt = head[length : length + 2]
     return length > 7 and len(nxt) == 2 and nxt[0] == 0xFF and nxt[1] & 0xF6 == 0xF0
+
+
+def is_container(path: str) -> bool:
+    """True when the file starts like a known container (its own header says its format)."""
+    with open(path, "rb") as f:
+        head = f.read(_HEAD)
+        size = os.fstat(f.fileno()).st_size
+    return sniff(head, size) is not None
 
 
 def probe_media(path: str) -> MediaInfo | None:

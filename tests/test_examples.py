@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 import yaml
 
 from tests.conftest import TESTDATA, speech_file
 from tests.daemon.daemon_harness import DaemonProc, wait_for
+from tests.media_files import write_format
 from tests.normalise import normalise
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,12 +72,18 @@ def test_demo_config_runs_with_the_embedded_whisper_server(tmp_path: Path) -> No
             TESTDATA / "sense_and_sensibility_01_austen_64kb-0930.wav", tmp_path / "inbox" / "a.wav"
         )
         shutil.copy(TESTDATA / "goforward.raw", tmp_path / "inbox" / "b.raw")
+        speech, rate = sf.read(TESTDATA / "sense_and_sensibility_01_austen_64kb-0930.wav")
+        write_format(tmp_path / "c.mp3", speech, rate).rename(tmp_path / "inbox" / "c.mp3")
         out = tmp_path / "transcripts"
+        names = ("a.wav.txt", "b.raw.txt", "c.mp3.txt")
         wait_for(
-            lambda: (out / "a.wav.txt").exists() and (out / "b.raw.txt").exists(),
+            lambda: all((out / n).exists() for n in names),
             180,
             "demo transcripts",
             daemon.output,
+        )
+        assert normalise((out / "c.mp3.txt").read_text()) == (
+            "he might even have been made amiable himself"
         )
         assert normalise((out / "a.wav.txt").read_text()) == (
             "he might even have been made amiable himself"

@@ -13,6 +13,7 @@ from svwatchd.daemon.journal_read import JournalReader
 from svwatchd.daemon.metadata import MetadataResolver
 from svwatchd.errors import ConfigError, SchemaVersionError, SvwatchdError
 from svwatchd.logs import configure_logging
+from svwatchd.model.contract import FILETYPES
 
 __all__ = [
     "main",
@@ -55,6 +56,10 @@ def _check(path: Path) -> int:
         print(f"svwatchd: {path}: {len(errors)} problem(s)", file=sys.stderr)
         return 1
     print(f"svwatchd: {path}: ok")
+    print(f"svwatchd: decodes {', '.join(FILETYPES)} (RAW: headerless, with its format fields)")
+    for watch in load_config(path).watches:
+        exts = " ".join(f".{e.lstrip('.')}" for e in watch.selector.exts) or "every file"
+        print(f"svwatchd: watch {watch.path} takes {exts}")
     return 0
 
 

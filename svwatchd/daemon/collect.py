@@ -29,7 +29,7 @@ from svwatchd.daemon.config import Policy
 from svwatchd.daemon.isolation import WHOLE_STEP, Isolation, Once
 from svwatchd.daemon.journal import FileRecord, FileState, Journal
 from svwatchd.daemon.outputs import apply_after, output_base, write_transcripts
-from svwatchd.daemon.stage import Stage, output_record
+from svwatchd.daemon.stage import Stage, audio_facts, output_record
 from svwatchd.daemon.watches import Watches
 from svwatchd.model.enums import DecodeStatus
 
@@ -144,7 +144,8 @@ class Collector(Stage):
         assert watch is not None  # _handle checked
         utterances = stream.utterances()
         base = output_base(Path(row.path), watch.path, watch.output_dir)
-        written = write_transcripts(base, utterances, watch.formats, record=output_record(row))
+        record = {**output_record(row), **audio_facts(stream)}
+        written = write_transcripts(base, utterances, watch.formats, record=record)
         self.journal.mark_done(row.id)
         self.metrics.done(row.watch)
         for path in written:

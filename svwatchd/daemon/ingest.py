@@ -62,6 +62,7 @@ class Ingest:
         self.metadata_changed: set[WatchId] = set()  # watches whose metadata files changed
         self.metadata_complete = metadata_complete  # metadata files closed or moved in
         self._young: dict[str, float] = {}  # folders that appeared -> their last new entry
+        self._skipped: set[str] = set()  # files the watches do not take, reported once
         self._left_out: dict[str, Stat | None] = {}  # files that could not be recorded, as were
         self._errors = Isolation("ingest", metrics)
         self._clock = clock
@@ -95,8 +96,12 @@ class Ingest:
                 elif ch.hint in ("changed", "deleted"):
                     self.metadata_complete.discard(ch.path)
                 continue
+            if ch.skipped is not None:
+                self._skip(ch.path, ch.skipped)
+                continue
             if ch.hint == "deleted":
                 self._left_out.pop(ch.path, None)
+                self._skipped.discard(ch.path)
             self._announced.add(ch.path)
             self.settler.note(ch.path, watch.id, ch.hint, watch.settle)
 
@@ -110,8 +115,11 @@ class Ingest:
         known = self.journal.known_paths(watch.id)
         missed: list[str] = []
         now = time.time()
-        for path in watch.selector.walk(top, recursive=watch.recursive):
+        for path, skipped in watch.selector.walk_all(top, recursive=watch.recursive):
             if not watch.contains(path) or path in known or path in self.settler:
+                continue
+            if skipped is not None:
+                self._skip(path, skipped)
                 continue
             try:
                 st = os.stat(path)
@@ -133,6 +141,12 @@ class Ingest:
                 "the files are being ingested now",
             )
         return len(missed)
+
+    def _skip(self, path: str, reason: str) -> None:
+        """A file the watch does not take: say so once, so an operator is not left guessing."""
+        if path not in self._skipped:
+            self._skipped.add(path)
+            self.log.info("file.ignored", path=path, reason=reason)
 
     def forget_quiet_folders(self) -> None:
         """Drop folders that have been quiet long enough (keeps the set small)."""

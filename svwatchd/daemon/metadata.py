@@ -25,6 +25,7 @@ import yaml
 
 from svwatchd.audio import is_riff
 from svwatchd.errors import ConfigError, InvalidStreamError
+from svwatchd.media import is_container
 from svwatchd.model.metadata import FORMAT_FIELDS, split_metadata
 
 __all__ = [
@@ -175,6 +176,13 @@ class MetadataResolver:
             m = self.tags_from_path.search(rel.as_posix())
             if m:
                 merged.update({k: v for k, v in m.groupdict().items() if v is not None})
-        if path.name.lower().endswith((".wav", ".wave")) or is_riff(path):
+        if _has_own_format(path):  # format fields are for headerless files only
             merged = {k: v for k, v in merged.items() if k not in FORMAT_FIELDS}
         return merged
+
+
+def _has_own_format(path: Path) -> bool:
+    """A WAV file (by name or content) or a known container: its header says its format."""
+    if path.name.lower().endswith((".wav", ".wave")):
+        return True
+    return is_riff(path) or is_container(str(path))

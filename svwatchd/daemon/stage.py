@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from svwatchd.client.stream import Stream
 from svwatchd.daemon.collaborators import Log, Metrics, file_log
 from svwatchd.daemon.journal import FileRecord, Journal
 from svwatchd.daemon.outputs import output_base, write_error
 from svwatchd.daemon.watchconfig import WatchConfig
 from svwatchd.daemon.watches import Watches
 
-__all__ = ["Stage", "output_record"]
+__all__ = [
+    "Stage",
+    "audio_facts",
+    "output_record",
+]
 
 
 def output_record(row: FileRecord) -> dict[str, object]:
@@ -28,6 +33,17 @@ def output_record(row: FileRecord) -> dict[str, object]:
         "watch": row.watch,
         "metadata": row.metadata or {},
     }
+
+
+def audio_facts(stream: Stream) -> dict[str, object]:
+    """What the output JSON records of how the audio was read: the file type, and the
+    container track and channels decoded apart when there were any."""
+    facts: dict[str, object] = {"filetype": stream.getfiletype()}
+    stats = stream.stats()
+    for key in ("track", "track_language", "channels_decoded", "channels_repeated"):
+        if stats.get(key) is not None:
+            facts[key] = stats[key]
+    return facts
 
 
 class Stage:

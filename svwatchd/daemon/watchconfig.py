@@ -17,7 +17,7 @@ from typing import Literal, NewType, TypeAlias
 
 from svwatchd.daemon.yamldoc import YamlDoc, YamlMap, join_key
 from svwatchd.errors import InvalidStreamError
-from svwatchd.model.contract import OUTPUT_FORMATS
+from svwatchd.model.contract import AUDIO_EXTENSIONS, OUTPUT_FORMATS
 from svwatchd.model.metadata import split_metadata
 from svwatchd.model.select import FileSelector
 
@@ -99,7 +99,8 @@ def _selector(d: YamlDoc, m: YamlMap, key: str) -> FileSelector:
                 d.error(k, str(exc))
     ignore = d.texts(m["ignore"], join_key(key, "ignore")) if "ignore" in m else None
     globs = DEFAULT_IGNORE if ignore is None else [t for t, _ in ignore]
-    return FileSelector.create(good["exts"] or None, good["filters"], globs)
+    exts = good["exts"] if "exts" in m else list(AUDIO_EXTENSIONS)  # exts: [] takes every file
+    return FileSelector.create(exts or None, good["filters"], globs)
 
 
 def _metadata(d: YamlDoc, value: object, key: str) -> YamlMap:

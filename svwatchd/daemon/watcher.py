@@ -72,6 +72,7 @@ class Change:
     path: str
     hint: Hint | None  # None: a directory appeared; scan it
     metadata: bool = False  # the path is a per-directory metadata file
+    skipped: str | None = None  # the watch does not take this file: why (its extension...)
 
 
 class _Handler(FileSystemEventHandler):
@@ -116,6 +117,19 @@ class _Handler(FileSystemEventHandler):
         change = self._wanted(path)
         if change is not None:
             self.sink(Change(change.watch, path, hint, change.metadata))
+        elif hint in ("closed", "moved"):  # a complete file the watch does not take: say why
+            reason = self._skipped(path)
+            if reason is not None:
+                self.sink(Change(self.spec.id, path, hint, skipped=reason))
+
+    def _skipped(self, path: str) -> str | None:
+        spec = self.spec
+        p = Path(path)
+        if any(p == x or x in p.parents for x in spec.excluded):
+            return None
+        if spec.selector.is_ignored(os.path.relpath(path, spec.root)):
+            return None
+        return spec.selector.skip_reason(path)
 
 
 # The events the daemon acts on. The filter also narrows the inotify mask: no

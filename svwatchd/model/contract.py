@@ -14,6 +14,7 @@ import re
 from typing import Final, Literal, TypeAlias, TypeGuard, get_args
 
 __all__ = [
+    "AUDIO_EXTENSIONS",
     "CONTAINERS",
     "DEFAULT_PORT",
     "FILETYPES",
@@ -65,6 +66,13 @@ FileType: TypeAlias = Literal["WAV", "RAW", ContainerName]
 """Every file type a stream may have: WAV, headerless RAW, or a container."""
 CONTAINERS: Final[tuple[ContainerName, ...]] = get_args(ContainerName)
 FILETYPES: Final[tuple[FileType, ...]] = get_args(FileType)
+
+AUDIO_EXTENSIONS: Final = (
+    "wav", "wave", "raw", "pcm", "flac", "ogg", "oga", "opus", "mp3", "m4a", "m4b", "aac",
+    "mp4", "m4v", "mov", "3gp", "mkv", "mka", "webm", "wma", "wmv", "asf", "aif", "aiff",
+    "aifc", "caf", "au", "snd", "amr",
+)  # fmt: skip
+"""The file name extensions a watch takes unless told otherwise: every format decoded."""
 
 OUTPUT_FORMATS: Final = ("txt", "json", "srt", "vtt")
 """The transcript formats the writers produce."""

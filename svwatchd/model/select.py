@@ -84,20 +84,31 @@ class FileSelector:
 
     def matches(self, path: str, root: str | None = None) -> bool:
         """True when the file at ``path`` should be decoded (``root`` scopes the ignore globs)."""
-        full = os.path.abspath(path).replace(os.sep, "/")
-        name = full.rsplit("/", 1)[-1]
-        if self.exts and not name.lower().endswith(self.exts):
-            return False
-        if self.filters and not any(p.search(full) for p in self.filters):
+        if self.skip_reason(path) is not None:
             return False
         if self.ignore:
+            name = os.path.basename(path)
             rel = os.path.relpath(path, root) if root is not None else name
             if self.is_ignored(rel):
                 return False
         return True
 
-    def walk(self, root: str, *, recursive: bool = True) -> Iterator[str]:
-        """Yield matching regular files under ``root``: absolute, sorted, no symlinked dirs."""
+    def skip_reason(self, path: str) -> str | None:
+        """Why the file's name or path is not taken (its extension, or no filter matching it),
+        or None when they are. Ignore globs are not reasons: they mean "do not look"."""
+        full = os.path.abspath(path).replace(os.sep, "/")
+        name = full.rsplit("/", 1)[-1]
+        if self.exts and not name.lower().endswith(self.exts):
+            shown = " ".join(sorted(self.exts))
+            return f"its extension is not one the watch takes ({shown})"
+        if self.filters and not any(p.search(full) for p in self.filters):
+            shown = ", ".join(p.pattern for p in self.filters)
+            return f"no filter of the watch matches its path ({shown})"
+        return None
+
+    def walk_all(self, root: str, *, recursive: bool = True) -> Iterator[tuple[str, str | None]]:
+        """Every regular file under ``root`` not ignored by a glob, with the reason it is not
+        taken (None for the files to decode): absolute, sorted, no symlinked dirs."""
         root = os.path.abspath(root)
         for dirpath, dirnames, filenames in os.walk(root):
             rel_dir = os.path.relpath(dirpath, root)
@@ -109,8 +120,15 @@ class FileSelector:
                 dirnames[:] = []
             for name in sorted(filenames):
                 path = os.path.join(dirpath, name)
-                if os.path.isfile(path) and self.matches(path, root):
-                    yield path
+                if not os.path.isfile(path) or self.is_ignored(os.path.relpath(path, root)):
+                    continue
+                yield path, self.skip_reason(path)
+
+    def walk(self, root: str, *, recursive: bool = True) -> Iterator[str]:
+        """Yield matching regular files under ``root``: absolute, sorted, no symlinked dirs."""
+        for path, reason in self.walk_all(root, recursive=recursive):
+            if reason is None:
+                yield path
 
 
 def walk_many(
