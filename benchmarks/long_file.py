@@ -1,0 +1,145 @@
+"""One long recording through svserver: memory, wall time on one and on two workers, timing.
+
+What is measured, on a recording built here from the shared speech (the
+LibriVox clips one after the other with 0.6-1.6 s of low room noise between
+them, as a meeting recorder writes them: continuous, hours long), written as
+48 kHz stereo WAV and as MP3:
+
+* svserver's and each worker's resident memory when idle (ready, warmed up
+  on one short file) and their peak (``VmHWM``) after the file is DONE; the
+  target is at most 150 MB above idle for each;
+* wall time from ``decodestreams`` to DONE and real-time factor, with
+  ``--workers 1`` and ``--workers 2`` in one run (target: two workers at most
+  0.6x the time of one);
+* timing at the end of the file: for the last clips placed, the distance
+  between where each clip starts and the nearest utterance's start (target
+  0.1 s; it includes Whisper's own error on word times).
+
+Default server (Whisper tiny.en, 1 thread per worker), each run in a fresh
+data directory. Run: ``python -m benchmarks.long_file [--minutes 180] [--mp3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from benchmarks._common import SENSE, cores, load_clip, loadavg, proc_memory
+from svwatchd.client import Stream
+from svwatchd.client.server import Server
+from tests.svserver import SvServer
+
+
+def build(dest: Path, minutes: float, *, mp3: bool) -> tuple[Path, list[float], float]:
+    """Write the recording a block at a time (never whole in memory); return its path, where
+    each clip starts (seconds) and its duration."""
+    rng = np.random.default_rng(11)
+    clips = [load_clip(n) for n in SENSE]
+    starts: list[float] = []
+    position = 0.0
+    total = minutes * 60
+    path = dest / ("meeting.mp3" if mp3 else "meeting.wav")
+    rate = 48000
+    kind = {"format": "MP3"} if mp3 else {"subtype": "PCM_16"}
+    with sf.SoundFile(path, "w", rate, 2, **kind) as out:
+        while position < total:
+            clip = clips[int(rng.integers(len(clips)))]
+            pause = rng.uniform(0.6, 1.6)
+            noise = rng.normal(0, 0.002, int(pause * 16000)).astype(np.float32)
+            block16 = np.concatenate([clip, noise])
+            block = np.asarray(soxr.resample(block16, 16000, rate), np.float32)
+            out.write(np.stack([block, block * 0.8], axis=1))
+            starts.append(position)
+            position += len(block) / rate
+    return path, starts, position
+
+
+def run(path: Path, starts: list[float], duration: float, workers: int, data: Path) -> float:
+    srv = SvServer(
+        data, engine="whisper", args=["--allow-root", str(path.parent), "--workers", str(workers)]
+    ).start(timeout=300)
+    try:
+        with Server(srv.url, timeout=60) as server:
+            warm = Stream(path.parent / "warm.wav")
+            server.decodestreams(warm)
+            while not warm.isdone():
+                time.sleep(0.2)
+                server.refreshstreams(warm)
+            pids = _pids(srv)
+            idle = {pid: proc_memory(pid)[0] for pid in pids}
+            stream = Stream(path)
+            began = time.monotonic()
+            server.decodestreams(stream)
+            while not stream.isdone():
+                time.sleep(1.0)
+                server.refreshstreams(stream)
+            wall = time.monotonic() - began
+            utts = stream.utterances()
+            peak = {pid: proc_memory(pid)[1] for pid in pids}
+        label = f"{path.suffix[1:].upper()} {workers} worker(s)"
+        print(
+            f"{label}: {stream.status.value if stream.status else '?'} in {wall:.0f} s, "
+            f"{duration / wall:.1f}x real time, {len(utts)} utterances"
+        )
+        for pid in pids:
+            role = "svserver" if pid == pids[0] else "worker"
+            print(
+                f"  {role} {pid}: idle {idle[pid]:.0f} MiB, peak {peak[pid]:.0f} MiB, "
+                f"+{peak[pid] - idle[pid]:.0f} MiB (target <= +150)"
+            )
+        ends = starts[-8:]
+        offsets = [min(abs(u.start - s) for u in utts) for s in ends]
+        print(
+            "  last clips: utterance start vs clip start, seconds: "
+            + " ".join(f"{o:.2f}" for o in offsets)
+            + f" (last utterance ends {utts[-1].end:.1f} s of {duration:.1f} s)"
+        )
+        return wall
+    finally:
+        srv.stop()
+
+
+def _pids(srv: SvServer) -> list[int]:
+    """svserver and its worker processes (its children)."""
+    assert srv.proc is not None
+    children = Path(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children").read_text().split()
+    return [srv.proc.pid, *(int(c) for c in children)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=180.0)
+    parser.add_argument("--mp3", action="store_true", help="also the same recording as MP3")
+    args = parser.parse_args()
+    print(f"long_file: {args.minutes:.0f} min, {cores()} cores, load {loadavg()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "audio"
+        root.mkdir()
+        sf.write(root / "warm.wav", load_clip(SENSE[0]), 16000, subtype="PCM_16")
+        kinds = [False, True] if args.mp3 else [False]
+        for mp3 in kinds:
+            began = time.monotonic()
+            path, starts, duration = build(root, args.minutes, mp3=mp3)
+            size = path.stat().st_size / 1e6
+            print(
+                f"{path.name}: {duration / 60:.1f} min, {size:.0f} MB, built in "
+                f"{time.monotonic() - began:.0f} s"
+            )
+            walls = {
+                w: run(path, starts, duration, w, Path(tmp) / f"data-{mp3}-{w}") for w in (1, 2)
+            }
+            print(
+                f"  two workers / one worker: {walls[2] / walls[1]:.2f} (target <= 0.6), "
+                f"load {loadavg()}"
+            )
+            path.unlink()
+
+
+if __name__ == "__main__":
+    main()
