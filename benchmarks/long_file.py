@@ -12,8 +12,9 @@ them, as a meeting recorder writes them: continuous, hours long), written as
   ``--workers 1`` and ``--workers 2`` in one run (target: two workers at most
   0.6x the time of one);
 * timing at the end of the file: for the last clips placed, the distance
-  between where each clip starts and the nearest utterance's start (target
-  0.1 s; it includes Whisper's own error on word times).
+  between where its speech starts (the first 20 ms within 30 dB of its
+  loudest) and the nearest word's start (target 0.1 s; it includes Whisper's
+  own error on word times).
 
 Default server (Whisper tiny.en, 1 thread per worker), each run in a fresh
 data directory. Run: ``python -m benchmarks.long_file [--minutes 180] [--mp3]``.
@@ -41,6 +42,7 @@ def build(dest: Path, minutes: float, *, mp3: bool) -> tuple[Path, list[float], 
     each clip starts (seconds) and its duration."""
     rng = np.random.default_rng(11)
     clips = [load_clip(n) for n in SENSE]
+    onsets = [_onset(c) for c in clips]  # where the speech starts inside each clip
     starts: list[float] = []
     position = 0.0
     total = minutes * 60
@@ -49,15 +51,23 @@ def build(dest: Path, minutes: float, *, mp3: bool) -> tuple[Path, list[float], 
     kind = {"format": "MP3"} if mp3 else {"subtype": "PCM_16"}
     with sf.SoundFile(path, "w", rate, 2, **kind) as out:
         while position < total:
-            clip = clips[int(rng.integers(len(clips)))]
+            index = int(rng.integers(len(clips)))
+            clip = clips[index]
             pause = rng.uniform(0.6, 1.6)
             noise = rng.normal(0, 0.002, int(pause * 16000)).astype(np.float32)
             block16 = np.concatenate([clip, noise])
             block = np.asarray(soxr.resample(block16, 16000, rate), np.float32)
             out.write(np.stack([block, block * 0.8], axis=1))
-            starts.append(position)
+            starts.append(position + onsets[index])
             position += len(block) / rate
     return path, starts, position
+
+
+def _onset(clip: np.ndarray, rate: int = 16000) -> float:
+    """Seconds before the first 20 ms frame within 30 dB of the clip's loudest one."""
+    frame = rate // 50
+    energy = np.square(clip[: len(clip) // frame * frame].reshape(-1, frame)).mean(axis=1)
+    return float(np.argmax(energy >= energy.max() / 1000)) * frame / rate
 
 
 def run(path: Path, starts: list[float], duration: float, workers: int, data: Path) -> float:
@@ -94,9 +104,10 @@ def run(path: Path, starts: list[float], duration: float, workers: int, data: Pa
                 f"+{peak[pid] - idle[pid]:.0f} MiB (target <= +150)"
             )
         ends = starts[-8:]
-        offsets = [min(abs(u.start - s) for u in utts) for s in ends]
+        word_starts = [w.start for u in utts for w in u.words] or [u.start for u in utts]
+        offsets = [min(abs(w - s) for w in word_starts) for s in ends]
         print(
-            "  last clips: utterance start vs clip start, seconds: "
+            "  last clips: nearest word start vs the speech's start, seconds: "
             + " ".join(f"{o:.2f}" for o in offsets)
             + f" (last utterance ends {utts[-1].end:.1f} s of {duration:.1f} s)"
         )
@@ -108,8 +119,12 @@ def run(path: Path, starts: list[float], duration: float, workers: int, data: Pa
 def _pids(srv: SvServer) -> list[int]:
     """svserver and its worker processes (its children)."""
     assert srv.proc is not None
-    children = Path(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children").read_text().split()
-    return [srv.proc.pid, *(int(c) for c in children)]
+    pid = srv.proc.pid
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():  # workers may be started from any thread
+        children += [int(c) for c in (task / "children").read_text().split()]
+    workers = [c for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+    return [pid, *sorted(workers)]
 
 
 def main() -> None:
