@@ -15,3 +15,10 @@ def speech_file(name: str) -> Path:
     if not TESTDATA.is_dir():
         pytest.skip(f"test data folder {TESTDATA} is absent (it lives in ../shared/testdata)")
     return path
+
+
+def reference(name: str) -> str:
+    """The normalised reference transcript of a LibriVox clip (its ``.txt`` beside it)."""
+    from tests.normalise import normalise
+
+    return normalise(speech_file(name.replace(".wav", ".txt")).read_text())

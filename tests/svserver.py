@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from svwatchd.client import Server, Stream
+
 
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
@@ -94,3 +96,13 @@ class SvServer:
             self.proc.wait(10)
             # worker processes die with their parent's pipes; reap any stragglers
             time.sleep(0.2)
+
+
+def decode_all(server: Server, streams: list[Stream], timeout: float = 400.0) -> None:
+    """Submit the streams and refresh them until every one has finished."""
+    server.decodestreams(streams)
+    deadline = time.monotonic() + timeout
+    while not all(s.isdone() for s in streams):
+        assert time.monotonic() < deadline, streams
+        time.sleep(0.3)
+        server.refreshstreams(streams)

@@ -48,11 +48,13 @@ class _NotifyingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
     def _send_status(self) -> None:
-        status = getattr(getattr(self.config.app, "state", None), "status", None)
-        if status is None:
-            return
+        from svwatchd.server.api import ApiState
+
+        api = getattr(getattr(self.config.app, "state", None), "api", None)
+        if not isinstance(api, ApiState):
+            return  # not open yet
         try:
-            s = status()
+            s = api.status()
         except Exception:  # the store is closing: no STATUS this time
             return
         line = (

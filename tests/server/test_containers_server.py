@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import jiwer
@@ -16,22 +15,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from svwatchd.client import DecodeStatus, Stream
+from svwatchd.client import Stream
 from svwatchd.client.server import Server
-from tests.conftest import TESTDATA, speech_file
+from tests.conftest import TESTDATA, reference
 from tests.media_files import write_av, write_format
 from tests.normalise import normalise
-from tests.svserver import SvServer
+from tests.svserver import SvServer, decode_all
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
 SENSE = [f"sense_and_sensibility_01_austen_64kb-0{n}.wav" for n in (870, 880, 890, 920, 930)]
 FORMATS = ("flac", "ogg", "opus", "mp3", "m4a", "mp4", "mkv", "webm")
 RATE = 16000
-
-
-def _reference(name: str) -> str:
-    return normalise((TESTDATA / name.replace(".wav", ".txt")).read_text())
 
 
 def _speech(name: str) -> np.ndarray:
@@ -44,27 +39,6 @@ def _text(stream: Stream) -> str:
     return normalise(" ".join(u.text for u in stream.utterances()))
 
 
-@pytest.fixture(scope="module")
-def whisper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SvServer, Path]]:
-    speech_file(SENSE[0])
-    base = tmp_path_factory.mktemp("containers")
-    root = base / "root"
-    root.mkdir()
-    srv = SvServer(base / "data", engine="whisper", args=["--allow-root", str(root)]).start()
-    yield srv, root
-    srv.stop()
-
-
-def _decode(server: Server, streams: list[Stream]) -> None:
-    server.decodestreams(streams)
-    deadline = time.monotonic() + 400
-    while not all(s.isdone() for s in streams):
-        assert time.monotonic() < deadline, streams
-        time.sleep(0.3)
-        server.refreshstreams(streams)
-    assert all(s.status is DecodeStatus.DONE for s in streams), [(s, s.error) for s in streams]
-
-
 def test_every_container_transcribes_as_well_as_the_wav(whisper: tuple[SvServer, Path]) -> None:
     srv, root = whisper
     groups: dict[str, list[Stream]] = {"wav": [], **{f: [] for f in FORMATS}}
@@ -74,10 +48,10 @@ def test_every_container_transcribes_as_well_as_the_wav(whisper: tuple[SvServer,
         for suffix in FORMATS:
             made = write_format(root / f"{wav.stem}.{suffix}", _speech(name), RATE)
             groups[suffix].append(Stream(made))
-    refs = [_reference(n) for n in SENSE]
+    refs = [reference(n) for n in SENSE]
     with Server(srv.url) as server:
         for group in groups.values():  # one at a time: each packs into the same windows
-            _decode(server, group)
+            decode_all(server, group)
         wer = {key: jiwer.wer(refs, [_text(s) for s in group]) for key, group in groups.items()}
     print("WER by container:", {k: round(v, 3) for k, v in wer.items()})
     assert wer["wav"] <= 0.15
@@ -105,7 +79,7 @@ def test_stereo_call_is_decoded_per_channel_and_labelled(whisper: tuple[SvServer
     labelled = Stream(path, split_channels=True, channel_labels=["agent", "customer"])
     plain = Stream(root / "call.flac")
     with Server(srv.url) as server:
-        _decode(server, [labelled, plain])
+        decode_all(server, [labelled, plain])
         utts = labelled.utterances()
         mixed = plain.utterances()
     assert utts and all(u.channel in (0, 1) for u in utts)
@@ -117,8 +91,8 @@ def test_stereo_call_is_decoded_per_channel_and_labelled(whisper: tuple[SvServer
         assert u.speaker == ("agent" if u.channel == 0 else "customer")
     assert [u.start for u in utts] == sorted(u.start for u in utts)
     by_channel = {c: normalise(" ".join(u.text for u in utts if u.channel == c)) for c in (0, 1)}
-    left_ref = " ".join(_reference(n) for n in left_names)
-    right_ref = " ".join(_reference(n) for n in right_names)
+    left_ref = " ".join(reference(n) for n in left_names)
+    right_ref = " ".join(reference(n) for n in right_names)
     assert jiwer.wer(left_ref, by_channel[0]) <= 0.2, by_channel[0]
     assert jiwer.wer(right_ref, by_channel[1]) <= 0.2, by_channel[1]
     assert labelled.stats()["channels_decoded"] == 2
@@ -132,13 +106,13 @@ def test_identical_channels_are_decoded_once(whisper: tuple[SvServer, Path]) -> 
     sf.write(path, np.stack([speech, speech], axis=1), RATE, subtype="PCM_16")
     stream = Stream(path, split_channels=True)
     with Server(srv.url) as server:
-        _decode(server, [stream])
+        decode_all(server, [stream])
         utts = stream.utterances()
         text = _text(stream)
     stats = stream.stats()
     assert stats["channels_decoded"] == 1 and stats["channels_repeated"] == 1
     assert {u.channel for u in utts} == {0} and {u.speaker for u in utts} == {"ch0"}
-    assert jiwer.wer(_reference(SENSE[4]), text) <= 0.2  # said once, not twice
+    assert jiwer.wer(reference(SENSE[4]), text) <= 0.2  # said once, not twice
 
 
 def test_the_chosen_track_is_decoded_and_recorded(whisper: tuple[SvServer, Path]) -> None:
@@ -157,11 +131,11 @@ def test_the_chosen_track_is_decoded_and_recorded(whisper: tuple[SvServer, Path]
     by_language = Stream(path, language="en")
     default = Stream(path)
     with Server(srv.url) as server:
-        _decode(server, [by_tag, by_language, default])
+        decode_all(server, [by_tag, by_language, default])
         texts = [_text(s) for s in (by_tag, by_language, default)]
     for stream, text in zip((by_tag, by_language), texts, strict=False):
         assert stream.stats()["track"] == 1 and stream.stats()["track_language"] == "eng"
-        assert jiwer.wer(_reference(SENSE[1]), text) <= 0.4  # AAC at 16 kHz; noise: 1.0
+        assert jiwer.wer(reference(SENSE[1]), text) <= 0.4  # AAC at 16 kHz; noise: 1.0
     assert default.stats()["track"] == 0 and default.stats()["track_language"] == "fre"
     assert not texts[2]  # the default track is noise: nothing invented
 

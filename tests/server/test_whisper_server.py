@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,18 +18,14 @@ from svwatchd.client import DecodeStatus, Stream
 from svwatchd.client.server import Server
 from svwatchd.errors import InvalidStreamError, ServerRefusedError
 from svwatchd.server.engines.model import BUNDLED_WHISPER_SHA256, bundled_whisper_model_dir
-from tests.conftest import TESTDATA, speech_file
+from tests.conftest import TESTDATA, reference
 from tests.normalise import normalise
 from tests.server.test_server import _feeder
-from tests.svserver import SvServer
+from tests.svserver import SvServer, decode_all
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
 SENSE = [f"sense_and_sensibility_01_austen_64kb-0{n}.wav" for n in (870, 880, 890, 920, 930)]
-
-
-def _reference(name: str) -> str:
-    return normalise((TESTDATA / name.replace(".wav", ".txt")).read_text())
 
 
 def _convert(src: Path, dst: Path, rate: int, subtype: str, channels: int = 1) -> Path:
@@ -41,30 +36,6 @@ def _convert(src: Path, dst: Path, rate: int, subtype: str, channels: int = 1) -
         data = np.stack([data, data * 0.8], axis=1)
     sf.write(dst, data, rate, subtype=subtype, format="WAV")
     return dst
-
-
-@pytest.fixture(scope="module")
-def whisper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SvServer, Path]]:
-    speech_file(SENSE[0])
-    base = tmp_path_factory.mktemp("whisper")
-    root = base / "root"
-    root.mkdir()
-    srv = SvServer(
-        base / "data",
-        engine="whisper",
-        args=["--allow-root", str(root), "--allow-socket", "127.0.0.1"],
-    ).start()
-    yield srv, root
-    srv.stop()
-
-
-def _decode(server: Server, streams: list[Stream]) -> None:
-    server.decodestreams(streams)
-    deadline = time.monotonic() + 300
-    while not all(s.isdone() for s in streams):
-        assert time.monotonic() < deadline, streams
-        time.sleep(0.3)
-        server.refreshstreams(streams)
 
 
 def test_long_form_wer_and_conversions(whisper: tuple[SvServer, Path]) -> None:
@@ -85,9 +56,9 @@ def test_long_form_wer_and_conversions(whisper: tuple[SvServer, Path]) -> None:
                 root / f"{stem}.be.raw", samprate=16000, encoding="SPCM", sampwidth=2, endian="BIG"
             )
         )
-    refs = [_reference(n) for n in SENSE]
+    refs = [reference(n) for n in SENSE]
     with Server(srv.url) as server:
-        _decode(server, [s for group in sets.values() for s in group])
+        decode_all(server, [s for group in sets.values() for s in group])
         wer = {}
         for key, streams in sets.items():
             assert all(s.status is DecodeStatus.DONE for s in streams), [s.error for s in streams]
@@ -140,7 +111,7 @@ def test_live_feed_reaches_a_listener_before_it_ends(whisper: tuple[SvServer, Pa
     feed_seconds = len(feed) / 32000
     assert arrivals and arrivals[0][0] < feed_seconds - 3.0, (arrivals, feed_seconds)
     heard = normalise(" ".join(t for _, t in arrivals))
-    assert jiwer.wer(" ".join(_reference(n) for n in SENSE[:3]), heard) <= 0.2, heard
+    assert jiwer.wer(" ".join(reference(n) for n in SENSE[:3]), heard) <= 0.2, heard
     thread.join(5)
 
 
@@ -194,7 +165,7 @@ def test_language_tag_is_checked_against_the_model(whisper: tuple[SvServer, Path
         answer = httpx.post(f"{srv.url}/v1/streams", json={"streams": [spec]}).json()
         assert answer["rejected"][0]["code"] == "bad_language", answer
         english = Stream(src, language="en")
-        _decode(server, [english])
+        decode_all(server, [english])
         assert english.status is DecodeStatus.DONE
         words = normalise(" ".join(u.text for u in english.utterances()))
-        assert words == _reference(SENSE[4])
+        assert words == reference(SENSE[4])
