@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import numpy as np
 import soundfile as sf
@@ -32,55 +32,27 @@ import soundfile as sf
 from svwatchd.errors import AudioDecodeError
 from svwatchd.model.contract import FileType, as_filetype
 from svwatchd.model.languages import same_language
+from svwatchd.sniff import HEAD_BYTES, Reader, mp3_truncation, sniff, webm_doctype
 
 __all__ = [
     "BLOCK_SECONDS",
     "Frames",
     "MediaInfo",
-    "Reader",
     "Samples",
     "Track",
-    "is_container",
     "iter_blocks",
     "probe_media",
-    "sniff",
 ]
 
 Samples = np.ndarray[Any, np.dtype[np.float32]]
 Frames = np.ndarray[Any, np.dtype[np.float32]]
 """Decoded frames, shape (n, channels), float32."""
-Reader = Literal["sndfile", "av"]
 
 BLOCK_SECONDS: Final = 10.0
 """Seconds of source audio decoded per block: memory per open file stays near this."""
 
 _TAIL_SECONDS: Final = 0.5
 """How much of the end a probe decodes to prove the file is complete."""
-
-# First bytes -> (family, reader). Families that share a magic are told apart later.
-_MAGIC: Final[tuple[tuple[int, bytes, str, Reader], ...]] = (
-    (0, b"fLaC", "FLAC", "sndfile"),
-    (0, b"OggS", "OGG", "sndfile"),
-    (0, b"ID3", "MP3", "sndfile"),
-    (4, b"ftyp", "MP4", "av"),
-    (0, b"\x1a\x45\xdf\xa3", "MKV", "av"),
-    (0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11", "ASF", "av"),
-    (0, b"caff", "CAF", "sndfile"),
-    (0, b".snd", "AU", "sndfile"),
-    (0, b"#!AMR", "AMR", "av"),
-)
-_HEAD: Final = 4096
-
-# MPEG audio: bitrate (kbit/s) by [version is MPEG-1][layer index], and sample rates.
-_BITRATES: Final = {
-    (True, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
-    (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
-    (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
-    (False, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
-    (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-    (False, 3): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-}
-_MPEG_RATES: Final = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
 
 
 @dataclass(frozen=True)
@@ -135,64 +107,6 @@ class MediaInfo:
         return f"the {self.filetype} file has audio track(s) {', '.join(parts)}"
 
 
-def sniff(head: bytes, size: int) -> tuple[str, Reader] | None:
-    """The container family a file's first bytes announce, or None (not a container)."""
-    for offset, magic, family, reader in _MAGIC:
-        if head[offset : offset + len(magic)] == magic:
-            return family, reader
-    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        return "AIFF", "sndfile"
-    if _mpeg_frames(head, size):
-        return "MP3", "sndfile"
-    if len(head) >= 7 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0 and _adts_frames(head):
-        return "AAC", "av"
-    return None
-
-
-def _mpeg_frame_length(h: bytes) -> int | None:
-    """Length in bytes of the MPEG audio frame whose header is ``h[:4]``, or None."""
-    if len(h) < 4 or h[0] != 0xFF or h[1] & 0xE0 != 0xE0:
-        return None
-    version, layer = (h[1] >> 3) & 3, (h[1] >> 1) & 3
-    bitrate_i, rate_i, padding = h[2] >> 4, (h[2] >> 2) & 3, (h[2] >> 1) & 1
-    if version == 1 or layer == 0 or bitrate_i in (0, 15) or rate_i == 3:
-        return None
-    layer_n = 4 - layer
-    mpeg1 = version == 3
-    bitrate = _BITRATES[(mpeg1, layer_n)][bitrate_i] * 1000
-    rate = _MPEG_RATES[version][rate_i]
-    if layer_n == 1:
-        return (12 * bitrate // rate + padding) * 4
-    per_frame = 144 if (layer_n == 2 or mpeg1) else 72
-    return per_frame * bitrate // rate + padding
-
-
-def _mpeg_frames(head: bytes, size: int) -> bool:
-    """True when ``head`` starts with two consecutive MPEG audio frames (or one that
-    fills the file): raw PCM can begin with a frame sync by chance, never with two."""
-    first = _mpeg_frame_length(head)
-    if first is None:
-        return False
-    if first == size:
-        return True
-    return first + 4 <= len(head) and _mpeg_frame_length(head[first:]) is not None
-
-
-def _adts_frames(head: bytes) -> bool:
-    """Two consecutive AAC ADTS frame headers at the start of ``head``."""
-    length = ((head[3] & 3) << 11) | (head[4] << 3) | (head[5] >> 5)
-    nxt = head[length : length + 2]
-    return length > 7 and len(nxt) == 2 and nxt[0] == 0xFF and nxt[1] & 0xF6 == 0xF0
-
-
-def is_container(path: str) -> bool:
-    """True when the file starts like a known container (its own header says its format)."""
-    with open(path, "rb") as f:
-        head = f.read(_HEAD)
-        size = os.fstat(f.fileno()).st_size
-    return sniff(head, size) is not None
-
-
 def probe_media(path: str) -> MediaInfo | None:
     """Probe a file: None when it is not a known container, else its :class:`MediaInfo`.
 
@@ -201,44 +115,19 @@ def probe_media(path: str) -> MediaInfo | None:
     ``OSError`` passes through.
     """
     with open(path, "rb") as f:
-        head = f.read(_HEAD)
+        head = f.read(HEAD_BYTES)
         size = os.fstat(f.fileno()).st_size
     found = sniff(head, size)
     if found is None:
         return None
     family, reader = found
-    if family == "MP3":
-        _check_xing(path, head, size)
+    if family == "MP3" and (truncated := mp3_truncation(path, head, size)) is not None:
+        raise AudioDecodeError(path, truncated)
     if reader == "sndfile":
         info = _probe_sndfile(path, family)
         if info is not None:
             return info
     return _probe_av(path, family)  # libsndfile could not (e.g. Speex in OGG): FFmpeg can
-
-
-def _check_xing(path: str, head: bytes, size: int) -> None:
-    """An MP3 whose Xing/Info header names more bytes than the file has is truncated."""
-    start = 0
-    if head[:3] == b"ID3" and len(head) >= 10:
-        start = 10 + ((head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9])
-    with open(path, "rb") as f:
-        f.seek(start)
-        frame = f.read(256)
-    for tag in (b"Xing", b"Info"):
-        at = frame.find(tag)
-        if at < 0 or len(frame) < at + 16:
-            continue
-        flags = int.from_bytes(frame[at + 4 : at + 8], "big")
-        if flags & 2:  # the byte count is present (after the frame count, if that is)
-            pos = at + 8 + (4 if flags & 1 else 0)
-            declared = int.from_bytes(frame[pos : pos + 4], "big")
-            if declared and size - start < declared * 0.99:
-                raise AudioDecodeError(
-                    path,
-                    f"the MP3 file is truncated: its header announces {declared} bytes of "
-                    f"audio, the file holds {size - start}",
-                )
-        return
 
 
 def _open_sndfile(path: str) -> sf.SoundFile:
@@ -294,7 +183,7 @@ def _container_name(path: str, family: str, container: Any, has_video: bool) -> 
             return "3GP"
         return "MP4" if has_video else "M4A"
     if family == "MKV":
-        return "WEBM" if _webm_doctype(path) else "MKV"
+        return "WEBM" if webm_doctype(path) else "MKV"
     if family == "ASF":
         return "WMV" if has_video else "WMA"
     return family
@@ -330,14 +219,6 @@ def _probe_av(path: str, family: str) -> MediaInfo:
         if t.samprate <= 0 or t.channels <= 0:
             raise AudioDecodeError(path, f"the {name} file's audio track {t.number} has no rate")
     return MediaInfo(as_filetype(name), "av", tracks, duration, has_video)
-
-
-def _webm_doctype(path: str) -> bool:
-    """Matroska's EBML header names its DocType ("webm" or "matroska") near the start."""
-    with open(path, "rb") as f:
-        head = f.read(64)
-    at = head.find(b"\x42\x82")
-    return at >= 0 and head[at + 3 : at + 7] == b"webm"
 
 
 def _track(number: int, stream: Any) -> Track:

@@ -1,10 +1,15 @@
 """Streams: audio sources described for decoding, as the vendor's ``stream`` module specifies.
 
-A :class:`Stream` is a file (WAV or headerless raw) or a TCP socket address,
+A :class:`Stream` is a file (WAV, a container such as MP3 or M4A, or headerless
+raw) or a TCP socket address,
 with its audio format and free metadata tags. It is validated completely at
 construction, so a bad stream never reaches a server. Once passed to
 ``Server.decodestreams`` it remembers that server and its server-side id, and
 its lifecycle methods (``refresh``, ``pause``, ``resume``, ...) act through it.
+
+Over 400 lines on purpose: ``Stream`` is the vendor's class, some forty
+methods whose contract reads best in one place; validation lives apart
+(``_source.py``), as do the Server calls the lifecycle methods delegate to.
 """
 
 from __future__ import annotations

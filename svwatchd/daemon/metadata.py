@@ -25,8 +25,8 @@ import yaml
 
 from svwatchd.audio import is_riff
 from svwatchd.errors import ConfigError, InvalidStreamError
-from svwatchd.media import is_container
 from svwatchd.model.metadata import FORMAT_FIELDS, split_metadata
+from svwatchd.sniff import is_container
 
 __all__ = [
     "MAX_METADATA_BYTES",

@@ -7,6 +7,11 @@ The writers (:func:`to_text`, :func:`to_json`, :func:`to_srt`, :func:`to_vtt`,
 dispatched by :func:`render`) are pure functions returning ``str``. All of them
 write utterances in time order; the text and subtitle writers skip utterances
 whose text is blank, while JSON keeps every utterance so it round-trips.
+
+Over 400 lines on purpose: this is the vendor's ``speechdata`` module (the
+client re-exports it whole), one concept -- the results and every writer of
+them -- and the subtitle writers share the utterance ordering and text
+cleaning with the others.
 """
 
 from __future__ import annotations

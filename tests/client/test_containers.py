@@ -18,8 +18,9 @@ from svwatchd.channels import duplicate_channels
 from svwatchd.client import Stream
 from svwatchd.decode import iter_audio, read_audio, read_channels
 from svwatchd.errors import AudioDecodeError, InvalidStreamError
-from svwatchd.media import probe_media, sniff
+from svwatchd.media import probe_media
 from svwatchd.model.languages import language_name, normalise_language, same_language
+from svwatchd.sniff import sniff
 from tests.conftest import speech_file
 from tests.media_files import write_av, write_format
 
