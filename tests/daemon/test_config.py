@@ -20,7 +20,7 @@ from svwatchd.daemon.config import (
     validate_config,
 )
 from svwatchd.errors import ConfigError, ConfigErrors
-from svwatchd.model.contract import OUTPUT_FORMATS
+from svwatchd.model.contract import AUDIO_EXTENSIONS, OUTPUT_FORMATS
 from svwatchd.model.select import FileSelector
 
 ISSUE_EXAMPLE = r"""
@@ -117,8 +117,8 @@ def test_every_default(cwd: Path) -> None:
     assert not cfg.policy.pause_windows and cfg.policy.pause_windows.timezone is None
     (w,) = cfg.watches
     assert w.recursive is True and w.poll is False and w.settle == 2.0
-    assert w.selector == FileSelector.create(None, [], DEFAULT_IGNORE)
-    assert w.selector.exts == () and w.selector.filters == ()
+    assert w.selector == FileSelector.create(AUDIO_EXTENSIONS, [], DEFAULT_IGNORE)
+    assert ".mp3" in w.selector.exts and ".m4a" in w.selector.exts and w.selector.filters == ()
     assert DEFAULT_IGNORE == (".*", "*.part", "*.tmp", "*~")
     assert w.metadata == {} and w.metadata_file == ".svwatchd.yaml" and w.tags_from_path is None
     assert w.formats == ("txt", "json", "srt", "vtt") and w.after == "keep"

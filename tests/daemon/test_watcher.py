@@ -52,10 +52,13 @@ def test_events_are_filtered_and_hinted(tmp_path: Path) -> None:
         shutil.copy(TESTDATA / "001.wav", out / "c.wav")  # an output folder: excluded
         (tmp_path / ".svwatchd.yaml").write_text("customer: a\n")  # a metadata file
         (tmp_path / "new").mkdir()  # a new folder: scanned by the daemon
-        changes = _collect(watcher, {"a.wav", "b.wav", ".svwatchd.yaml", "new"})
+        changes = _collect(watcher, {"a.wav", "b.wav", ".svwatchd.yaml", "new", "notes.txt"})
     finally:
         watcher.stop()
-    hints = {(Path(c.path).name, c.hint, c.metadata) for c in changes}
+    hints = {(Path(c.path).name, c.hint, c.metadata) for c in changes if c.skipped is None}
+    skipped = {Path(c.path).name: c.skipped for c in changes if c.skipped is not None}
+    assert "extension" in (skipped.get("notes.txt") or "")  # said once, with the reason
+    assert set(skipped) <= {"notes.txt"}  # the output folder and hidden files: not even that
     assert ("a.wav", "closed", False) in hints
     assert ("b.wav", "moved", False) in hints
     assert ("new", None, False) in hints
