@@ -13,6 +13,7 @@ little early.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from svwatchd.model.speechdata import Utterance
 from svwatchd.server.engines import Engine, EngineConfig, load_engine
 from svwatchd.server.engines.guard import rejects, screen
 from svwatchd.server.engines.packing import Placed, touched
+from svwatchd.server.segmenter import LiveSegmenter
 from tests.conftest import speech_file
 from tests.nonspeech import INSERTS, Call, call, make_insert
 from tests.server.test_engines import (
@@ -184,7 +186,9 @@ def test_whisper_inserts_alone_give_no_text(whisper: Engine) -> None:
     }
     heard["60 s of digital silence"] = text_of(whisper.transcribe(make_insert("silence", 60.0)))
     assert {k: v for k, v in heard.items() if v} == {}
-    assert dropped(whisper) > int(str(before))  # the guard, not the VAD alone, kept the sung lines out
+    assert dropped(whisper) > int(
+        str(before)
+    )  # the guard, not the VAD alone, kept the sung lines out
 
 
 @pytest.mark.slow
@@ -224,6 +228,39 @@ def test_whisper_call_with_inserts(whisper: Engine, name: str) -> None:
     )
     print(f"{name}: WER {with_inserts:.3f} with the inserts, {baseline:.3f} without")
     assert with_inserts <= baseline + 0.03 and with_inserts <= 0.15
+
+
+LIVE_CALL: list[str | tuple[str, float]] = [
+    LONG_FORM[1],
+    ("silence", 0.6),
+    ("sung melody", 3.0),
+    ("silence", 0.6),
+    ("ringback", 6.0),
+    ("silence", 0.6),
+    LONG_FORM[4],
+]
+"""A live call: speech, hold music with a sung line, ringback, speech (pauses between)."""
+
+
+@pytest.mark.slow
+def test_whisper_live_segments(whisper: Engine) -> None:
+    """The live path as svserver runs it: the call arrives in 0.1 s reads, the live
+    segmenter cuts it on the VAD, each segment is decoded alone. The sung line comes
+    out in pieces of its own (alone, Whisper hears "Good." and "Thank you." in them)."""
+    mixed, refs = build(LIVE_CALL)
+    segmenter = LiveSegmenter()
+    segments = []
+    for i in range(0, len(mixed.audio), SR // 10):
+        segments += segmenter.feed(mixed.audio[i : i + SR // 10])
+    segments += segmenter.flush()
+    assert len(segments) > 3  # the inserts were cut apart from the speech
+    utterances = [
+        replace(u, start=u.start + seg.start, end=u.end + seg.start)
+        for seg in segments
+        for u in whisper.transcribe_many([seg.audio])[0]
+    ]
+    assert inside_inserts(utterances, mixed) == []
+    assert wer([" ".join(refs)], [text_of(utterances)]) <= 0.15
 
 
 @pytest.mark.slow

@@ -1,10 +1,18 @@
-"""The pocketsphinx engine: the en-us model its wheel ships, cut by its own endpointer.
+"""The pocketsphinx engine: the en-us model its wheel ships, cut by the Silero VAD.
 
-pocketsphinx 5 provides an ``Endpointer`` (WebRTC-style VAD with hysteresis:
-a 0.3 s window, 90 % of frames to switch). Each stretch of speech it returns
-is decoded as one utterance with ``full_utt=True``, so the whole stretch is
-searched at once. Word times come from the decoder's segmentation (frames of
-1/``frate`` s, end frame inclusive) offset by the stretch's start.
+The speech is found by the Silero VAD that faster-whisper bundles, with the
+Whisper engine's settings. pocketsphinx 5's own ``Endpointer`` (WebRTC-style,
+energy and spectrum) took hold music, ringback and pink noise for speech:
+alone they came out as "enjoy", "thigh thigh", "of of", and between speech
+they were decoded with it into long runs of invented words. Silero passes
+none of the test corpus's tones, chords or noise (``tests/nonspeech.py``).
+pocketsphinx has no no-speech signal of its own, so what Silero does pass
+as speech (a sung line of hold music) is decoded as words.
+
+Each stretch of speech the VAD returns is decoded as one utterance with
+``full_utt=True``, so the whole stretch is searched at once. Word times come
+from the decoder's segmentation (frames of 1/``frate`` s, end frame
+inclusive) offset by the stretch's start.
 
 Confidences are the word posteriors from the lattice. In the 5.x binding
 ``Segment.prob`` is already a linear probability (``logmath.exp`` applied),
@@ -32,6 +40,7 @@ from svwatchd.errors import ConfigError, EngineError
 from svwatchd.model.speechdata import Utterance
 from svwatchd.server.engines.base import SAMPLE_RATE, Audio, EngineConfig, as_audio, make_utterance
 from svwatchd.server.engines.model import digest_model_dir
+from svwatchd.server.engines.vad import VAD_NAME, load_vad, speech_chunks
 
 __all__ = ["SphinxEngine", "find_sphinx_model", "is_filler", "to_pcm16"]
 
@@ -77,7 +86,7 @@ def find_sphinx_model(model_dir: str | os.PathLike[str]) -> tuple[Path, Path, Pa
 
 
 class SphinxEngine:
-    """pocketsphinx with its Endpointer, loaded once and kept warm."""
+    """pocketsphinx behind the Silero VAD, loaded once and kept warm."""
 
     name = "pocketsphinx"
     sample_rate = SAMPLE_RATE
@@ -108,7 +117,7 @@ class SphinxEngine:
         except (RuntimeError, ValueError, OSError) as exc:
             raise EngineError(f"cannot load the pocketsphinx model in {root}: {exc}") from exc
         self._frate = int(self._decoder.config["frate"])
-        self._endpointer_class: Any = pocketsphinx.Endpointer
+        self._vad_options = load_vad()
 
     def info(self) -> dict[str, object]:
         """Engine, model and digest facts (pocketsphinx is single-threaded, CPU only)."""
@@ -123,40 +132,18 @@ class SphinxEngine:
             "threads": 1,
             "language": "en",
             "sample_rate": self.sample_rate,
-            "vad": "pocketsphinx Endpointer (window 0.3 s, ratio 0.9, loose)",
+            "vad": VAD_NAME,
         }
-
-    def _stretches(self, pcm: bytes) -> list[tuple[float, bytes]]:
-        """Cut PCM into speech stretches with the Endpointer: (start seconds, pcm)."""
-        endpointer = self._endpointer_class(sample_rate=SAMPLE_RATE)
-        size = int(endpointer.frame_bytes)
-        stretches: list[tuple[float, bytes]] = []
-        pending: list[bytes] = []
-        start = 0.0
-        for pos in range(0, len(pcm), size):
-            frame = pcm[pos : pos + size]
-            last = pos + size >= len(pcm)
-            speech = endpointer.end_stream(frame) if last else endpointer.process(frame)
-            if speech is None:
-                continue
-            if not pending:
-                start = float(endpointer.speech_start)
-            pending.append(bytes(speech))
-            if not endpointer.in_speech:
-                stretches.append((start, b"".join(pending)))
-                pending = []
-        if pending:  # the stream ended inside speech
-            stretches.append((start, b"".join(pending)))
-        return stretches
 
     def transcribe(self, audio: Audio) -> list[Utterance]:
         """Decode one clip: one utterance per stretch of speech that holds words."""
         clip = as_audio(audio)
         limit = len(clip) / SAMPLE_RATE
         out: list[Utterance] = []
-        for start, pcm in self._stretches(to_pcm16(clip)):
+        for first, last in speech_chunks(clip, self._vad_options):
+            start = first / SAMPLE_RATE
             self._decoder.start_utt()
-            self._decoder.process_raw(pcm, full_utt=True)
+            self._decoder.process_raw(to_pcm16(clip[first:last]), full_utt=True)
             self._decoder.end_utt()
             words = [
                 (

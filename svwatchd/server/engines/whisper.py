@@ -61,6 +61,7 @@ from svwatchd.server.engines.packing import (
     touched,
     window_audio,
 )
+from svwatchd.server.engines.vad import VAD_NAME, load_vad, speech_chunks
 
 __all__ = ["BEAM_SIZE", "WhisperEngine", "resolve_device"]
 
@@ -97,8 +98,6 @@ class WhisperEngine:
 
     def __init__(self, config: EngineConfig) -> None:
         from faster_whisper import WhisperModel
-        from faster_whisper.utils import get_assets_path
-        from faster_whisper.vad import VadOptions, get_vad_model
 
         self.config = config
         if config.model_dir is None:
@@ -130,11 +129,7 @@ class WhisperEngine:
         self._model_name = model_name
         self._device, self._compute_type = resolve_device(config.device, config.compute_type)
 
-        vad_file = Path(get_assets_path(), "silero_vad_v6.onnx")
-        if not vad_file.is_file():
-            raise EngineError(f"faster-whisper's bundled VAD model {vad_file} is missing")
-        get_vad_model()  # load the VAD now, not on the first request
-        self._vad_options = VadOptions()
+        self._vad_options = load_vad()
 
         try:
             self._model: Any = WhisperModel(
@@ -180,7 +175,7 @@ class WhisperEngine:
             "language": self._language or "detect",
             "multilingual": self._multilingual,
             "sample_rate": self.sample_rate,
-            "vad": "silero_vad_v6 (bundled with faster-whisper)",
+            "vad": VAD_NAME,
             "beam_size": BEAM_SIZE,
             "packed_clips": self.packed_clips,
             "fallback_clips": self.fallback_clips,
@@ -228,15 +223,6 @@ class WhisperEngine:
         out.sort(key=lambda u: u.start)
         return out
 
-    def _speech_chunks(self, clip: Audio) -> list[tuple[int, int]]:
-        """The sample ranges the VAD marks as speech (padded, as in a solo decode)."""
-        from faster_whisper.vad import get_speech_timestamps
-
-        if len(clip) == 0:
-            return []
-        chunks = get_speech_timestamps(clip, self._vad_options)
-        return [(int(c["start"]), int(c["end"])) for c in chunks]
-
     def transcribe_many(
         self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
     ) -> list[list[Utterance]]:
@@ -265,7 +251,7 @@ class WhisperEngine:
             if len(group) < 2:
                 continue
             for i in group:
-                speech[i] = self._speech_chunks(audios[i])
+                speech[i] = speech_chunks(audios[i], self._vad_options)
                 if not speech[i]:
                     results[i] = []
             failed = self._pack(audios, speech, results, group, PACK_GAP_S, lang)
