@@ -1,18 +1,22 @@
-"""The pocketsphinx engine: the en-us model its wheel ships, cut by the Silero VAD.
+"""The pocketsphinx engine: the en-us model its wheel ships, cut by its own endpointer.
 
-The speech is found by the Silero VAD that faster-whisper bundles, with the
-Whisper engine's settings. pocketsphinx 5's own ``Endpointer`` (WebRTC-style,
-energy and spectrum) took hold music, ringback and pink noise for speech:
-alone they came out as "enjoy", "thigh thigh", "of of", and between speech
-they were decoded with it into long runs of invented words. Silero passes
-none of the test corpus's tones, chords or noise (``tests/nonspeech.py``).
-pocketsphinx has no no-speech signal of its own, so what Silero does pass
-as speech (a sung line of hold music) is decoded as words.
+pocketsphinx 5 provides an ``Endpointer`` (WebRTC-style VAD with hysteresis:
+a 0.3 s window, 90 % of frames to switch). Each stretch of speech it returns
+is decoded as one utterance with ``full_utt=True``, so the whole stretch is
+searched at once. Word times come from the decoder's segmentation (frames of
+1/``frate`` s, end frame inclusive) offset by the stretch's start.
 
-Each stretch of speech the VAD returns is decoded as one utterance with
-``full_utt=True``, so the whole stretch is searched at once. Word times come
-from the decoder's segmentation (frames of 1/``frate`` s, end frame
-inclusive) offset by the stretch's start.
+The Endpointer also takes hold music, ringback and pink noise for speech
+(alone they came out as "enjoy", "thigh thigh", "of of"), and pocketsphinx
+has no no-speech signal of its own. So a stretch is decoded only if the
+Silero VAD the Whisper engine uses (:mod:`svwatchd.server.engines.vad`)
+finds speech in it; it finds none in the test corpus's tones, chords or
+noise (``tests/nonspeech.py``). Silero does not cut the stretches: on
+telephone-band audio (8 kHz, mu-law) it misses the first second of a card
+clip that the Endpointer keeps ("eight of spades" lost). Left as they are:
+non-speech that follows speech with no pause the Endpointer hears is in the
+speech's stretch and is decoded with it, and a sung line, which Silero
+takes for speech, is decoded as words.
 
 Confidences are the word posteriors from the lattice. In the 5.x binding
 ``Segment.prob`` is already a linear probability (``logmath.exp`` applied),
@@ -86,7 +90,7 @@ def find_sphinx_model(model_dir: str | os.PathLike[str]) -> tuple[Path, Path, Pa
 
 
 class SphinxEngine:
-    """pocketsphinx behind the Silero VAD, loaded once and kept warm."""
+    """pocketsphinx with its Endpointer and the Silero VAD's veto, loaded once and kept warm."""
 
     name = "pocketsphinx"
     sample_rate = SAMPLE_RATE
@@ -117,6 +121,7 @@ class SphinxEngine:
         except (RuntimeError, ValueError, OSError) as exc:
             raise EngineError(f"cannot load the pocketsphinx model in {root}: {exc}") from exc
         self._frate = int(self._decoder.config["frate"])
+        self._endpointer_class: Any = pocketsphinx.Endpointer
         self._vad_options = load_vad()
 
     def info(self) -> dict[str, object]:
@@ -132,18 +137,46 @@ class SphinxEngine:
             "threads": 1,
             "language": "en",
             "sample_rate": self.sample_rate,
-            "vad": VAD_NAME,
+            "vad": f"pocketsphinx Endpointer (window 0.3 s, ratio 0.9, loose); {VAD_NAME} veto",
         }
+
+    def _stretches(self, pcm: bytes) -> list[tuple[float, bytes]]:
+        """Cut PCM into speech stretches with the Endpointer: (start seconds, pcm)."""
+        endpointer = self._endpointer_class(sample_rate=SAMPLE_RATE)
+        size = int(endpointer.frame_bytes)
+        stretches: list[tuple[float, bytes]] = []
+        pending: list[bytes] = []
+        start = 0.0
+        for pos in range(0, len(pcm), size):
+            frame = pcm[pos : pos + size]
+            last = pos + size >= len(pcm)
+            speech = endpointer.end_stream(frame) if last else endpointer.process(frame)
+            if speech is None:
+                continue
+            if not pending:
+                start = float(endpointer.speech_start)
+            pending.append(bytes(speech))
+            if not endpointer.in_speech:
+                stretches.append((start, b"".join(pending)))
+                pending = []
+        if pending:  # the stream ended inside speech
+            stretches.append((start, b"".join(pending)))
+        return stretches
 
     def transcribe(self, audio: Audio) -> list[Utterance]:
         """Decode one clip: one utterance per stretch of speech that holds words."""
         clip = as_audio(audio)
         limit = len(clip) / SAMPLE_RATE
+        heard = [
+            (a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in speech_chunks(clip, self._vad_options)
+        ]
         out: list[Utterance] = []
-        for first, last in speech_chunks(clip, self._vad_options):
-            start = first / SAMPLE_RATE
+        for start, pcm in self._stretches(to_pcm16(clip)):
+            end = start + len(pcm) / (2 * SAMPLE_RATE)
+            if not any(a < end and b > start for a, b in heard):
+                continue  # no speech in it for Silero: tones, music or noise
             self._decoder.start_utt()
-            self._decoder.process_raw(to_pcm16(clip[first:last]), full_utt=True)
+            self._decoder.process_raw(pcm, full_utt=True)
             self._decoder.end_utt()
             words = [
                 (
