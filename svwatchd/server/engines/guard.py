@@ -35,7 +35,10 @@ and the first word is the window's first. In a window shared by several
 packed clips a dropped segment could take a neighbour's speech with it, so
 the engine decodes every clip a dropped segment touches again on its own.
 Dropped segments are counted, not logged above debug level: on calls they
-are normal.
+are normal. faster-whisper itself skips a window that fails Whisper's rule
+before it yields any segment (the engine passes it these thresholds, which
+also drive its temperature fallback); such windows are not counted, and the
+guard repeats the rule so that it holds whatever faster-whisper does.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Why it is built the way it is (measured on 2 CPU cores, tiny.en int8):
 
 * Silero VAD (shipped inside the faster-whisper wheel, nothing downloaded)
-  cuts speech before Whisper sees it; silence and low noise therefore never
-  reach the decoder and cannot be hallucinated into "Thank you.".
+  cuts speech before Whisper sees it; silence, noise, tones and most music
+  therefore never reach the decoder and cannot be hallucinated into "Thank
+  you.". What it does pass (a sung line of hold music) meets the guard below.
 * Whisper's encoder always costs a 30 s window, so a 2 s clip costs as much
   as a 30 s one (about 6x real time on the card clips one by one).
   :meth:`WhisperEngine.transcribe_many` packs the speech of several short
