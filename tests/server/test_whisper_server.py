@@ -19,7 +19,9 @@ from svwatchd.client.server import Server
 from svwatchd.errors import InvalidStreamError, ServerRefusedError
 from svwatchd.server.engines.model import BUNDLED_WHISPER_SHA256, bundled_whisper_model_dir
 from tests.conftest import TESTDATA, reference
+from tests.nonspeech import make_insert
 from tests.normalise import normalise
+from tests.server.test_nonspeech import CALLS, LIVE_CALL, build, inside_inserts
 from tests.server.test_server import _feeder
 from tests.svserver import SvServer, decode_all
 
@@ -169,3 +171,47 @@ def test_language_tag_is_checked_against_the_model(whisper: tuple[SvServer, Path
         assert english.status is DecodeStatus.DONE
         words = normalise(" ".join(u.text for u in english.utterances()))
         assert words == reference(SENSE[4])
+
+
+def test_not_speech_in_files(whisper: tuple[SvServer, Path]) -> None:
+    """Calls with hold music, tones and noise between speech; a sung line alone; a minute of
+    digital silence: no utterance inside the non-speech, the speech still transcribed."""
+    srv, root = whisper
+    calls = {name: build(parts) for name, parts in CALLS.items()}
+    streams: dict[str, Stream] = {}
+    for k, (name, (mixed, _refs)) in enumerate(calls.items()):
+        sf.write(root / f"call{k}.wav", mixed.audio, 16000, subtype="PCM_16")
+        streams[name] = Stream(root / f"call{k}.wav")
+    for name, audio in (
+        ("sung", make_insert("sung melody", 3.0)),
+        ("silence", np.zeros(60 * 16000)),
+    ):
+        sf.write(root / f"{name}.wav", audio, 16000, subtype="PCM_16")
+        streams[name] = Stream(root / f"{name}.wav")
+    with Server(srv.url) as server:
+        decode_all(server, list(streams.values()))
+        assert all(s.status is DecodeStatus.DONE for s in streams.values())
+        for name, (mixed, refs) in calls.items():
+            utterances = streams[name].utterances()
+            assert inside_inserts(utterances, mixed) == [], name
+            heard = normalise(" ".join(u.text for u in utterances))
+            assert jiwer.wer(normalise(" ".join(refs)), heard) <= 0.15, (name, heard)
+        assert streams["sung"].utterances() == []
+        assert streams["silence"].utterances() == []
+
+
+def test_not_speech_live(whisper: tuple[SvServer, Path]) -> None:
+    """A live call at real-time pace: speech, hold music with a sung line, ringback, speech.
+    No utterance comes of the music or the tone; the speech around them is heard."""
+    srv, _ = whisper
+    mixed, refs = build(LIVE_CALL)
+    feed = (np.clip(mixed.audio, -1, 1) * 32767).astype("<i2").tobytes()
+    port, thread = _feeder(feed, 32000)
+    with Server(srv.url) as server:
+        s = Stream(("127.0.0.1", port), samprate=16000, encoding="SPCM", sampwidth=2)
+        server.decodestreams(s)
+        heard = list(s.listen())
+    thread.join(5)
+    assert inside_inserts(heard, mixed) == []
+    text = normalise(" ".join(u.text for u in heard))
+    assert jiwer.wer(normalise(" ".join(refs)), text) <= 0.15, text

@@ -18,6 +18,11 @@ cannot be trusted; the caller decodes those alone. The rules:
   placed: the clips on either side fail;
 * a clip whose span the VAD marked as speech but that got no word fails.
 
+:func:`touched` names the clips a dropped decoder segment (see
+:mod:`svwatchd.server.engines.guard`) overlapped, by the same rules: those
+fail too, so the guard's verdict on a shared window never costs a
+neighbour its words.
+
 These functions are pure (no model), so the rules are tested directly.
 """
 
@@ -40,6 +45,7 @@ __all__ = [
     "TimedWord",
     "attribute",
     "plan_windows",
+    "touched",
     "window_audio",
 ]
 
@@ -157,6 +163,17 @@ def _overlaps(word: TimedWord, lo: float, hi: float) -> bool:
     return word.start <= hi and end >= lo
 
 
+def _spans_met(word: TimedWord, bounds: Sequence[tuple[float, float]]) -> tuple[list[int], bool]:
+    """Positions of the spans ``word`` overlaps, and True; for a word that overlaps none
+    (it lies in a gap or after the last span), the spans either side of it, and False."""
+    hits = [k for k, (lo, hi) in enumerate(bounds) if _overlaps(word, lo, hi)]
+    if hits:
+        return hits, True
+    before = [k for k, (_lo, hi) in enumerate(bounds) if hi < word.start]
+    after = [k for k, (lo, _hi) in enumerate(bounds) if lo > word.end]
+    return before[-1:] + after[:1], False
+
+
 def attribute(
     window: Sequence[Placed], words: Sequence[TimedWord], *, rate: int = SAMPLE_RATE
 ) -> tuple[dict[int, SpanWords], set[int]]:
@@ -173,14 +190,9 @@ def attribute(
     for word in words:
         if not word.text.strip():
             continue
-        hits = [k for k, (lo, hi) in enumerate(bounds) if _overlaps(word, lo, hi)]
-        if len(hits) > 1:
+        hits, inside = _spans_met(word, bounds)
+        if len(hits) != 1 or not inside:  # straddles a gap, or lies in one
             bad.update(window[k].index for k in hits)
-            continue
-        if not hits:
-            before = [k for k, (_lo, hi) in enumerate(bounds) if hi < word.start]
-            after = [k for k, (lo, _hi) in enumerate(bounds) if lo > word.end]
-            bad.update(window[k].index for k in before[-1:] + after[:1])
             continue
         k = hits[0]
         lo, hi = bounds[k]
@@ -194,3 +206,16 @@ def attribute(
             bad.add(p.index)
     words_by_clip = {i: [g[s] for s in sorted(g)] for i, g in groups.items()}
     return words_by_clip, bad
+
+
+def touched(
+    window: Sequence[Placed], spans: Sequence[tuple[float, float]], *, rate: int = SAMPLE_RATE
+) -> set[int]:
+    """The clips whose speech the window-time ``spans`` overlap (for a span in a gap: its
+    neighbours), by the rules :func:`attribute` places words with."""
+    bounds = [(p.offset / rate, (p.offset + p.length) / rate) for p in window]
+    return {
+        window[k].index
+        for start, end in spans
+        for k in _spans_met(TimedWord("", start, end, 0.0, 0), bounds)[0]
+    }

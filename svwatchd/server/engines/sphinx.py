@@ -6,6 +6,18 @@ is decoded as one utterance with ``full_utt=True``, so the whole stretch is
 searched at once. Word times come from the decoder's segmentation (frames of
 1/``frate`` s, end frame inclusive) offset by the stretch's start.
 
+The Endpointer also takes hold music, ringback and pink noise for speech
+(alone they came out as "enjoy", "thigh thigh", "of of"), and pocketsphinx
+has no no-speech signal of its own. So a stretch is decoded only if the
+Silero VAD the Whisper engine uses (:mod:`svwatchd.server.engines.vad`)
+finds speech in it; it finds none in the test corpus's tones, chords or
+noise (``tests/nonspeech.py``). Silero does not cut the stretches: on
+telephone-band audio (8 kHz, mu-law) it misses the first second of a card
+clip that the Endpointer keeps ("eight of spades" lost). Left as they are:
+non-speech that follows speech with no pause the Endpointer hears is in the
+speech's stretch and is decoded with it, and a sung line, which Silero
+takes for speech, is decoded as words.
+
 Confidences are the word posteriors from the lattice. In the 5.x binding
 ``Segment.prob`` is already a linear probability (``logmath.exp`` applied),
 and log-table rounding puts some just above 1 (1.0001, 1.0005), so they are
@@ -32,6 +44,7 @@ from svwatchd.errors import ConfigError, EngineError
 from svwatchd.model.speechdata import Utterance
 from svwatchd.server.engines.base import SAMPLE_RATE, Audio, EngineConfig, as_audio, make_utterance
 from svwatchd.server.engines.model import digest_model_dir
+from svwatchd.server.engines.vad import VAD_NAME, load_vad, speech_chunks
 
 __all__ = ["SphinxEngine", "find_sphinx_model", "is_filler", "to_pcm16"]
 
@@ -77,7 +90,7 @@ def find_sphinx_model(model_dir: str | os.PathLike[str]) -> tuple[Path, Path, Pa
 
 
 class SphinxEngine:
-    """pocketsphinx with its Endpointer, loaded once and kept warm."""
+    """pocketsphinx with its Endpointer and the Silero VAD's veto, loaded once and kept warm."""
 
     name = "pocketsphinx"
     sample_rate = SAMPLE_RATE
@@ -109,6 +122,7 @@ class SphinxEngine:
             raise EngineError(f"cannot load the pocketsphinx model in {root}: {exc}") from exc
         self._frate = int(self._decoder.config["frate"])
         self._endpointer_class: Any = pocketsphinx.Endpointer
+        self._vad_options = load_vad()
 
     def info(self) -> dict[str, object]:
         """Engine, model and digest facts (pocketsphinx is single-threaded, CPU only)."""
@@ -123,7 +137,7 @@ class SphinxEngine:
             "threads": 1,
             "language": "en",
             "sample_rate": self.sample_rate,
-            "vad": "pocketsphinx Endpointer (window 0.3 s, ratio 0.9, loose)",
+            "vad": f"pocketsphinx Endpointer (window 0.3 s, ratio 0.9, loose); {VAD_NAME} veto",
         }
 
     def _stretches(self, pcm: bytes) -> list[tuple[float, bytes]]:
@@ -153,8 +167,14 @@ class SphinxEngine:
         """Decode one clip: one utterance per stretch of speech that holds words."""
         clip = as_audio(audio)
         limit = len(clip) / SAMPLE_RATE
+        heard = [
+            (a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in speech_chunks(clip, self._vad_options)
+        ]
         out: list[Utterance] = []
         for start, pcm in self._stretches(to_pcm16(clip)):
+            end = start + len(pcm) / (2 * SAMPLE_RATE)
+            if not any(a < end and b > start for a, b in heard):
+                continue  # no speech in it for Silero: tones, music or noise
             self._decoder.start_utt()
             self._decoder.process_raw(pcm, full_utt=True)
             self._decoder.end_utt()

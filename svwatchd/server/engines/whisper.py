@@ -3,8 +3,9 @@
 Why it is built the way it is (measured on 2 CPU cores, tiny.en int8):
 
 * Silero VAD (shipped inside the faster-whisper wheel, nothing downloaded)
-  cuts speech before Whisper sees it; silence and low noise therefore never
-  reach the decoder and cannot be hallucinated into "Thank you.".
+  cuts speech before Whisper sees it; silence, noise, tones and most music
+  therefore never reach the decoder and cannot be hallucinated into "Thank
+  you.". What it does pass (a sung line of hold music) meets the guard below.
 * Whisper's encoder always costs a 30 s window, so a 2 s clip costs as much
   as a 30 s one (about 6x real time on the card clips one by one).
   :meth:`WhisperEngine.transcribe_many` packs the speech of several short
@@ -16,6 +17,12 @@ Why it is built the way it is (measured on 2 CPU cores, tiny.en int8):
 * Greedy decoding: beam 5 gave the same word error rate on the test speech
   and was slower. ``condition_on_previous_text`` is off, so one bad window
   cannot poison the next and packed clips do not prompt each other.
+* Invented text is dropped: :mod:`svwatchd.server.engines.guard` judges
+  every decoded segment, alone or packed (live segments are decoded alone),
+  by Whisper's no-speech, log-probability and compression-ratio signals.
+  A segment dropped in a packed window sends the clips it touched to be
+  decoded alone, so a neighbour's speech is never dropped with it.
+  ``info()["dropped_segments"]`` counts the drops.
 """
 
 from __future__ import annotations
@@ -31,6 +38,12 @@ import numpy as np
 from svwatchd.errors import ConfigError, EngineError
 from svwatchd.model.speechdata import Utterance
 from svwatchd.server.engines.base import SAMPLE_RATE, Audio, EngineConfig, as_audio, make_utterance
+from svwatchd.server.engines.guard import (
+    COMPRESSION_RATIO_THRESHOLD,
+    LOG_PROB_THRESHOLD,
+    NO_SPEECH_THRESHOLD,
+    screen,
+)
 from svwatchd.server.engines.model import (
     BUNDLED_WHISPER_MODEL,
     BUNDLED_WHISPER_SHA256,
@@ -46,8 +59,10 @@ from svwatchd.server.engines.packing import (
     TimedWord,
     attribute,
     plan_windows,
+    touched,
     window_audio,
 )
+from svwatchd.server.engines.vad import VAD_NAME, load_vad, speech_chunks
 
 __all__ = ["BEAM_SIZE", "WhisperEngine", "resolve_device"]
 
@@ -84,8 +99,6 @@ class WhisperEngine:
 
     def __init__(self, config: EngineConfig) -> None:
         from faster_whisper import WhisperModel
-        from faster_whisper.utils import get_assets_path
-        from faster_whisper.vad import VadOptions, get_vad_model
 
         self.config = config
         if config.model_dir is None:
@@ -117,11 +130,7 @@ class WhisperEngine:
         self._model_name = model_name
         self._device, self._compute_type = resolve_device(config.device, config.compute_type)
 
-        vad_file = Path(get_assets_path(), "silero_vad_v6.onnx")
-        if not vad_file.is_file():
-            raise EngineError(f"faster-whisper's bundled VAD model {vad_file} is missing")
-        get_vad_model()  # load the VAD now, not on the first request
-        self._vad_options = VadOptions()
+        self._vad_options = load_vad()
 
         try:
             self._model: Any = WhisperModel(
@@ -149,6 +158,7 @@ class WhisperEngine:
             self._language = config.language
         self.packed_clips = 0
         self.fallback_clips = 0
+        self.dropped_segments = 0
         # One decode of silence: allocates CTranslate2's buffers before the first request.
         self._segments(np.zeros(SAMPLE_RATE, dtype=np.float32), vad=False)
 
@@ -166,13 +176,15 @@ class WhisperEngine:
             "language": self._language or "detect",
             "multilingual": self._multilingual,
             "sample_rate": self.sample_rate,
-            "vad": "silero_vad_v6 (bundled with faster-whisper)",
+            "vad": VAD_NAME,
             "beam_size": BEAM_SIZE,
             "packed_clips": self.packed_clips,
             "fallback_clips": self.fallback_clips,
+            "dropped_segments": self.dropped_segments,
         }
 
     def _segments(self, audio: Audio, *, vad: bool, language: str | None = None) -> list[Any]:
+        """Whisper's raw segments; the guard's thresholds drive its temperature fallback too."""
         segments, _info = self._model.transcribe(
             audio,
             language=language or self._language,
@@ -181,8 +193,19 @@ class WhisperEngine:
             vad_parameters=self._vad_options,
             word_timestamps=True,
             condition_on_previous_text=False,
+            no_speech_threshold=NO_SPEECH_THRESHOLD,
+            log_prob_threshold=LOG_PROB_THRESHOLD,
+            compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
         )
         return list(segments)
+
+    def _screen(self, segments: list[Any]) -> tuple[list[Any], list[Any]]:
+        """The segments the guard keeps and drops; drops are counted, logged at debug only."""
+        screened = screen(segments)
+        if screened.dropped:
+            self.dropped_segments += len(screened.dropped)
+            log.debug("guard dropped %s", [(s.text, rule) for s, rule in screened.dropped])
+        return screened.kept, [s for s, _rule in screened.dropped]
 
     def transcribe(self, audio: Audio) -> list[Utterance]:
         """Decode one clip on its own: VAD, then Whisper on the speech it kept."""
@@ -192,22 +215,14 @@ class WhisperEngine:
     def _solo(self, clip: Audio, language: str | None = None) -> list[Utterance]:
         limit = len(clip) / SAMPLE_RATE
         out: list[Utterance] = []
-        for segment in self._segments(clip, vad=True, language=language):
+        kept, _dropped = self._screen(self._segments(clip, vad=True, language=language))
+        for segment in kept:
             words = [(w.word, w.start, w.end, w.probability) for w in segment.words or ()]
             utterance = make_utterance(words, limit=limit)
             if utterance is not None:
                 out.append(utterance)
         out.sort(key=lambda u: u.start)
         return out
-
-    def _speech_chunks(self, clip: Audio) -> list[tuple[int, int]]:
-        """The sample ranges the VAD marks as speech (padded, as in a solo decode)."""
-        from faster_whisper.vad import get_speech_timestamps
-
-        if len(clip) == 0:
-            return []
-        chunks = get_speech_timestamps(clip, self._vad_options)
-        return [(int(c["start"]), int(c["end"])) for c in chunks]
 
     def transcribe_many(
         self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
@@ -237,7 +252,7 @@ class WhisperEngine:
             if len(group) < 2:
                 continue
             for i in group:
-                speech[i] = self._speech_chunks(audios[i])
+                speech[i] = speech_chunks(audios[i], self._vad_options)
                 if not speech[i]:
                     results[i] = []
             failed = self._pack(audios, speech, results, group, PACK_GAP_S, lang)
@@ -272,7 +287,9 @@ class WhisperEngine:
             if len(window) < 2:
                 continue
             decoded = self._segments(window_audio(window, local), vad=False, language=language)
-            per_clip, bad = attribute(window, _timed_words(decoded))
+            kept, dropped = self._screen(decoded)
+            per_clip, bad = attribute(window, _timed_words(kept))
+            bad |= touched(window, [(s.start, s.end) for s in dropped])
             for p in window:
                 clip = picked[p.index]
                 if p.index in bad:
