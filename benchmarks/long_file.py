@@ -17,7 +17,7 @@ them, as a meeting recorder writes them: continuous, hours long), written as
   own error on word times).
 
 Default server (Whisper tiny.en, 1 thread per worker), each run in a fresh
-data directory. Run: ``python -m benchmarks.long_file [--minutes 180] [--mp3]``.
+data directory. Run: ``python -m benchmarks.long_file [--minutes 180] [--format wav|mp3|both]``.
 """
 
 from __future__ import annotations
@@ -130,14 +130,14 @@ def _pids(srv: SvServer) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=180.0)
-    parser.add_argument("--mp3", action="store_true", help="also the same recording as MP3")
+    parser.add_argument("--format", choices=("wav", "mp3", "both"), default="both")
     args = parser.parse_args()
     print(f"long_file: {args.minutes:.0f} min, {cores()} cores, load {loadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "audio"
         root.mkdir()
         sf.write(root / "warm.wav", load_clip(SENSE[0]), 16000, subtype="PCM_16")
-        kinds = [False, True] if args.mp3 else [False]
+        kinds = {"wav": [False], "mp3": [True], "both": [False, True]}[args.format]
         for mp3 in kinds:
             began = time.monotonic()
             path, starts, duration = build(root, args.minutes, mp3=mp3)
