@@ -13,7 +13,7 @@ import pytest
 
 from svwatchd.daemon.metadata import Held, MetadataResolver, load_metadata_file
 from svwatchd.errors import ConfigError
-from tests.conftest import TESTDATA
+from tests.conftest import TESTDATA, speech_file
 from tests.daemon.daemon_harness import DaemonProc, tags_of, wait_for, write_config
 from tests.normalise import normalise
 from tests.svserver import SvServer
@@ -36,7 +36,7 @@ def test_inheritance_and_precedence_across_three_levels(tmp_path: Path) -> None:
     _write(root / "a" / "b" / ".svwatchd.yaml", "recorder: r7\ncampaign: final\n")
     (root / "a" / "b").mkdir(parents=True, exist_ok=True)
     raw = root / "a" / "b" / "bob_20261124.raw"
-    shutil.copy(TESTDATA / "goforward.raw", raw)
+    shutil.copy(speech_file("goforward.raw"), raw)
     import re
 
     resolver = MetadataResolver(
@@ -57,7 +57,7 @@ def test_inheritance_and_precedence_across_three_levels(tmp_path: Path) -> None:
     }
     # at the top level only the root file applies
     top = root / "top.raw"
-    shutil.copy(TESTDATA / "goforward.raw", top)
+    shutil.copy(speech_file("goforward.raw"), top)
     assert resolver.resolve(top)["campaign"] == "base"  # type: ignore[index]
     # a WAV header wins: format fields are dropped for WAV files
     wav = root / "a" / "b" / "c.wav"
@@ -109,7 +109,7 @@ def test_broken_file_holds_only_what_is_below_it(tmp_path: Path) -> None:
     _write(root / "bad" / ".svwatchd.yaml", "samprate: fast\n")
     (root / "good").mkdir(parents=True)
     for f in (root / "bad" / "x.raw", root / "good" / "y.raw"):
-        shutil.copy(TESTDATA / "goforward.raw", f)
+        shutil.copy(speech_file("goforward.raw"), f)
     resolver = MetadataResolver(root, {})
     held = resolver.resolve(root / "bad" / "x.raw")
     assert isinstance(held, Held) and held.file.endswith("bad/.svwatchd.yaml")
