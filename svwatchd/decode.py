@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import soxr
@@ -34,7 +34,14 @@ from svwatchd.errors import AudioDecodeError
 from svwatchd.media import BLOCK_SECONDS, Frames, MediaInfo, Track, iter_blocks, probe_media
 from svwatchd.model.format import AudioFormat
 
-__all__ = ["choose_track", "duration_seconds", "iter_audio", "read_audio", "read_channels"]
+__all__ = [
+    "ChosenTrack",
+    "choose_track",
+    "duration_seconds",
+    "iter_audio",
+    "read_audio",
+    "read_channels",
+]
 
 _QUALITY: Final = "HQ"
 _EMPTY: Final[Samples] = np.zeros(0, dtype=np.float32)
@@ -47,6 +54,7 @@ def read_audio(
     target_rate: int = DEFAULT_RATE,
     track: int | str | None = None,
     language: str | None = None,
+    chosen: ChosenTrack | None = None,
 ) -> Samples:
     """Decode a whole file to mono float32 at ``target_rate`` (channels averaged, soxr 'HQ').
 
@@ -57,7 +65,9 @@ def read_audio(
     dropped. Raises :class:`AudioDecodeError` for undecodable or empty audio.
     """
     if fmt.is_container:
-        blocks = iter_audio(path, fmt, target_rate=target_rate, track=track, language=language)
+        blocks = iter_audio(
+            path, fmt, target_rate=target_rate, track=track, language=language, chosen=chosen
+        )
         return _joined(os.fspath(path), blocks)[0]
     frames, rate = _whole_frames(path, fmt)
     return resample(to_mono(frames), rate, check_rate(target_rate))
@@ -70,12 +80,19 @@ def read_channels(
     target_rate: int = DEFAULT_RATE,
     track: int | str | None = None,
     language: str | None = None,
+    chosen: ChosenTrack | None = None,
 ) -> list[Samples]:
     """Decode a file as :func:`read_audio` does, but each channel alone (``split_channels``:
     a stereo call with one party per channel), in channel order."""
     if fmt.is_container:
         blocks = iter_audio(
-            path, fmt, target_rate=target_rate, track=track, language=language, split=True
+            path,
+            fmt,
+            target_rate=target_rate,
+            track=track,
+            language=language,
+            split=True,
+            chosen=chosen,
         )
         return _joined(os.fspath(path), blocks)
     frames, rate = _whole_frames(path, fmt)
@@ -96,15 +113,24 @@ def duration_seconds(path: StrPath, fmt: AudioFormat) -> float:
     return os.path.getsize(path) // fmt.frame_bytes / fmt.samprate
 
 
+class ChosenTrack(NamedTuple):
+    """A container probed once and the track chosen in it: pass it on to the readers so
+    they do not probe the file again (a probe decodes the file's end)."""
+
+    media: MediaInfo
+    track: Track
+
+
 def choose_track(
     path: StrPath, fmt: AudioFormat, track: int | str | None, language: str | None
-) -> Track | None:
+) -> ChosenTrack | None:
     """The container track a stream decodes (None for WAV and RAW); ``AudioDecodeError``
     when the file is no longer that container or has no such track."""
     if not fmt.is_container:
         return None
     source = os.fspath(path)
-    return _choose(source, _probe(source, fmt), track, language)
+    media = _probe(source, fmt)
+    return ChosenTrack(media, _choose(source, media, track, language))
 
 
 def iter_audio(
@@ -117,12 +143,14 @@ def iter_audio(
     start: float = 0.0,
     split: bool = False,
     block_seconds: float = BLOCK_SECONDS,
+    chosen: ChosenTrack | None = None,
 ) -> Iterator[list[Samples]]:
     """The file's audio from ``start`` seconds on, a block at a time: each block a list of one
-    mono array, or of one array per channel with ``split``, at ``target_rate``."""
+    mono array, or of one array per channel with ``split``, at ``target_rate``. A container's
+    track is ``chosen`` already (:func:`choose_track`), or chosen here by ``track``/``language``."""
     source = os.fspath(path)
     target_rate = check_rate(target_rate)
-    rate, channels, frames = _frames(source, fmt, track, language, start, block_seconds)
+    rate, channels, frames = _frames(source, fmt, track, language, start, block_seconds, chosen)
     outputs = channels if split else 1
     streams: list[Any] = [
         soxr.ResampleStream(rate, target_rate, 1, dtype="float32", quality=_QUALITY)
@@ -153,13 +181,15 @@ def _frames(
     language: str | None,
     start: float,
     block_seconds: float,
+    chosen: ChosenTrack | None,
 ) -> tuple[int, int, Iterator[Frames]]:
     """(rate, channels, frame blocks from ``start``) of any file."""
     if fmt.is_container:
-        media = _probe(source, fmt)
-        chosen = _choose(source, media, track, language)
-        blocks = iter_blocks(source, media, chosen, start=start, block_seconds=block_seconds)
-        return chosen.samprate, chosen.channels, blocks
+        picked = chosen or choose_track(source, fmt, track, language)
+        assert picked is not None  # fmt is a container
+        media, tr = picked
+        blocks = iter_blocks(source, media, tr, start=start, block_seconds=block_seconds)
+        return tr.samprate, tr.channels, blocks
     if fmt.filetype == "WAV":
         wav = probe_wav(source).format
         first = round(start * wav.samprate)

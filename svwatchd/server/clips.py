@@ -58,12 +58,12 @@ def load(row: StreamRow, sample_rate: int) -> Loaded:
     """
     assert row.path is not None
     fmt = probe_wav(row.path).format if row.filetype == "WAV" else row.format
-    track = choose_track(row.path, fmt, row.track, row.language)
-    number = track.number if track is not None else None
+    chosen = choose_track(row.path, fmt, row.track, row.language)
+    track = chosen.track if chosen is not None else None
     if not splits(row, fmt):
-        mono = read_audio(row.path, fmt, target_rate=sample_rate, track=number)
+        mono = read_audio(row.path, fmt, target_rate=sample_rate, chosen=chosen)
         return Loaded([Clip(mono)], len(mono) / sample_rate, track)
-    channels = read_channels(row.path, fmt, target_rate=sample_rate, track=number)
+    channels = read_channels(row.path, fmt, target_rate=sample_rate, chosen=chosen)
     clips, repeated = split_clips(channels, channel_labels(row.tags, len(channels)))
     return Loaded(clips, len(channels[0]) / sample_rate, track, len(clips), repeated)
 

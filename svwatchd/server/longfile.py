@@ -82,7 +82,8 @@ class LongFiles:
         """
         assert row.path is not None
         fmt = probe_wav(row.path).format if row.filetype == "WAV" else row.format
-        track = choose_track(row.path, fmt, row.track, row.language)
+        chosen = choose_track(row.path, fmt, row.track, row.language)
+        track = chosen.track if chosen is not None else None
         split = splits(row, fmt)
         labels = channel_labels(row.tags, fmt.channels)
         begin = row.decoded_seconds
@@ -90,9 +91,9 @@ class LongFiles:
             row.path,
             fmt,
             target_rate=self._rate,
-            track=track.number if track is not None else None,
             start=begin,
             split=split,
+            chosen=chosen,
         )
         pieces = cut_pieces(blocks, start=begin, rate=self._rate, piece_seconds=self._piece_seconds)
         task = asyncio.current_task()
