@@ -423,7 +423,7 @@ def bench_engine(
 
 
 def _model_dir() -> Path:
-    from svwatchd.server.engines.model import bundled_whisper_model_dir
+    from svwatchd.server._engines.model import bundled_whisper_model_dir
 
     return bundled_whisper_model_dir()
 

@@ -78,7 +78,7 @@ def run(n: int, base: Path, srv: SvServer) -> None:
     log = work / "daemon.log"
     with open(log, "wb") as out:
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "svwatchd.daemon.cli", "run", "--config", str(cfg)],
+            [sys.executable, "-m", "svwatchd.daemon._cli", "run", "--config", str(cfg)],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -147,8 +147,8 @@ def run(n: int, base: Path, srv: SvServer) -> None:
 def journal_memory() -> None:
     code = """
 import sys
-from svwatchd.daemon.identity import FileIdentity
-from svwatchd.daemon.journal import FileState, Journal
+from svwatchd.daemon._identity import FileIdentity
+from svwatchd.daemon._journal import FileState, Journal
 def rss(f="VmRSS:"):
     for line in open("/proc/self/status"):
         if line.startswith(f):
@@ -159,7 +159,7 @@ for first in range(0, 100_000, 900):  # transactions of 900, as a burst is recor
         (FileIdentity(f"/w/d{i % 100}/f{i:06d}.wav", i, i, i, 1, f"sha256:{i:064x}"), "/w")
         for i in range(first, min(first + 900, 100_000))])
 j.known_paths("/w"); j.counts_by_watch(); j.by_state(FileState.PENDING, limit=1000)
-import svwatchd.daemon.runner  # the daemon's own imports, for a fair figure
+import svwatchd.daemon._runner  # the daemon's own imports, for a fair figure
 print(f"{rss():.1f} {rss('VmHWM:'):.1f}")
 """
     with tempfile.TemporaryDirectory() as d:

@@ -49,7 +49,7 @@ class SvServer:
         cmd = [
             sys.executable,
             "-m",
-            "svwatchd.server.cli",
+            "svwatchd.server._cli",
             "serve",
             "--data-dir",
             str(self.data_dir),

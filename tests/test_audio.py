@@ -1,4 +1,4 @@
-"""svwatchd.audio against real speech and formats derived from it with soundfile/numpy.
+"""svwatchd._audio against real speech and formats derived from it with soundfile/numpy.
 
 Each derived format is decoded back to 16 kHz and compared with the original decoded
 the plain way: a near-equal length, a strong correlation and the right gain prove
@@ -17,8 +17,8 @@ import pytest
 import soundfile as sf
 import soxr
 
-from svwatchd.audio import RawStreamDecoder, WavInfo, is_riff, probe_wav
-from svwatchd.decode import duration_seconds, read_audio
+from svwatchd._audio import RawStreamDecoder, WavInfo, is_riff, probe_wav
+from svwatchd._decode import duration_seconds, read_audio
 from svwatchd.errors import AudioDecodeError, InvalidInputError, SvwatchdError
 from svwatchd.model.enums import Encoding, Endian
 from svwatchd.model.format import AudioFormat

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _check(config: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "svwatchd.daemon.cli", "check", "--config", str(config)],
+        [sys.executable, "-m", "svwatchd.daemon._cli", "check", "--config", str(config)],
         capture_output=True,
         text=True,
         cwd=cwd,

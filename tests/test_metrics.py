@@ -17,8 +17,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from svwatchd.daemon.metrics import DaemonMetrics
-from svwatchd.server.metrics import ServerMetrics
+from svwatchd.daemon._metrics import DaemonMetrics
+from svwatchd.server._metrics import ServerMetrics
 from tests.svserver import SvServer, free_port
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -301,7 +301,7 @@ def test_svserver_serves_metrics(tmp_path: Path) -> None:
 
 def test_svserver_refuses_a_bad_metrics_address(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "svwatchd.server.cli", "serve", "--data-dir", str(tmp_path),
+        [sys.executable, "-m", "svwatchd.server._cli", "serve", "--data-dir", str(tmp_path),
          "--listen", f"127.0.0.1:{free_port()}", "--engine", "pocketsphinx",
          "--metrics", "127.0.0.1"],
         capture_output=True, text=True, timeout=120, check=False,
@@ -350,7 +350,7 @@ def test_daemon_serves_metrics(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
     with log.open("wb") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "svwatchd.daemon.cli", "run", "-c", str(config)],
+            [sys.executable, "-m", "svwatchd.daemon._cli", "run", "-c", str(config)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=stderr,

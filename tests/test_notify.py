@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from svwatchd.notify import Watchdog, notify, notify_address, watchdog_interval
+from svwatchd._notify import Watchdog, notify, notify_address, watchdog_interval
 from tests.svserver import free_port
 
 
@@ -239,7 +239,7 @@ def test_daemon_notifies_systemd(short_dir: Path) -> None:
         cmd = [
             sys.executable,
             "-m",
-            "svwatchd.daemon.cli",
+            "svwatchd.daemon._cli",
             "run",
             "-c",
             str(short_dir / "svwatchd.yaml"),
@@ -274,7 +274,7 @@ def test_svserver_notifies_systemd(short_dir: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [
-        sys.executable, "-m", "svwatchd.server.cli", "serve",
+        sys.executable, "-m", "svwatchd.server._cli", "serve",
         "--data-dir", str(short_dir / "data"), "--listen", f"127.0.0.1:{port}",
         "--engine", "pocketsphinx", "--workers", "1", "--threads", "1",
     ]  # fmt: skip

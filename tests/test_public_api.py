@@ -90,6 +90,47 @@ def test_client_docstring_example_names_exist() -> None:
     assert callable(Server) and callable(Stream)
 
 
+# The library's API; everything else has a private name (``_x``) somewhere in its path.
+_PUBLIC = {
+    "svwatchd",
+    "svwatchd.client",
+    "svwatchd.client.server",
+    "svwatchd.client.speechdata",
+    "svwatchd.client.stream",
+    "svwatchd.daemon",
+    "svwatchd.errors",
+    "svwatchd.model",
+    "svwatchd.model.contract",
+    "svwatchd.model.enums",
+    "svwatchd.model.format",
+    "svwatchd.model.languages",
+    "svwatchd.model.metadata",
+    "svwatchd.model.record",
+    "svwatchd.model.select",
+    "svwatchd.model.speechdata",
+    "svwatchd.server",
+}
+
+
+def test_only_the_api_has_public_names() -> None:
+    """Implementation modules are private, as httpx's are: a new module must choose."""
+    every = {m.name for m in pkgutil.walk_packages(svwatchd.__path__, prefix="svwatchd.")}
+    public = {
+        name for name in every | {"svwatchd"} if not any(p.startswith("_") for p in name.split("."))
+    }
+    assert public == _PUBLIC
+
+
+def test_applications_export_nothing() -> None:
+    """svserver and the daemon are used through their commands, never imported as a library."""
+    import svwatchd.daemon
+    import svwatchd.server
+
+    for package in (svwatchd.server, svwatchd.daemon):
+        assert not [n for n in vars(package) if not n.startswith("_")]
+        assert "not a library" in (package.__doc__ or "")
+
+
 @pytest.mark.parametrize(
     ("module", "must_not_load"),
     [
@@ -101,8 +142,8 @@ def test_client_docstring_example_names_exist() -> None:
         ("svwatchd.model.format", ("numpy", "svwatchd.client", "svwatchd.server")),
         ("svwatchd.model.languages", ("numpy", "svwatchd.client", "svwatchd.server")),
         # config parsing stays light; svserver never goes through the client
-        ("svwatchd.daemon.config", ("numpy", "svwatchd.server", "svwatchd.client")),
-        ("svwatchd.server.app", ("svwatchd.client", "svwatchd.daemon")),
+        ("svwatchd.daemon._config", ("numpy", "svwatchd.server", "svwatchd.client")),
+        ("svwatchd.server._app", ("svwatchd.client", "svwatchd.daemon")),
         ("svwatchd.client", ("svwatchd.server", "svwatchd.daemon")),
     ],
 )

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from svwatchd.daemon.config import load_config
+from svwatchd.daemon._config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 UNITS = ROOT / "systemd"

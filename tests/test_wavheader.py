@@ -17,10 +17,10 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from svwatchd import audio
-from svwatchd.audio import WavInfo, probe_wav
+from svwatchd import _audio as audio
+from svwatchd._audio import WavInfo, probe_wav
+from svwatchd._wavheader import read_plain_header
 from svwatchd.errors import AudioDecodeError
-from svwatchd.wavheader import read_plain_header
 from tests.conftest import TESTDATA
 
 

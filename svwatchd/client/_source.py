@@ -3,7 +3,7 @@
 A file's kind is decided by its content: a WAV file when its name says so
 (then it must be valid RIFF/WAVE, never read as raw) or when its content
 starts with RIFF/RIFX; a container (FLAC, OGG, MP3, M4A, MP4, MKV, WebM, ...)
-when :func:`svwatchd.media.probe_media` recognises it, whatever its name; else
+when :func:`svwatchd._media.probe_media` recognises it, whatever its name; else
 headerless raw audio, but only when its format fields are given. A WAV file's
 or a container's format comes from the file, and metadata that contradicts it
 is an error naming both values. Headerless sources (raw files, sockets) need
@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from svwatchd.audio import is_riff, probe_wav
+from svwatchd._audio import is_riff, probe_wav
+from svwatchd._media import MediaInfo, Track, probe_media
 from svwatchd.errors import AudioDecodeError, InvalidStreamError
-from svwatchd.media import MediaInfo, Track, probe_media
 from svwatchd.model.enums import Encoding, Endian
 from svwatchd.model.format import AudioFormat
 from svwatchd.model.metadata import TagValue, split_metadata

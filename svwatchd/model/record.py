@@ -1,7 +1,7 @@
 """A stream's record: what svserver answers about one stream on refresh and getstreams.
 
 The one definition of that JSON, shared by three readers: svserver builds it
-(its SQL is derived from these classes, see ``svwatchd.server.records``), its
+(its SQL is derived from these classes, see ``svwatchd.server._records``), its
 API documents it (the response models of ``/openapi.json``), and the client
 parses it into a :class:`~svwatchd.client.Stream`. Values are typed as the
 JSON carries them: a status is its name (a ``DecodeStatus`` is a ``StrEnum``,

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from svwatchd.channels import duplicate_channels
+from svwatchd._channels import duplicate_channels
+from svwatchd._decode import iter_audio, read_audio, read_channels
+from svwatchd._media import probe_media
+from svwatchd._sniff import sniff
 from svwatchd.client import Stream
-from svwatchd.decode import iter_audio, read_audio, read_channels
 from svwatchd.errors import AudioDecodeError, InvalidStreamError
-from svwatchd.media import probe_media
 from svwatchd.model.languages import language_name, normalise_language, same_language
-from svwatchd.sniff import sniff
 from tests.conftest import speech_file
 from tests.media_files import write_av, write_format
 

@@ -29,7 +29,7 @@ class DaemonProc:
     def start(self) -> DaemonProc:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "svwatchd.daemon.cli", "run", "--config", str(self.config)],
+                [sys.executable, "-m", "svwatchd.daemon._cli", "run", "--config", str(self.config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

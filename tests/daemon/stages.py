@@ -18,14 +18,14 @@ import httpx
 import structlog
 
 from svwatchd.client.server import Server
-from svwatchd.daemon.collect import Collector
-from svwatchd.daemon.config import Policy, WatchConfig
-from svwatchd.daemon.identity import identify
-from svwatchd.daemon.journal import FileRecord, FileState, Journal
-from svwatchd.daemon.link import Reachability
-from svwatchd.daemon.metrics import DaemonMetrics
-from svwatchd.daemon.submit import Submitter
-from svwatchd.daemon.watches import Watches
+from svwatchd.daemon._collect import Collector
+from svwatchd.daemon._config import Policy, WatchConfig
+from svwatchd.daemon._identity import identify
+from svwatchd.daemon._journal import FileRecord, FileState, Journal
+from svwatchd.daemon._link import Reachability
+from svwatchd.daemon._metrics import DaemonMetrics
+from svwatchd.daemon._submit import Submitter
+from svwatchd.daemon._watches import Watches
 
 
 @dataclass

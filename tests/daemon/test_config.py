@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from svwatchd.daemon.config import (
+from svwatchd.daemon._config import (
     DEFAULT_IGNORE,
     DaemonConfig,
     EmbeddedServer,

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from svwatchd.daemon.config import load_config
-from svwatchd.daemon.runner import Daemon
+from svwatchd.daemon._config import load_config
+from svwatchd.daemon._runner import Daemon
 from tests.conftest import TESTDATA, speech_file
 from tests.daemon.daemon_harness import DaemonProc, server_streams, wait_for, write_config
 from tests.normalise import normalise

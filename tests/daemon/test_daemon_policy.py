@@ -164,7 +164,7 @@ def test_second_daemon_on_the_same_state_is_refused(
     daemon = DaemonProc(cfg).start()
     try:
         second = subprocess.run(
-            [sys.executable, "-m", "svwatchd.daemon.cli", "run", "--config", str(cfg)],
+            [sys.executable, "-m", "svwatchd.daemon._cli", "run", "--config", str(cfg)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -189,7 +189,7 @@ def test_check_reports_line_and_key(tmp_path: Path) -> None:
         "    bogus: 1\n"
     )
     run = subprocess.run(
-        [sys.executable, "-m", "svwatchd.daemon.cli", "check", "--config", str(cfg)],
+        [sys.executable, "-m", "svwatchd.daemon._cli", "check", "--config", str(cfg)],
         capture_output=True,
         text=True,
         timeout=60,

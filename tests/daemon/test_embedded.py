@@ -35,7 +35,7 @@ def _embedded_pid(daemon: DaemonProc) -> int:
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == daemon.proc.pid and b"svwatchd.server.cli" in cmdline:
+        if ppid == daemon.proc.pid and b"svwatchd.server._cli" in cmdline:
             return int(entry)
     raise AssertionError("the daemon has no svserver child")
 

@@ -99,7 +99,7 @@ def test_a_watch_takes_every_supported_format_unless_told_otherwise(tmp_path: Pa
     (tmp_path / "in").mkdir()
     (tmp_path / "only").mkdir()
     checked = subprocess.run(
-        [sys.executable, "-m", "svwatchd.daemon.cli", "check", "--config", str(cfg)],
+        [sys.executable, "-m", "svwatchd.daemon._cli", "check", "--config", str(cfg)],
         capture_output=True,
         text=True,
         check=False,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from svwatchd.daemon import identity
-from svwatchd.daemon.identity import identify, stream_id_for
+from svwatchd.daemon import _identity as identity
+from svwatchd.daemon._identity import identify, stream_id_for
 from svwatchd.errors import FileChangedError, SvwatchdError
 
 STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")

@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from svwatchd.daemon.identity import FileIdentity, identify, stream_id_for
-from svwatchd.daemon.journal import (
+from svwatchd.daemon._identity import FileIdentity, identify, stream_id_for
+from svwatchd.daemon._journal import (
     SCHEMA_VERSION,
     FileRecord,
     FileState,
     Journal,
 )
-from svwatchd.daemon.journal_read import JournalReader
-from svwatchd.daemon.journal_types import MIGRATIONS
-from svwatchd.daemon.watchconfig import WatchId
+from svwatchd.daemon._journal_read import JournalReader
+from svwatchd.daemon._journal_types import MIGRATIONS
+from svwatchd.daemon._watchconfig import WatchId
 from svwatchd.errors import JournalWriteError, SchemaVersionError, StateLockedError, SvwatchdError
 
 S = FileState
@@ -93,7 +93,7 @@ def test_second_daemon_process_is_refused(tmp_path: Path) -> None:
         res = run_python(
             """
             import sys
-            from svwatchd.daemon.journal import Journal
+            from svwatchd.daemon._journal import Journal
             from svwatchd.errors import StateLockedError
             try:
                 Journal(sys.argv[1])
@@ -111,7 +111,7 @@ def test_second_daemon_process_is_refused(tmp_path: Path) -> None:
 
 def test_lock_of_a_killed_daemon_is_released(tmp_path: Path) -> None:
     code = (
-        "import sys; from svwatchd.daemon.journal import Journal; j = Journal(sys.argv[1]); "
+        "import sys; from svwatchd.daemon._journal import Journal; j = Journal(sys.argv[1]); "
         "print('open', flush=True); sys.stdin.read()"
     )
     with subprocess.Popen(
@@ -317,8 +317,8 @@ def test_rebuild_from_outputs_and_server(journal: Journal) -> None:
 
 WRITER = """
 import sys
-from svwatchd.daemon.identity import FileIdentity
-from svwatchd.daemon.journal import Journal
+from svwatchd.daemon._identity import FileIdentity
+from svwatchd.daemon._journal import Journal
 j = Journal(sys.argv[1])
 i = int(sys.argv[2])
 while True:
@@ -499,8 +499,8 @@ def test_enospc_from_the_os_is_a_write_error(journal: Journal) -> None:
 
 RSS = """
 import sys, time
-from svwatchd.daemon.identity import FileIdentity
-from svwatchd.daemon.journal import FileState, Journal
+from svwatchd.daemon._identity import FileIdentity
+from svwatchd.daemon._journal import FileState, Journal
 
 def rss_mb(field="VmRSS:"):
     # VmHWM is the peak of this program; ru_maxrss would also count the pytest

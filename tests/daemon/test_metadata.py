@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from svwatchd.daemon.metadata import Held, MetadataResolver, load_metadata_file
+from svwatchd.daemon._metadata import Held, MetadataResolver, load_metadata_file
 from svwatchd.errors import ConfigError
 from tests.conftest import TESTDATA, speech_file
 from tests.daemon.daemon_harness import DaemonProc, tags_of, wait_for, write_config
@@ -126,7 +126,7 @@ def test_check_reports_every_broken_metadata_file(tmp_path: Path) -> None:
         tmp_path, "embedded", [{"path": str(inbox), "output": {"dir": str(tmp_path / "o")}}]
     )
     run = subprocess.run(
-        [sys.executable, "-m", "svwatchd.daemon.cli", "check", "--config", str(cfg)],
+        [sys.executable, "-m", "svwatchd.daemon._cli", "check", "--config", str(cfg)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -135,7 +135,7 @@ def test_check_reports_every_broken_metadata_file(tmp_path: Path) -> None:
     assert f"{inbox}/x/.svwatchd.yaml:2: channels:" in run.stderr
     _write(inbox / "x" / ".svwatchd.yaml", "customer: a\nchannels: 1\n")
     run = subprocess.run(
-        [sys.executable, "-m", "svwatchd.daemon.cli", "check", "--config", str(cfg)],
+        [sys.executable, "-m", "svwatchd.daemon._cli", "check", "--config", str(cfg)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -186,7 +186,7 @@ def test_daemon_uses_edits_holds_and_releases(area: tuple[SvServer, Path], work:
         assert len(invalid) == 1 and "sampwidth" in invalid[0]["error"]
         assert ".svwatchd.yaml:3" in invalid[0]["error"]
         status = subprocess.run(
-            [sys.executable, "-m", "svwatchd.daemon.cli", "status", "--config", str(cfg)],
+            [sys.executable, "-m", "svwatchd.daemon._cli", "status", "--config", str(cfg)],
             capture_output=True,
             text=True,
             timeout=60,

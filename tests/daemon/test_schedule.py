@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from svwatchd.daemon.schedule import PauseWindow, PauseWindows, load_zone, local_zone
+from svwatchd.daemon._schedule import PauseWindow, PauseWindows, load_zone, local_zone
 
 BERLIN = ZoneInfo("Europe/Berlin")
 # 2026-11-23 is a Monday; Berlin springs forward on 2026-03-29 (02:00 -> 03:00)

@@ -58,7 +58,7 @@ def test_notify_order_and_metrics_of_both_processes(tmp_path: Path) -> None:
     env = dict(os.environ, NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="2000000")
     log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115 -- closed in finally
     proc = subprocess.Popen(
-        [sys.executable, "-m", "svwatchd.daemon.cli", "run", "--config", str(cfg)],
+        [sys.executable, "-m", "svwatchd.daemon._cli", "run", "--config", str(cfg)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from svwatchd.daemon.settle import Settler
-from svwatchd.daemon.watchconfig import WatchId
+from svwatchd.daemon._settle import Settler
+from svwatchd.daemon._watchconfig import WatchId
 
 W = WatchId("/w")
 

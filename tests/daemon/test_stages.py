@@ -17,11 +17,11 @@ from structlog.testing import capture_logs
 
 from svwatchd.client.server import Server
 from svwatchd.client.stream import Stream
-from svwatchd.daemon import submit
-from svwatchd.daemon.config import Policy
-from svwatchd.daemon.journal import FileState
-from svwatchd.daemon.metadata import MetadataResolver
-from svwatchd.daemon.sender import Batch, Sender
+from svwatchd.daemon import _submit as submit
+from svwatchd.daemon._config import Policy
+from svwatchd.daemon._journal import FileState
+from svwatchd.daemon._metadata import MetadataResolver
+from svwatchd.daemon._sender import Batch, Sender
 from svwatchd.errors import ServerUnavailableError
 from tests.conftest import TESTDATA
 from tests.daemon.stages import stages

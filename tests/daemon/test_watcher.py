@@ -10,8 +10,8 @@ from typing import Any
 
 from watchdog.observers import Observer
 
-from svwatchd.daemon.watchconfig import WatchId
-from svwatchd.daemon.watcher import Change, Watcher, WatchSpec
+from svwatchd.daemon._watchconfig import WatchId
+from svwatchd.daemon._watcher import Change, Watcher, WatchSpec
 from svwatchd.model.select import FileSelector
 from tests.conftest import TESTDATA, speech_file
 

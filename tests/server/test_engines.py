@@ -24,7 +24,7 @@ import soundfile as sf
 
 from svwatchd.errors import ConfigError, InvalidInputError, ModelIntegrityError, WorkerCrashedError
 from svwatchd.model.speechdata import Utterance
-from svwatchd.server.engines import (
+from svwatchd.server._engines import (
     BUNDLED_WHISPER_SHA256,
     Engine,
     EngineConfig,
@@ -36,16 +36,16 @@ from svwatchd.server.engines import (
     load_engine,
     verify_model,
 )
-from svwatchd.server.engines.base import as_audio
-from svwatchd.server.engines.model import sha256_file
-from svwatchd.server.engines.packing import (
+from svwatchd.server._engines.base import as_audio
+from svwatchd.server._engines.model import sha256_file
+from svwatchd.server._engines.packing import (
     Placed,
     TimedWord,
     attribute,
     plan_windows,
     window_audio,
 )
-from svwatchd.server.engines.worker import pack_error, unpack_error
+from svwatchd.server._engines.worker import pack_error, unpack_error
 from tests.conftest import speech_file
 from tests.normalise import normalise
 

@@ -18,7 +18,7 @@ from svwatchd.errors import (
     UnauthorizedError,
     UnknownParameterError,
 )
-from svwatchd.server.httperrors import ANSWERS, RESPONSES, error_response
+from svwatchd.server._httperrors import ANSWERS, RESPONSES, error_response
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,9 @@ import pytest
 from svwatchd.model.enums import DecodeStatus
 from svwatchd.model.format import AudioFormat
 from svwatchd.model.speechdata import Utterance
-from svwatchd.server.changes import Changes
-from svwatchd.server.lifecycle import ALLOWED_FROM, DECODING, RUNNING, Lifecycle, Progress, allowed
-from svwatchd.server.store import NewStream, Store, StreamRow
+from svwatchd.server._changes import Changes
+from svwatchd.server._lifecycle import ALLOWED_FROM, DECODING, RUNNING, Lifecycle, Progress, allowed
+from svwatchd.server._store import NewStream, Store, StreamRow
 
 S = DecodeStatus
 Q, A, P, D, E, C, X = S.QUEUED, S.ACTIVE, S.PAUSED, S.DONE, S.ERROR, S.CLOSED, S.DELETED

@@ -23,7 +23,7 @@ import soxr
 from svwatchd.client import DecodeStatus, Stream
 from svwatchd.client.server import Server
 from svwatchd.model.speechdata import Utterance
-from svwatchd.server.pieces import cut_pieces
+from svwatchd.server._pieces import cut_pieces
 from tests.conftest import TESTDATA, speech_file
 from tests.media_files import write_soundfile
 from tests.normalise import normalise
@@ -97,7 +97,7 @@ def _wait(server: Server, streams: list[Stream], seconds: float = 400) -> None:
 
 def _whole_file_transcript(audio: np.ndarray) -> str:
     """The same audio decoded in one go by the same engine, in this process."""
-    from svwatchd.server.engines import EngineConfig, load_engine
+    from svwatchd.server._engines import EngineConfig, load_engine
 
     engine = load_engine(EngineConfig(name="whisper", threads=1))
     return normalise(" ".join(u.text for u in engine.transcribe(audio)))

@@ -20,10 +20,10 @@ import pytest
 from faster_whisper.transcribe import Segment, Word
 
 from svwatchd.model.speechdata import Utterance
-from svwatchd.server.engines import Engine, EngineConfig, load_engine
-from svwatchd.server.engines.guard import rejects, screen
-from svwatchd.server.engines.packing import Placed, touched
-from svwatchd.server.segmenter import LiveSegmenter
+from svwatchd.server._engines import Engine, EngineConfig, load_engine
+from svwatchd.server._engines.guard import rejects, screen
+from svwatchd.server._engines.packing import Placed, touched
+from svwatchd.server._segmenter import LiveSegmenter
 from tests.conftest import speech_file
 from tests.nonspeech import INSERTS, Call, call, make_insert
 from tests.server.test_engines import (

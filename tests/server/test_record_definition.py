@@ -26,10 +26,10 @@ from svwatchd.model.enums import DecodeStatus
 from svwatchd.model.format import AudioFormat
 from svwatchd.model.record import AnyRecord, StreamRecord, TombstoneRecord
 from svwatchd.model.speechdata import Utterance, Word
-from svwatchd.server.changes import Changes
-from svwatchd.server.lifecycle import Lifecycle, Progress
-from svwatchd.server.records import Listeners, Records
-from svwatchd.server.store import NewStream, Store
+from svwatchd.server._changes import Changes
+from svwatchd.server._lifecycle import Lifecycle, Progress
+from svwatchd.server._records import Listeners, Records
+from svwatchd.server._store import NewStream, Store
 from tests.conftest import TESTDATA, speech_file
 from tests.svserver import SvServer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from svwatchd.model.enums import Encoding, Endian
 from svwatchd.model.format import AudioFormat
-from svwatchd.server.submission import StreamSpec
+from svwatchd.server._submission import StreamSpec
 
 
 def test_canonical_text_is_stable() -> None:

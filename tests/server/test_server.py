@@ -448,7 +448,7 @@ def test_svctl_commands(served: tuple[SvServer, Path]) -> None:
 
     def svctl(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "svwatchd.ctl", "--server", srv.url, *args],
+            [sys.executable, "-m", "svwatchd._ctl", "--server", srv.url, *args],
             capture_output=True,
             text=True,
             timeout=120,

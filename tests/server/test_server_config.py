@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from svwatchd.errors import PathNotAllowedError
-from svwatchd.server.config import ServerConfig
+from svwatchd.server._config import ServerConfig
 
 
 def test_paths_under_roots_only_and_never_the_data_directory(tmp_path: Path) -> None:

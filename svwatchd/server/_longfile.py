@@ -1,0 +1,174 @@
+"""A long file decoded piece by piece, on every free worker, committed in order.
+
+A recording longer than :data:`~svwatchd.server._pieces.LONG_FILE_SECONDS`
+is streamed from its position (:func:`svwatchd._decode.iter_audio`: the
+memory of a block, whatever the file's length), cut into pieces at quiet
+moments (:mod:`~svwatchd.server._pieces`), and its pieces go to the workers:
+one on the job's own slot, more on slots that are free (borrowed and given
+back piece by piece, so new jobs are not kept waiting behind a long file).
+
+Each piece's utterances are committed in file order together with the
+position they reach (``decoded_seconds``), in one transaction: a stop or a
+``kill -9`` loses at most the pieces in flight, and the next start goes on
+from the last piece committed, without duplicating or losing utterances.
+A pause takes effect between pieces (those in flight are still committed); a
+close or a delete stops the job at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import structlog
+
+from svwatchd._audio import probe_wav
+from svwatchd._decode import choose_track, iter_audio
+from svwatchd._media import Track
+from svwatchd.errors import AudioDecodeError
+from svwatchd.model.enums import DecodeStatus
+from svwatchd.model.metadata import channel_labels
+from svwatchd.model.speechdata import Utterance
+from svwatchd.server._clips import Clip, Loaded, label, split_clips, splits
+from svwatchd.server._executor import Executor
+from svwatchd.server._lifecycle import Lifecycle, Progress
+from svwatchd.server._pieces import PIECE_SECONDS, Piece, cut_pieces
+from svwatchd.server._slots import Slots
+from svwatchd.server._store import Store, StreamRow
+
+__all__ = ["LongFiles"]
+
+log = structlog.get_logger("svserver.longfile")
+
+
+@dataclass
+class _InFlight:
+    piece: Piece
+    loaded: Loaded
+    future: Future[list[list[Utterance]]] | None  # None: nothing in the piece to decode
+    began: float
+    borrowed: bool
+
+
+class LongFiles:
+    """Runs long-file jobs (the scheduler starts one per long file, on a slot of its own)."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        lifecycle: Lifecycle,
+        slots: Slots,
+        executor: Executor,
+        sample_rate: int = 16000,
+        piece_seconds: float = PIECE_SECONDS,
+    ) -> None:
+        self._store = store
+        self._lifecycle = lifecycle
+        self._slots = slots
+        self._executor = executor
+        self._rate = sample_rate
+        self._piece_seconds = piece_seconds
+
+    async def decode(self, row: StreamRow) -> float:
+        """Decode ``row``'s file from where it was left; returns the audio seconds decoded.
+
+        Raises ``AudioDecodeError`` for a file that cannot be read (the scheduler fails
+        the stream); committed pieces stay. Store failures pass through.
+        """
+        assert row.path is not None
+        fmt = probe_wav(row.path).format if row.filetype == "WAV" else row.format
+        chosen = choose_track(row.path, fmt, row.track, row.language)
+        track = chosen.track if chosen is not None else None
+        split = splits(row, fmt)
+        labels = channel_labels(row.tags, fmt.channels)
+        begin = row.decoded_seconds
+        blocks = iter_audio(
+            row.path,
+            fmt,
+            target_rate=self._rate,
+            start=begin,
+            split=split,
+            chosen=chosen,
+        )
+        pieces = cut_pieces(blocks, start=begin, rate=self._rate, piece_seconds=self._piece_seconds)
+        task = asyncio.current_task()
+        assert task is not None
+        flying: deque[_InFlight] = deque()
+        more, paused, position = True, False, begin
+        while True:
+            while more and (not flying or self._slots.borrow(task)):
+                borrowed = bool(flying)
+                piece = await asyncio.to_thread(_next, row.source, pieces)
+                if piece is None:
+                    more = False
+                    if borrowed:
+                        self._slots.give_back(task)
+                    break
+                flying.append(self._submit(row, piece, split, labels, track, borrowed))
+            if not flying:
+                break
+            done = flying.popleft()
+            results = await asyncio.wrap_future(done.future) if done.future else []
+            if done.borrowed:
+                self._slots.give_back(task)
+            utts = [u.shifted(done.piece.start) for u in label(done.loaded, results)]
+            if not self._commit(row, done, utts):
+                return position - begin  # closed or deleted meanwhile: the abort wins
+            position = done.piece.end
+            current = self._store.one(row.id)
+            if more and (current is None or current.status is not DecodeStatus.ACTIVE):
+                more, paused = False, True  # paused: what is in flight is kept, no more
+        if paused:
+            return position - begin  # resumed later: a new job goes on from ``position``
+        progress = Progress(sourceseconds=position)
+        if self._lifecycle.commit(row.id, [], progress, final=True):
+            log.info("decode.done", stream_id=row.id, source=row.source, seconds=position)
+        return position - begin
+
+    def _submit(
+        self,
+        row: StreamRow,
+        piece: Piece,
+        split: bool,
+        labels: list[str],
+        track: Track | None,
+        borrowed: bool,
+    ) -> _InFlight:
+        seconds = piece.end - piece.start
+        if split:
+            parts, repeated = split_clips(piece.channels, labels)
+            loaded = Loaded(parts, seconds, track, len(parts), repeated)
+        else:
+            loaded = Loaded([Clip(piece.channels[0])], seconds, track)
+        future = None
+        if loaded.clips:
+            samples = [c.samples for c in loaded.clips]
+            future = self._executor.submit(samples, [row.language] * len(samples))
+        return _InFlight(piece, loaded, future, time.monotonic(), borrowed)
+
+    def _commit(self, row: StreamRow, done: _InFlight, utts: list[Utterance]) -> bool:
+        anchor = row.anchor
+        pairs = [(u, None if anchor is None else anchor + u.end) for u in utts]
+        progress = Progress(
+            decoded_seconds=done.piece.end,
+            decode_wall=time.monotonic() - done.began,
+            track=done.loaded.track.number if done.loaded.track is not None else None,
+            track_language=done.loaded.track.language if done.loaded.track is not None else None,
+            channels_decoded=done.loaded.channels_decoded,
+            channels_repeated=done.loaded.channels_repeated,
+        )
+        return self._lifecycle.commit(row.id, pairs, progress, final=False)
+
+
+def _next(source: str, pieces: Iterator[Piece]) -> Piece | None:
+    """The next piece (read and resampled in a worker thread), or None at the end; a file
+    that cannot be read any more is an :class:`AudioDecodeError` naming it."""
+    try:
+        return next(pieces, None)
+    except OSError as exc:
+        raise AudioDecodeError(source, f"cannot read it: {exc.strerror or exc}") from None
