@@ -21,7 +21,6 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 
 import structlog
@@ -49,9 +48,51 @@ log = structlog.get_logger("svserver.longfile")
 class _InFlight:
     piece: Piece
     loaded: Loaded
-    future: Future[list[list[Utterance]]] | None  # None: nothing in the piece to decode
+    waiter: asyncio.Future[list[list[Utterance]]] | None  # None: nothing in it to decode
     began: float
-    borrowed: bool
+
+    @property
+    def done(self) -> bool:
+        """Its result is in (or there was nothing to decode)."""
+        return self.waiter is None or self.waiter.done()
+
+
+def _running(flying: deque[_InFlight]) -> int:
+    """Pieces a worker is decoding (or has queued) now."""
+    return sum(1 for f in flying if not f.done)
+
+
+class _Reader:
+    """The file's pieces read one ahead in a thread, so a free worker never waits for the
+    file to be read and resampled (the memory of one piece more)."""
+
+    def __init__(self, source: str, pieces: Iterator[Piece]) -> None:
+        self._source = source
+        self._pieces = pieces
+        self._ahead: asyncio.Task[Piece | None] | None = None
+
+    async def next(self) -> Piece | None:
+        """The next piece, or None at the end; the one after starts being read at once."""
+        ahead = self._ahead or asyncio.ensure_future(self._read())
+        piece = await ahead
+        self._ahead = asyncio.ensure_future(self._read()) if piece is not None else None
+        return piece
+
+    async def close(self) -> None:
+        """Wait for a read in progress (its thread cannot be stopped; the file stays ours)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None or ahead.done():
+            return
+        try:
+            await asyncio.shield(ahead)
+        except asyncio.CancelledError:
+            if not ahead.cancelled():
+                raise  # the job itself is cancelled again: do not hold it
+        except Exception:  # the job is ending: a read error of a piece nobody will use
+            pass
+
+    async def _read(self) -> Piece | None:
+        return await asyncio.to_thread(_next, self._source, self._pieces)
 
 
 class LongFiles:
@@ -98,37 +139,62 @@ class LongFiles:
         pieces = cut_pieces(blocks, start=begin, rate=self._rate, piece_seconds=self._piece_seconds)
         task = asyncio.current_task()
         assert task is not None
-        flying: deque[_InFlight] = deque()
+        reader = _Reader(row.source, pieces)
+        flying: deque[_InFlight] = deque()  # in file order; committed from the left
+        borrowed = 0  # slots taken beyond the job's own
         more, paused, position = True, False, begin
-        while True:
-            while more and (not flying or self._slots.borrow(task)):
-                borrowed = bool(flying)
-                piece = await asyncio.to_thread(_next, row.source, pieces)
-                if piece is None:
-                    more = False
-                    if borrowed:
-                        self._slots.give_back(task)
+        try:
+            while True:
+                # every slot that can be had gets a piece (the job's own, then free ones);
+                # pieces done but waiting for an earlier one to commit are bounded too
+                while (
+                    more
+                    and len(flying) < 2 * self._slots.total
+                    and (_running(flying) == 0 or self._slots.borrow(task))
+                ):
+                    borrowed += 1 if _running(flying) else 0
+                    piece = await reader.next()
+                    if piece is None:
+                        more = False
+                        break
+                    flying.append(self._submit(row, piece, split, labels, track))
+                borrowed = self._give_back(task, borrowed, _running(flying))
+                if not flying:
                     break
-                flying.append(self._submit(row, piece, split, labels, track, borrowed))
-            if not flying:
-                break
-            done = flying.popleft()
-            results = await asyncio.wrap_future(done.future) if done.future else []
-            if done.borrowed:
-                self._slots.give_back(task)
-            utts = [u.shifted(done.piece.start) for u in label(done.loaded, results)]
-            if not self._commit(row, done, utts):
-                return position - begin  # closed or deleted meanwhile: the abort wins
-            position = done.piece.end
-            current = self._store.one(row.id)
-            if more and (current is None or current.status is not DecodeStatus.ACTIVE):
-                more, paused = False, True  # paused: what is in flight is kept, no more
+                if not flying[0].done:  # a piece behind the first may end first: its slot
+                    await asyncio.wait(  # goes to the next piece at once
+                        [f.waiter for f in flying if f.waiter is not None and not f.done],
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    borrowed = self._give_back(task, borrowed, _running(flying))
+                while flying and flying[0].done:
+                    done = flying.popleft()
+                    results = done.waiter.result() if done.waiter is not None else []
+                    utts = [u.shifted(done.piece.start) for u in label(done.loaded, results)]
+                    if not self._commit(row, done, utts):
+                        return position - begin  # closed or deleted meanwhile: the abort wins
+                    position = done.piece.end
+                current = self._store.one(row.id)
+                if more and (current is None or current.status is not DecodeStatus.ACTIVE):
+                    more, paused = False, True  # paused: what is in flight is kept, no more
+        finally:
+            for inflight in flying:
+                if inflight.waiter is not None:
+                    inflight.waiter.cancel()  # the job ends: nobody waits for these any more
+            await reader.close()
         if paused:
             return position - begin  # resumed later: a new job goes on from ``position``
         progress = Progress(sourceseconds=position)
         if self._lifecycle.commit(row.id, [], progress, final=True):
             log.info("decode.done", stream_id=row.id, source=row.source, seconds=position)
         return position - begin
+
+    def _give_back(self, task: asyncio.Task[None], borrowed: int, running: int) -> int:
+        """Return the borrowed slots no running piece needs (the job's own slot stays)."""
+        while borrowed > max(0, running - 1):
+            self._slots.give_back(task)
+            borrowed -= 1
+        return borrowed
 
     def _submit(
         self,
@@ -137,7 +203,6 @@ class LongFiles:
         split: bool,
         labels: list[str],
         track: Track | None,
-        borrowed: bool,
     ) -> _InFlight:
         seconds = piece.end - piece.start
         if split:
@@ -145,11 +210,17 @@ class LongFiles:
             loaded = Loaded(parts, seconds, track, len(parts), repeated)
         else:
             loaded = Loaded([Clip(piece.channels[0])], seconds, track)
-        future = None
+        waiter = None
         if loaded.clips:
             samples = [c.samples for c in loaded.clips]
             future = self._executor.submit(samples, [row.language] * len(samples))
-        return _InFlight(piece, loaded, future, time.monotonic(), borrowed)
+            waiter = asyncio.wrap_future(future)
+            fields = {"stream_id": row.id, "start": round(piece.start, 3)}
+            waiter.add_done_callback(lambda _: log.debug("piece.decoded", **fields))
+        log.debug(
+            "piece.started", stream_id=row.id, start=round(piece.start, 3), end=round(piece.end, 3)
+        )
+        return _InFlight(piece, loaded, waiter, time.monotonic())
 
     def _commit(self, row: StreamRow, done: _InFlight, utts: list[Utterance]) -> bool:
         anchor = row.anchor

@@ -10,6 +10,7 @@ few minutes of audio make many pieces. Memory and speed are measured in
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,3 +176,54 @@ def test_kill_9_mid_file_resumes_after_the_last_piece(
         assert jiwer.wer(reference, hyp) <= 0.15, hyp
     finally:
         srv.stop()
+
+
+@pytest.mark.timeout(300)
+def test_a_worker_that_finishes_early_takes_the_next_piece(tmp_path: Path) -> None:
+    """Pieces end out of order (one all speech, the next mostly silence, which the VAD skips):
+    the worker that is free first gets the next piece at once, while the earlier piece is
+    still being decoded, and the results are still committed in file order."""
+    speech_file(SENSE[0])
+    root = tmp_path / "root"
+    root.mkdir()
+    audio, reference = _recording(rounds=2)
+    rng = np.random.default_rng(3)
+    quiet = rng.normal(0, 0.001, 40 * RATE).astype(np.float32)
+    first = audio[: 15 * RATE]  # dense speech: the slowest piece
+    layout = np.concatenate([first, quiet, audio[15 * RATE :]])
+    sf.write(root / "talk.wav", layout, RATE, subtype="PCM_16")
+    srv = SvServer(
+        tmp_path / "data",
+        engine="pocketsphinx",
+        args=[
+            "--allow-root",
+            str(root),
+            "--piece-seconds",
+            "15",
+            "--workers",
+            "2",
+            "--log-level",
+            "debug",
+        ],
+    ).start()
+    try:
+        stream = Stream(root / "talk.wav")
+        with Server(srv.url) as server:
+            server.decodestreams(stream)
+            _wait(server, [stream], seconds=240)
+            utts = stream.utterances()
+        events = [json.loads(line) for line in srv.output().splitlines() if line.startswith("{")]
+    finally:
+        srv.stop()
+    assert stream.status is DecodeStatus.DONE, stream.error
+    order = [(e["event"], e["start"]) for e in events if e["event"].startswith("piece.")]
+    starts = sorted({s for name, s in order if name == "piece.started"})
+    assert len(starts) >= 5, order
+    first_done = order.index(("piece.decoded", starts[0]))
+    later = [s for name, s in order[:first_done] if name == "piece.started" and s > starts[1]]
+    assert later, f"no piece started while the first was decoding: {order}"
+    begins = [u.start for u in utts]
+    assert begins == sorted(begins)  # committed in file order all the same
+    assert not [u for u in utts if 15.5 < u.start < 15 + 38]  # nothing in the quiet stretch
+    hyp = normalise(" ".join(u.text for u in utts))
+    assert jiwer.wer(reference, hyp) <= 0.5, hyp  # pocketsphinx: the words are there, roughly
