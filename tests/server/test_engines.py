@@ -259,6 +259,24 @@ def test_packing_mixes_silence_and_a_long_clip(whisper: Engine) -> None:
     assert_well_formed(long_result, len(long_clip) / SR)
 
 
+@pytest.mark.slow
+def test_packed_last_clip_gets_no_invented_words(whisper: Engine, tmp_path: Path) -> None:
+    """The demo's three files in one window, the MP3 last: Whisper used to go on after the
+    window's speech ("Thank you.", "We'll see you next time.") and those words passed for
+    the last clip's. The silence after the last clip gives them away; every run is clean."""
+    from svwatchd._decode import read_audio
+    from svwatchd.client import Stream
+    from tests.media_files import write_format
+
+    speech = load_speech("sense_and_sensibility_01_austen_64kb-0930.wav")
+    mp3 = write_format(tmp_path / "c.mp3", speech, SR)
+    clips = [speech, load_speech("goforward.raw"), read_audio(mp3, Stream(mp3).format)]
+    expected = ["he might even have been made amiable himself", "go forward ten meters"]
+    for _ in range(3):
+        texts = [normalise(text_of(r)) for r in whisper.transcribe_many(clips)]
+        assert texts == [expected[0], expected[1], expected[0]]
+
+
 def test_plan_windows_keeps_gaps_and_window_length() -> None:
     chunks: list[list[tuple[int, int]]] = [[(0, 3 * SR)], [], [(SR, 2 * SR), (3 * SR, 5 * SR)]]
     chunks += [[(0, 25 * SR)]] + [[(0, 10 * SR)]] * 3
@@ -277,7 +295,8 @@ def test_window_audio_and_time_mapping() -> None:
     clip = np.arange(6 * SR, dtype=np.float32)
     (window,) = plan_windows([[(0, SR)], [(SR, 2 * SR), (4 * SR, 5 * SR)]], gap_s=2.0)
     audio = window_audio(window, [clip, clip])
-    assert len(audio) == 5 * SR and not audio[SR : 3 * SR].any()
+    assert len(audio) == 7 * SR and not audio[SR : 3 * SR].any()  # and 2 s of tail
+    assert not audio[5 * SR :].any()
     assert audio[3 * SR] == SR and audio[4 * SR] == 4 * SR  # second chunk follows the first
     second = window[1]
     assert second.clip_times(0.2, 0.5) == pytest.approx((1.2, 1.5))

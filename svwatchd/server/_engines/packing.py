@@ -14,8 +14,8 @@ cannot be trusted; the caller decodes those alone. The rules:
 * a word that overlaps exactly one clip's span belongs to it (its times are
   clamped into the span: Whisper often stretches a last word into the gap);
 * a word that overlaps two spans straddles a gap: both clips fail;
-* a word that lies wholly in a gap (or after the last clip) cannot be
-  placed: the clips on either side fail;
+* a word that lies wholly in a gap (or in the silence after the last clip,
+  where invented words go) cannot be placed: the clips on either side fail;
 * a clip whose span the VAD marked as speech but that got no word fails.
 
 :func:`touched` names the clips a dropped decoder segment (see
@@ -54,6 +54,8 @@ PACK_GAP_S = 2.0
 
 PACK_WINDOW_S = 28.0
 """Most audio per packed window: under 30 s, so a window is never decoded twice."""
+
+_WINDOW_LIMIT_S = 29.5  # the window with its tail stays inside one 30 s decoder window
 
 LONG_CLIP_S = 20.0
 """A clip whose speech spans more than this is decoded alone: packing saves little."""
@@ -145,10 +147,24 @@ def plan_windows(
     return windows
 
 
-def window_audio(window: Sequence[Placed], clips: Sequence[Audio]) -> Audio:
-    """The window's samples: each clip's speech chunks at its offset, silence elsewhere."""
+def window_audio(
+    window: Sequence[Placed],
+    clips: Sequence[Audio],
+    *,
+    tail_s: float = PACK_GAP_S,
+    rate: int = SAMPLE_RATE,
+) -> Audio:
+    """The window's samples: each clip's speech chunks at its offset, silence elsewhere,
+    and ``tail_s`` of silence after the last clip (within Whisper's 30 s window).
+
+    The tail gives words the decoder invents after the speech somewhere to be: without
+    it their times are squeezed onto the last clip's end and they pass for its words;
+    with it they lie after the last span, and the last clip fails the check.
+    """
     last = window[-1]
-    buffer = np.zeros(last.offset + last.length, dtype=np.float32)
+    end = last.offset + last.length
+    tail = max(0, min(round(tail_s * rate), round(_WINDOW_LIMIT_S * rate) - end))
+    buffer = np.zeros(end + tail, dtype=np.float32)
     for p in window:
         pos = p.offset
         for start, end in p.chunks:
