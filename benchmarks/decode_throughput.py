@@ -423,9 +423,9 @@ def bench_engine(
 
 
 def _model_dir() -> Path:
-    from svwatchd.server._engines.model import bundled_whisper_model_dir
+    from svwatchd.server._engines.bundles import TINY_EN, bundle_dir
 
-    return bundled_whisper_model_dir()
+    return bundle_dir(TINY_EN, None)
 
 
 def bench_corpus(

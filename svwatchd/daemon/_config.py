@@ -46,7 +46,7 @@ from svwatchd.daemon._watchconfig import (
 )
 from svwatchd.daemon._yamldoc import YamlDoc, compose_file
 from svwatchd.errors import ConfigError, ConfigErrors
-from svwatchd.model.contract import parse_hostport
+from svwatchd.model.contract import BUNDLED_MODELS, parse_hostport
 
 __all__ = [
     "DEFAULT_IGNORE",
@@ -80,7 +80,7 @@ class EmbeddedServer:
     """
 
     engine: Engine = "whisper"
-    model: Path | None = None
+    models: tuple[str, ...] = ()  # bundled names as they are, directories made absolute
     model_sha256: Path | None = None
     workers: int | None = None
     threads: int | None = None
@@ -89,8 +89,8 @@ class EmbeddedServer:
     def args(self) -> list[str]:
         """The matching ``svserver serve`` options."""
         out = ["--engine", self.engine, "--device", self.device]
-        if self.model is not None:
-            out += ["--model", str(self.model)]
+        for model in self.models:
+            out += ["--model", model]
         if self.model_sha256 is not None:
             out += ["--model-sha256", str(self.model_sha256)]
         if self.workers is not None:
@@ -201,18 +201,25 @@ def _embedded(d: YamlDoc, value: dict[str, object]) -> EmbeddedServer | None:
         d.error(f"{key}.engine", f"{engine!r} is not an engine: whisper or pocketsphinx")
     if device not in _DEVICES:
         d.error(f"{key}.device", f"{device!r} is not a device: auto, cpu or cuda")
-    paths: dict[str, Path | None] = {}
-    for name in ("model", "model_sha256"):
-        text = d.get(m, name, key, d.text, "")
-        path = paths[name] = abspath(text) if text else None
-        if path is not None and not path.exists():
-            d.error(f"{key}.{name}", f"{text!r} does not exist")
+    models: list[str] = []
+    for text, where in d.texts(m.get("model"), f"{key}.model"):
+        if text in BUNDLED_MODELS:
+            models.append(text)
+        elif not abspath(text).is_dir():
+            names = ", ".join(BUNDLED_MODELS)
+            d.error(where, f"{text!r} is neither a model svserver ships ({names}) nor a directory")
+        else:
+            models.append(str(abspath(text)))
+    text = d.get(m, "model_sha256", key, d.text, "")
+    manifest = abspath(text) if text else None
+    if manifest is not None and not manifest.exists():
+        d.error(f"{key}.model_sha256", f"{text!r} does not exist")
     workers = d.get(m, "workers", key, lambda v, k: d.integer(v, k, 1), 0)
     threads = d.get(m, "threads", key, lambda v, k: d.integer(v, k, 1), 0)
     return EmbeddedServer(
         engine=_ENGINES.get(engine, "whisper"),
-        model=paths["model"],
-        model_sha256=paths["model_sha256"],
+        models=tuple(models),
+        model_sha256=manifest,
         workers=workers or None,
         threads=threads or None,
         device=_DEVICES.get(device, "auto"),

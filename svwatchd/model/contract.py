@@ -15,6 +15,7 @@ from typing import Final, Literal, TypeAlias, TypeGuard, get_args
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "BUNDLED_MODELS",
     "CONTAINERS",
     "DEFAULT_PORT",
     "FILETYPES",
@@ -76,6 +77,10 @@ AUDIO_EXTENSIONS: Final = (
 
 OUTPUT_FORMATS: Final = ("txt", "json", "srt", "vtt")
 """The transcript formats the writers produce."""
+
+BUNDLED_MODELS: Final = ("tiny.en", "base")
+"""The Whisper models svserver ships, by the names ``--model`` takes (tiny.en is the
+default; base, multilingual, comes with the ``[multilingual]`` extra)."""
 
 DEFAULT_PORT: Final = 8750
 """Where svserver listens unless told otherwise."""

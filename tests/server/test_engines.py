@@ -25,11 +25,11 @@ import soundfile as sf
 from svwatchd.errors import ConfigError, InvalidInputError, ModelIntegrityError, WorkerCrashedError
 from svwatchd.model.speechdata import Utterance
 from svwatchd.server._engines import (
-    BUNDLED_WHISPER_SHA256,
+    TINY_EN,
     Engine,
     EngineConfig,
     WorkerPool,
-    bundled_whisper_model_dir,
+    bundle_dir,
     combined_digest,
     default_workers_and_threads,
     digest_model_dir,
@@ -189,7 +189,7 @@ def test_whisper_silence_gives_no_utterance(whisper: Engine) -> None:
 def test_whisper_info(whisper: Engine) -> None:
     info = whisper.info()
     assert info["engine"] == "whisper" and info["model"] == "tiny.en"
-    assert info["model_digest"] == combined_digest(BUNDLED_WHISPER_SHA256)
+    assert info["model_digest"] == combined_digest(TINY_EN.files)
     assert info["model_verified"] is True
     assert (info["device"], info["compute_type"], info["threads"]) == ("cpu", "int8", 1)
     assert info["language"] == "en"
@@ -330,10 +330,10 @@ def test_attribute_rules() -> None:
 @pytest.fixture(scope="module")
 def model_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A private copy of the bundled model, for tampering (model.bin hard-linked if possible)."""
-    source = bundled_whisper_model_dir()
+    source = bundle_dir(TINY_EN, None)
     copy = tmp_path_factory.mktemp("model") / "tiny.en"
     copy.mkdir()
-    for name in BUNDLED_WHISPER_SHA256:
+    for name in TINY_EN.files:
         try:
             if name == "model.bin":
                 os.link(source / name, copy / name)
@@ -345,8 +345,8 @@ def model_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_bundled_model_verifies() -> None:
-    digest = verify_model(bundled_whisper_model_dir(), BUNDLED_WHISPER_SHA256)
-    assert digest == combined_digest(BUNDLED_WHISPER_SHA256)
+    digest = verify_model(bundle_dir(TINY_EN, None), TINY_EN.files)
+    assert digest == combined_digest(TINY_EN.files)
 
 
 @pytest.mark.parametrize("name", ["config.json", "vocabulary.txt"])
@@ -359,11 +359,11 @@ def test_tampered_model_is_refused(model_copy: Path, tmp_path: Path, name: str) 
     data[len(data) // 2] ^= 0x01
     target.write_bytes(bytes(data))
     with pytest.raises(ModelIntegrityError) as caught:
-        verify_model(copy, BUNDLED_WHISPER_SHA256)
+        verify_model(copy, TINY_EN.files)
     message = str(caught.value)
     assert name in message and caught.value.path == str(target)
-    assert BUNDLED_WHISPER_SHA256[name] in message and sha256_file(target) in message
-    assert digest_model_dir(copy) != combined_digest(BUNDLED_WHISPER_SHA256)
+    assert TINY_EN.files[name] in message and sha256_file(target) in message
+    assert digest_model_dir(copy) != combined_digest(TINY_EN.files)
 
 
 def test_missing_model_file_is_refused(model_copy: Path, tmp_path: Path) -> None:
@@ -371,7 +371,7 @@ def test_missing_model_file_is_refused(model_copy: Path, tmp_path: Path) -> None
     shutil.copytree(model_copy, copy, copy_function=os.link)
     (copy / "tokenizer.json").unlink()
     with pytest.raises(ModelIntegrityError, match=r"tokenizer\.json is missing"):
-        verify_model(copy, BUNDLED_WHISPER_SHA256)
+        verify_model(copy, TINY_EN.files)
 
 
 @pytest.mark.slow
@@ -383,10 +383,10 @@ def test_operator_model_dir_is_reported_not_verified_and_never_downloads(
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
-    engine = load_engine(EngineConfig(model_dir=str(model_copy)))
+    engine = load_engine(EngineConfig(models=(str(model_copy),)))
     info = engine.info()
     assert info["model_verified"] is False and info["model"] == "tiny.en"
-    assert info["model_digest"] == combined_digest(BUNDLED_WHISPER_SHA256)  # same four files
+    assert info["model_digest"] == combined_digest(TINY_EN.files)  # same four files
     assert normalise(text_of(engine.transcribe(load_speech("001.wav")))) == "ten of clubs"
 
 
@@ -395,7 +395,7 @@ def test_operator_model_dir_without_tokenizer_is_refused(model_copy: Path, tmp_p
     shutil.copytree(model_copy, copy, copy_function=os.link)
     (copy / "tokenizer.json").unlink()
     with pytest.raises(ConfigError, match=r"tokenizer\.json missing"):
-        load_engine(EngineConfig(model_dir=str(copy)))
+        load_engine(EngineConfig(models=(str(copy),)))
 
 
 def test_errors_cross_the_process_boundary() -> None:
@@ -420,7 +420,7 @@ def whisper_pool() -> Iterator[WorkerPool]:
 def test_pool_of_two_decodes(whisper_pool: WorkerPool) -> None:
     info = whisper_pool.info()
     assert info["workers"] == 2 and len(whisper_pool.worker_pids) == 2
-    assert info["model_digest"] == combined_digest(BUNDLED_WHISPER_SHA256)
+    assert info["model_digest"] == combined_digest(TINY_EN.files)
     cards = [load_speech(n) for n in CARD_CLIPS]
     jobs = [cards[:8], cards[8:], [load_speech(n) for n in LONG_FORM]]
     futures = [whisper_pool.submit(job) for job in jobs]
@@ -435,8 +435,8 @@ def test_pool_of_two_decodes(whisper_pool: WorkerPool) -> None:
 
 def test_pool_load_failure_surfaces(tmp_path: Path) -> None:
     started = time.monotonic()
-    with pytest.raises(ConfigError, match="is not a model directory") as caught:
-        WorkerPool(EngineConfig(model_dir=str(tmp_path / "absent")), workers=2)
+    with pytest.raises(ConfigError, match="nor a model directory") as caught:
+        WorkerPool(EngineConfig(models=(str(tmp_path / "absent"),)), workers=2)
     assert time.monotonic() - started < 60
     assert any("decode worker" in note for note in caught.value.__notes__)
 

@@ -17,7 +17,7 @@ import soxr
 from svwatchd.client import DecodeStatus, Stream
 from svwatchd.client.server import Server
 from svwatchd.errors import InvalidStreamError, ServerRefusedError
-from svwatchd.server._engines.model import BUNDLED_WHISPER_SHA256, bundled_whisper_model_dir
+from svwatchd.server._engines.bundles import TINY_EN, bundle_dir
 from tests.conftest import TESTDATA, reference
 from tests.nonspeech import make_insert
 from tests.normalise import normalise
@@ -119,9 +119,9 @@ def test_live_feed_reaches_a_listener_before_it_ends(whisper: tuple[SvServer, Pa
 
 def test_tampered_model_refuses_to_start(tmp_path: Path) -> None:
     copy = tmp_path / "model"
-    shutil.copytree(bundled_whisper_model_dir(), copy)
+    shutil.copytree(bundle_dir(TINY_EN, None), copy)
     manifest = tmp_path / "SHA256SUMS"
-    manifest.write_text("".join(f"{h}  {n}\n" for n, h in BUNDLED_WHISPER_SHA256.items()))
+    manifest.write_text("".join(f"{h}  {n}\n" for n, h in TINY_EN.files.items()))
     vocab = copy / "vocabulary.txt"
     data = bytearray(vocab.read_bytes())
     data[100] ^= 0x01
@@ -136,7 +136,7 @@ def test_tampered_model_refuses_to_start(tmp_path: Path) -> None:
         srv.start(timeout=120)
     message = str(err.value)
     assert "vocabulary.txt" in message
-    assert BUNDLED_WHISPER_SHA256["vocabulary.txt"] in message
+    assert TINY_EN.files["vocabulary.txt"] in message
     assert hashlib.sha256(bytes(data)).hexdigest() in message
 
 

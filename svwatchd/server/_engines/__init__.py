@@ -16,10 +16,8 @@ from svwatchd.server._engines.base import (
     EngineName,
     load_engine,
 )
+from svwatchd.server._engines.bundles import BUNDLES, TINY_EN, Bundle, bundle_dir
 from svwatchd.server._engines.model import (
-    BUNDLED_WHISPER_MODEL,
-    BUNDLED_WHISPER_SHA256,
-    bundled_whisper_model_dir,
     combined_digest,
     digest_model_dir,
     verify_model,
@@ -30,15 +28,16 @@ from svwatchd.server._engines.pool import (
 )
 
 __all__ = [
-    "BUNDLED_WHISPER_MODEL",
-    "BUNDLED_WHISPER_SHA256",
+    "BUNDLES",
     "SAMPLE_RATE",
+    "TINY_EN",
     "Audio",
+    "Bundle",
     "Engine",
     "EngineConfig",
     "EngineName",
     "WorkerPool",
-    "bundled_whisper_model_dir",
+    "bundle_dir",
     "combined_digest",
     "default_workers_and_threads",
     "digest_model_dir",

