@@ -335,3 +335,22 @@ def test_stream_decoder_lifecycle() -> None:
         decoder.feed(b"\x00\x00")
     with pytest.raises(ValueError, match="RAW"):
         RawStreamDecoder(AudioFormat("WAV", SPCM, 2, 16000))
+
+
+@pytest.mark.parametrize("rate", [44100, 22050, 8000])
+def test_streamed_file_keeps_time_to_the_end(rate: int, tmp_path: Path) -> None:
+    """A long file streamed a block at a time (as long files are decoded) resamples to the
+    same samples as one pass over the whole file: no drift, so times at the end are as
+    right as at the start (ten minutes, at rates whose ratio to 16 kHz is not whole)."""
+    from svwatchd._decode import iter_audio
+    from svwatchd.client import Stream
+
+    rng = np.random.default_rng(rate)
+    signal = rng.normal(0, 0.1, rate * 600).astype(np.float32)
+    path = tmp_path / "long.wav"
+    sf.write(path, signal, rate, subtype="PCM_16")
+    pcm = sf.read(path, dtype="float32")[0]
+    streamed = np.concatenate([b[0] for b in iter_audio(path, Stream(path).format)])
+    whole = np.asarray(soxr.resample(pcm, rate, 16000, quality="HQ"), np.float32)
+    assert len(streamed) == len(whole) == 600 * 16000
+    np.testing.assert_allclose(streamed[-16000:], whole[-16000:], atol=1e-4)

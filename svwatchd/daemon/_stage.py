@@ -35,12 +35,23 @@ def output_record(row: FileRecord) -> dict[str, object]:
     }
 
 
+_AUDIO_FACTS = (
+    "track",
+    "track_language",
+    "channels_decoded",
+    "channels_repeated",
+    "language",
+    "language_probability",
+)
+
+
 def audio_facts(stream: Stream) -> dict[str, object]:
-    """What the output JSON records of how the audio was read: the file type, and the
-    container track and channels decoded apart when there were any."""
+    """What the output JSON records of how the audio was read and heard: the file type, the
+    container track and channels decoded apart when there were any, and the language heard
+    (with a detection's probability)."""
     facts: dict[str, object] = {"filetype": stream.getfiletype()}
     stats = stream.stats()
-    for key in ("track", "track_language", "channels_decoded", "channels_repeated"):
+    for key in _AUDIO_FACTS:
         if stats.get(key) is not None:
             facts[key] = stats[key]
     return facts

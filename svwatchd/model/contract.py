@@ -19,6 +19,7 @@ __all__ = [
     "CONTAINERS",
     "DEFAULT_PORT",
     "FILETYPES",
+    "LANGUAGE_AUTO",
     "LANGUAGE_PATTERN",
     "MAX_CHANNELS",
     "MAX_CONTAINER_SAMPRATE",
@@ -56,6 +57,10 @@ TAG_KEY_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
 MAX_TAGS: Final = 256
 """Most tags one stream may carry."""
 LANGUAGE_PATTERN: Final = r"^[a-z]{2,3}$"
+
+LANGUAGE_AUTO: Final = "auto"
+"""The ``language`` tag that asks for the language to be detected (as no tag does, but
+explicitly: refused by a server that cannot detect)."""
 """A ``language`` tag: an ISO 639-1 or 639-3 code in lower case (``en``, ``de``, ``haw``)."""
 
 ContainerName: TypeAlias = Literal[
@@ -109,8 +114,9 @@ def is_tag_key(value: object) -> TypeGuard[str]:
 
 
 def is_language(value: object) -> TypeGuard[str]:
-    """True when ``value`` is a language code as the ``language`` tag takes it."""
-    return isinstance(value, str) and _LANGUAGE.match(value) is not None
+    """True when ``value`` is a language code as the ``language`` tag takes it (or
+    :data:`LANGUAGE_AUTO`)."""
+    return isinstance(value, str) and (value == LANGUAGE_AUTO or _LANGUAGE.match(value) is not None)
 
 
 def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int | None]:

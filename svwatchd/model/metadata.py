@@ -120,7 +120,8 @@ _TASKS: Final = ("transcribe", "translate")
 def parse_reserved_tag(name: str, value: object) -> TagValue:
     """Parse one reserved tag into its canonical form (raises ``ValueError`` saying why).
 
-    ``language``: a language code (``en``, ``de``, ``haw``); ``track``: an audio
+    ``language``: a language code (``en``, ``de``, ``haw``) or ``auto`` (detect it);
+    ``track``: an audio
     track number (0-based) or a language tag; ``split_channels``: a bool;
     ``channel_labels``: names for the channels, a list or a comma-separated
     string, kept as ``"agent,customer"``; ``task``: ``transcribe`` or
@@ -128,7 +129,7 @@ def parse_reserved_tag(name: str, value: object) -> TagValue:
     """
     if name == "language":
         if not is_language(value):
-            raise ValueError(f"{value!r} is not a language code (e.g. 'en', 'de', 'haw')")
+            raise ValueError(f"{value!r} is not a language code (e.g. 'en', 'de', 'haw') or 'auto'")
         return value
     if name == "track":
         if isinstance(value, bool) or not isinstance(value, int | str):

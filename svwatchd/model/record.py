@@ -66,6 +66,8 @@ class RecordStats(TypedDict):
     track_language: str | None  # that track's language tag, if it has one
     channels_decoded: int | None  # split_channels: channels decoded apart
     channels_repeated: int | None  # split_channels: channels that repeated another (not decoded)
+    language: str | None  # the language heard (ISO 639-1): detected, or the one decoded in
+    language_probability: float | None  # the detection's probability (None: not detected)
 
 
 class ListenerInfo(TypedDict):

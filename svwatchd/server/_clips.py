@@ -22,9 +22,19 @@ from svwatchd._media import Track
 from svwatchd.model.format import AudioFormat
 from svwatchd.model.metadata import channel_labels
 from svwatchd.model.speechdata import Utterance
+from svwatchd.server._engines.base import Heard
 from svwatchd.server._store import StreamRow
 
-__all__ = ["SILENCE_PEAK", "Clip", "Loaded", "label", "load", "split_clips", "splits"]
+__all__ = [
+    "SILENCE_PEAK",
+    "Clip",
+    "Loaded",
+    "label",
+    "language_of",
+    "load",
+    "split_clips",
+    "splits",
+]
 
 SILENCE_PEAK = 1e-3
 """A channel whose samples never reach this (-60 dBFS) is silent: nothing to decode."""
@@ -87,13 +97,23 @@ def split_clips(channels: list[Samples], labels: list[str]) -> tuple[list[Clip],
     return clips, len(repeats)
 
 
-def label(loaded: Loaded, results: list[list[Utterance]]) -> list[Utterance]:
+def label(loaded: Loaded, results: list[Heard]) -> list[Utterance]:
     """The stream's utterances from its clips' results: each labelled with its channel when
     the channels were decoded apart, all in time order."""
     out = [
         replace(u, channel=clip.channel, speaker=clip.speaker) if clip.channel is not None else u
-        for clip, utts in zip(loaded.clips, results, strict=True)
-        for u in utts
+        for clip, heard in zip(loaded.clips, results, strict=True)
+        for u in heard.utterances
     ]
     out.sort(key=lambda u: (u.start, u.channel or 0))
     return out
+
+
+def language_of(results: list[Heard]) -> tuple[str | None, float | None]:
+    """The language a stream was heard in, from its clips' results: the surest detection,
+    else the language a clip was decoded in, else None (and the detection's probability)."""
+    detected = [h for h in results if h.language and h.language_probability is not None]
+    if detected:
+        best = max(detected, key=lambda h: h.language_probability or 0.0)
+        return best.language, best.language_probability
+    return next((h.language for h in results if h.language), None), None

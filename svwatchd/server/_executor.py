@@ -12,7 +12,7 @@ from concurrent.futures import Future
 from typing import Protocol
 
 from svwatchd._audio import Samples
-from svwatchd.model.speechdata import Utterance
+from svwatchd.server._engines.base import Heard
 
 __all__ = ["Executor"]
 
@@ -22,8 +22,8 @@ class Executor(Protocol):
 
     def submit(
         self, clips: list[Samples], languages: list[str | None] | None = None
-    ) -> Future[list[list[Utterance]]]:
-        """Decode the clips; the future's result has one list of utterances per clip."""
+    ) -> Future[list[Heard]]:
+        """Decode the clips; the future's result has what was heard in each clip, in order."""
 
     def info(self) -> dict[str, object]:
         """Engine, model and worker facts for sysinfo."""

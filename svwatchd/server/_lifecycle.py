@@ -86,6 +86,8 @@ class Progress:
     track_language: str | None = None  # ... and its language tag
     channels_decoded: int | None = None  # split_channels: channels decoded apart
     channels_repeated: int | None = None  # split_channels: channels that repeated another
+    language: str | None = None  # the language heard (the first commit that says wins)
+    language_probability: float | None = None  # ... and its detection's probability
 
 
 class Lifecycle:
@@ -235,7 +237,10 @@ class Lifecycle:
                 "track = COALESCE(:track, track), "
                 "track_language = COALESCE(:tlang, track_language), "
                 "channels_decoded = COALESCE(:split, channels_decoded), "
-                "channels_repeated = COALESCE(:repeated, channels_repeated) WHERE id = :id",
+                "channels_repeated = COALESCE(:repeated, channels_repeated), "
+                "language_probability = CASE WHEN heard_language IS NULL THEN :hprob "
+                "ELSE language_probability END, "
+                "heard_language = COALESCE(heard_language, :hlang) WHERE id = :id",
                 {
                     "decoded": progress.decoded_seconds,
                     "wall": progress.decode_wall,
@@ -246,6 +251,8 @@ class Lifecycle:
                     "tlang": progress.track_language,
                     "split": progress.channels_decoded,
                     "repeated": progress.channels_repeated,
+                    "hlang": progress.language,
+                    "hprob": progress.language_probability,
                     "id": stream_id,
                 },
             )

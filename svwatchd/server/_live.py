@@ -203,9 +203,16 @@ class _Session:
         began = time.monotonic()
         results = await asyncio.wrap_future(self.executor.submit([seg.audio], [self.row.language]))
         wall = time.monotonic() - began
-        utts = [u.shifted(seg.start) for u in results[0]]
+        heard = results[0]
+        utts = [u.shifted(seg.start) for u in heard.utterances]
         pairs = [(u, self._arrival(int(u.end * self.bytes_per_second))) for u in utts]
-        progress = Progress(decoded_seconds=seg.end, decode_wall=wall, decoded_bytes=position)
+        progress = Progress(
+            decoded_seconds=seg.end,
+            decode_wall=wall,
+            decoded_bytes=position,
+            language=heard.language if utts else None,  # a segment with words decides
+            language_probability=heard.language_probability if utts else None,
+        )
         return self.lifecycle.commit(self.row.id, pairs, progress, final=False)
 
     def _finish(self, fed: int) -> None:

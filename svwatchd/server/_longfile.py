@@ -32,7 +32,8 @@ from svwatchd.errors import AudioDecodeError
 from svwatchd.model.enums import DecodeStatus
 from svwatchd.model.metadata import channel_labels
 from svwatchd.model.speechdata import Utterance
-from svwatchd.server._clips import Clip, Loaded, label, split_clips, splits
+from svwatchd.server._clips import Clip, Loaded, label, language_of, split_clips, splits
+from svwatchd.server._engines.base import Heard
 from svwatchd.server._executor import Executor
 from svwatchd.server._lifecycle import Lifecycle, Progress
 from svwatchd.server._pieces import PIECE_SECONDS, Piece, cut_pieces
@@ -48,7 +49,7 @@ log = structlog.get_logger("svserver.longfile")
 class _InFlight:
     piece: Piece
     loaded: Loaded
-    waiter: asyncio.Future[list[list[Utterance]]] | None  # None: nothing in it to decode
+    waiter: asyncio.Future[list[Heard]] | None  # None: nothing in it to decode
     began: float
 
     @property
@@ -171,7 +172,7 @@ class LongFiles:
                     done = flying.popleft()
                     results = done.waiter.result() if done.waiter is not None else []
                     utts = [u.shifted(done.piece.start) for u in label(done.loaded, results)]
-                    if not self._commit(row, done, utts):
+                    if not self._commit(row, done, utts, results):
                         return position - begin  # closed or deleted meanwhile: the abort wins
                     position = done.piece.end
                 current = self._store.one(row.id)
@@ -222,7 +223,10 @@ class LongFiles:
         )
         return _InFlight(piece, loaded, waiter, time.monotonic())
 
-    def _commit(self, row: StreamRow, done: _InFlight, utts: list[Utterance]) -> bool:
+    def _commit(
+        self, row: StreamRow, done: _InFlight, utts: list[Utterance], heard: list[Heard]
+    ) -> bool:
+        language, probability = language_of(heard) if utts else (None, None)
         anchor = row.anchor
         pairs = [(u, None if anchor is None else anchor + u.end) for u in utts]
         progress = Progress(
@@ -232,6 +236,8 @@ class LongFiles:
             track_language=done.loaded.track.language if done.loaded.track is not None else None,
             channels_decoded=done.loaded.channels_decoded,
             channels_repeated=done.loaded.channels_repeated,
+            language=language,  # the first piece with words decides
+            language_probability=probability,
         )
         return self._lifecycle.commit(row.id, pairs, progress, final=False)
 

@@ -77,6 +77,8 @@ _FIELDS: SqlShape = {
         "track_language": "track_language",
         "channels_decoded": "channels_decoded",
         "channels_repeated": "channels_repeated",
+        "language": "heard_language",
+        "language_probability": "language_probability",
     },
     # :listeners is {"<id>": [ListenerInfo, ...]} of the streams someone listens to
     "listeners": "COALESCE(:listeners -> ('$.\"' || id || '\"'), json_array())",

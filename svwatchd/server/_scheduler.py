@@ -23,9 +23,9 @@ import structlog
 
 from svwatchd.errors import AudioDecodeError
 from svwatchd.model.enums import DecodeStatus
-from svwatchd.model.speechdata import Utterance
 from svwatchd.server._changes import Changes
-from svwatchd.server._clips import Loaded, label, load
+from svwatchd.server._clips import Loaded, label, language_of, load
+from svwatchd.server._engines.base import Heard
 from svwatchd.server._executor import Executor
 from svwatchd.server._lifecycle import Lifecycle, Progress
 from svwatchd.server._longfile import LongFiles
@@ -226,7 +226,7 @@ class Scheduler:
         clips = [c.samples for _, item in loaded for c in item.clips]
         languages = [row.language for row, item in loaded for _ in item.clips]
         began = time.monotonic()
-        results: list[list[Utterance]] = []
+        results: list[Heard] = []
         if clips:
             try:
                 results = await asyncio.wrap_future(self._executor.submit(clips, languages))
@@ -243,13 +243,15 @@ class Scheduler:
         for (row, item), share in zip(loaded, work, strict=True):
             mine = results[position : position + len(item.clips)]
             position += len(item.clips)
-            self._commit(row, item, label(item, mine), wall * share / total)
+            self._commit(row, item, mine, wall * share / total)
         seconds = sum(item.seconds for _, item in loaded)
         self.jobs_done += 1
         self.audio_seconds_decoded += seconds
         self._observer.observe_job(None, wall, seconds)  # waits: seen at activation
 
-    def _commit(self, row: StreamRow, item: Loaded, utts: list[Utterance], wall: float) -> None:
+    def _commit(self, row: StreamRow, item: Loaded, heard: list[Heard], wall: float) -> None:
+        utts = label(item, heard)
+        language, probability = language_of(heard)
         anchor = row.anchor
         pairs = [(u, None if anchor is None else anchor + u.end) for u in utts]
         progress = Progress(
@@ -260,6 +262,8 @@ class Scheduler:
             track_language=item.track.language if item.track is not None else None,
             channels_decoded=item.channels_decoded,
             channels_repeated=item.channels_repeated,
+            language=language,
+            language_probability=probability,
         )
         if self._lifecycle.commit(row.id, pairs, progress, final=True):
             log.info("decode.done", stream_id=row.id, source=row.source, utterances=len(utts))

@@ -15,7 +15,7 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqlValue"]
 SqlValue: TypeAlias = str | int | float | None
 """A value SQLite stores or returns."""
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _STREAMS = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -82,9 +82,16 @@ ALTER TABLE streams ADD COLUMN channels_decoded INTEGER;
 ALTER TABLE streams ADD COLUMN channels_repeated INTEGER
 """
 
+_LANGUAGES = """
+-- the language the engine heard the stream in (given or detected), and a detection's probability
+ALTER TABLE streams ADD COLUMN heard_language TEXT;
+ALTER TABLE streams ADD COLUMN language_probability REAL
+"""
+
 MIGRATIONS: Mapping[int, str] = {
     1: _STREAMS,
     2: _QUEUED_SOCKETS,  # the scheduler finds queued sockets without reading a file backlog
     3: _CHANNELS_AND_TRACKS,  # containers' tracks, channels decoded apart
+    4: _LANGUAGES,  # the language heard
 }
 """``MIGRATIONS[v]`` takes a database from version v-1 to v."""

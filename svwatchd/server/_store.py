@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from svwatchd._sqlite import connect, immediate, lock_exclusively, migrate
-from svwatchd.model.contract import FileType, as_filetype
+from svwatchd.model.contract import LANGUAGE_AUTO, FileType, as_filetype
 from svwatchd.model.enums import DecodeStatus, Encoding, Endian
 from svwatchd.model.format import AudioFormat
 from svwatchd.model.metadata import TagValue
@@ -102,9 +102,10 @@ class StreamRow:
 
     @property
     def language(self) -> str | None:
-        """The ``language`` tag (validated at submission), if any."""
+        """The ``language`` tag (validated at submission), if any; None for ``auto`` too
+        (the language is to be detected)."""
         lang = self.tags.get("language")
-        return lang if isinstance(lang, str) else None
+        return lang if isinstance(lang, str) and lang != LANGUAGE_AUTO else None
 
     @property
     def track(self) -> int | str | None:

@@ -21,6 +21,7 @@ from typing_extensions import TypedDict
 
 from svwatchd._decode import duration_seconds
 from svwatchd.errors import AudioDecodeError, PathNotAllowedError, SocketNotAllowedError
+from svwatchd.model.contract import LANGUAGE_AUTO
 from svwatchd.model.enums import DecodeStatus
 from svwatchd.model.format import AudioFormat
 from svwatchd.model.metadata import RESERVED_TAGS, TagValue, parse_reserved_tag
@@ -192,6 +193,16 @@ class Admission:
         if lang is None:
             return
         info = self._engine_info()
+        if lang == LANGUAGE_AUTO and not info.get("multilingual", False):
+            model = info.get("model", info.get("engine", "the model"))
+            raise Refused(
+                spec.id,
+                400,
+                "language_unsupported",
+                f"stream {spec.id} asks for its language to be detected (language: auto), but "
+                f"svserver's model {model} is English-only and cannot tell languages apart; "
+                "run svserver with a multilingual model (--model base)",
+            )
         if lang != "en" and not info.get("multilingual", False):
             model = info.get("model", info.get("engine", "the model"))
             raise Refused(

@@ -424,7 +424,7 @@ def test_pool_of_two_decodes(whisper_pool: WorkerPool) -> None:
     cards = [load_speech(n) for n in CARD_CLIPS]
     jobs = [cards[:8], cards[8:], [load_speech(n) for n in LONG_FORM]]
     futures = [whisper_pool.submit(job) for job in jobs]
-    results = [f.result(timeout=120) for f in futures]
+    results = [[h.utterances for h in f.result(timeout=120)] for f in futures]
     assert [len(r) for r in results] == [8, 7, 5]
     assert all(utterances for r in results for utterances in r)
     refs = [reference(n) for n in LONG_FORM]
@@ -456,7 +456,7 @@ def test_pool_replaces_a_dead_worker() -> None:
         with pytest.raises(WorkerCrashedError, match="SIGKILL"):
             future.result(timeout=60)
         again = pool.submit([load_speech("001.wav")]).result(timeout=60)
-        assert text_of(again[0]) == "ten of clubs"
+        assert text_of(again[0].utterances) == "ten of clubs"
         assert pool.worker_pids != [first_pid] and pool.info()["restarts"] == 1
 
 

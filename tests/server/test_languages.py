@@ -182,7 +182,11 @@ def test_svserver_with_two_models_detects_routes_and_labels(
     german = spoken(audio / "german.wav", "de")
     spanish = spoken(audio / "spanish.wav", "es")
     shutil.copy(TESTDATA / ENGLISH, audio / "english.wav")
-    streams = [Stream(german), Stream(spanish, language="es"), Stream(audio / "english.wav")]
+    streams = [
+        Stream(german, language="auto"),
+        Stream(spanish, language="es"),
+        Stream(audio / "english.wav"),
+    ]
     with Server(srv.url) as server:
         info = server.sysinfo()
         assert server.getparams("models") == {"models": ["tiny.en", "base"]}
@@ -194,6 +198,10 @@ def test_svserver_with_two_models_detects_routes_and_labels(
     for stream in streams:
         assert stream.isdone(), stream.error
     de, es, en = results
+    stats = [s.stats() for s in streams]
+    assert stats[0]["language"] == "de" and stats[0]["language_probability"] > 0.5
+    assert stats[1]["language"] == "es" and stats[1]["language_probability"] is None  # given
+    assert stats[2]["language"] == "en" and stats[2]["language_probability"] > 0.5
     assert {u.language for u in de} == {"de"}
     assert KEY_WORDS["de"] <= _words(" ".join(u.text for u in de))
     assert KEY_WORDS["es"] <= _words(" ".join(u.text for u in es))

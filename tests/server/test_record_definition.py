@@ -241,3 +241,17 @@ def test_the_checker_refuses_what_does_not_match() -> None:
     for bad in ({"id": "x", "status": "DELETED", "more": 1}, {"id": "x", "status": "QUEUED"}):
         with pytest.raises(AssertionError):
             record_of(bad)
+
+
+def test_the_schema_version_is_the_last_migration(tmp_path: Path) -> None:
+    """A new migration without a new ``SCHEMA_VERSION`` is never applied (its columns are then
+    missing at the first query): the two move together, and a new store reaches the last."""
+    import sqlite3
+
+    from svwatchd.server._schema import MIGRATIONS, SCHEMA_VERSION
+
+    assert sorted(MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
+    Store(tmp_path / "s.db").close()
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    assert int(row[0]) == SCHEMA_VERSION

@@ -142,8 +142,8 @@ def test_tampered_model_refuses_to_start(tmp_path: Path) -> None:
 
 def test_language_tag_is_checked_against_the_model(whisper: tuple[SvServer, Path]) -> None:
     """tiny.en is English-only: a stream tagged with another language is refused at once,
-    naming the language and the model; 'en' decodes as usual. (No multilingual model can
-    be installed here, so the per-clip language of a multilingual model is not exercised.)"""
+    naming the language and the model, and so is ``language: auto`` (it cannot detect);
+    'en' decodes as usual. (Multilingual models: tests/server/test_languages.py.)"""
     srv, root = whisper
     src = root / "lang.wav"
     shutil.copy(TESTDATA / SENSE[4], src)
@@ -154,6 +154,11 @@ def test_language_tag_is_checked_against_the_model(whisper: tuple[SvServer, Path
         assert err.value.status_code == 400
         assert "'de'" in str(err.value) and "tiny.en" in str(err.value)
         assert "English-only" in str(err.value)
+        with pytest.raises(ServerRefusedError) as err:
+            server.decodestreams(Stream(src, language="auto"))
+        assert "language: auto" in str(err.value) and "cannot tell languages apart" in str(
+            err.value
+        )
         with pytest.raises(InvalidStreamError, match="language code") as bad:
             Stream(src, language="German")  # the client's boundary refuses it first ...
         assert bad.value.field == "language"

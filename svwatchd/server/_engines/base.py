@@ -31,6 +31,7 @@ __all__ = [
     "Engine",
     "EngineConfig",
     "EngineName",
+    "Heard",
     "as_audio",
     "load_engine",
     "make_utterance",
@@ -110,6 +111,17 @@ class EngineConfig:
             raise ConfigError(f"nice must be an integer 0..19, not {self.nice!r}", key="nice")
 
 
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """What an engine heard in one clip: its utterances and, when the engine knows it, the
+    language they are in (ISO 639-1: a multilingual model's, given or detected) and how sure
+    a detection was (None when the language was given, not detected)."""
+
+    utterances: list[Utterance]
+    language: str | None = None
+    language_probability: float | None = None
+
+
 @runtime_checkable
 class Engine(Protocol):
     """A loaded, warm recogniser. Not thread-safe: one caller at a time."""
@@ -141,6 +153,12 @@ class Engine(Protocol):
         None to use the engine's own setting; English-only engines ignore it (the
         server refuses other languages for them at submission).
         """
+        ...
+
+    def hear_many(
+        self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
+    ) -> list[Heard]:
+        """:meth:`transcribe_many`, with the language each clip was heard in."""
         ...
 
 

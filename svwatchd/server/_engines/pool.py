@@ -30,8 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from svwatchd.errors import EngineError, WorkerCrashedError
-from svwatchd.model.speechdata import Utterance
-from svwatchd.server._engines.base import Audio, EngineConfig, as_audio
+from svwatchd.server._engines.base import Audio, EngineConfig, Heard, as_audio
 from svwatchd.server._engines.worker import Worker, WorkerGoneError, spawn_worker
 
 __all__ = [
@@ -42,7 +41,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Result = list[list[Utterance]]
+Result = list[Heard]
 
 
 def default_workers_and_threads(cores: int | None = None) -> tuple[int, int]:

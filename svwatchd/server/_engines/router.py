@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from svwatchd.model.speechdata import Utterance
-from svwatchd.server._engines.base import SAMPLE_RATE, Audio, as_audio
+from svwatchd.server._engines.base import SAMPLE_RATE, Audio, Heard, as_audio
 from svwatchd.server._engines.whisper import WhisperEngine
 
 __all__ = ["ModelRouter"]
@@ -65,43 +65,50 @@ class ModelRouter:
     def transcribe_many(
         self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
     ) -> list[list[Utterance]]:
+        """Each clip's utterances (:meth:`hear_many`)."""
+        return [h.utterances for h in self.hear_many(clips, languages)]
+
+    def hear_many(
+        self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
+    ) -> list[Heard]:
         """Route each clip to its model (module docstring), decode each model's clips together."""
         audios = [as_audio(c, what=f"clip {i}") for i, c in enumerate(clips)]
         tags = list(languages) if languages is not None else [None] * len(audios)
         routed: dict[int, list[int]] = {}
         langs: list[str | None] = []
-        detected: set[int] = set()
+        detected: dict[int, float] = {}  # clip -> the detection's probability
         for i, (audio, tag) in enumerate(zip(audios, tags, strict=True)):
-            engine, lang = self._route(audio, tag)
+            engine, lang, probability = self._route(audio, tag)
             routed.setdefault(id(engine), []).append(i)
             langs.append(lang)
-            if tag is None and lang is not None:
-                detected.add(i)
-        results: list[list[Utterance]] = [[] for _ in audios]
+            if probability is not None:
+                detected[i] = probability
+        results: list[Heard] = [Heard([]) for _ in audios]
         for engine in self._engines:
             picked = routed.get(id(engine), [])
             if not picked:
                 continue
-            decoded = engine.transcribe_many(
-                [audios[i] for i in picked], [langs[i] for i in picked]
-            )
-            for i, utterances in zip(picked, decoded, strict=True):
+            decoded = engine.hear_many([audios[i] for i in picked], [langs[i] for i in picked])
+            for i, heard in zip(picked, decoded, strict=True):
                 if i in detected:  # heard by the detection, even if an English model decoded it
-                    utterances = [replace(u, language=langs[i]) for u in utterances]
-                results[i] = utterances
+                    utts = [replace(u, language=langs[i]) for u in heard.utterances]
+                    heard = Heard(utts, langs[i], detected[i])
+                results[i] = heard
         return results
 
-    def _route(self, audio: Audio, tag: str | None) -> tuple[WhisperEngine, str | None]:
+    def _route(
+        self, audio: Audio, tag: str | None
+    ) -> tuple[WhisperEngine, str | None, float | None]:
+        """The model for the clip, the language to decode it in, a detection's probability."""
         if tag == "en":
-            return self._english or self._engines[0], "en"
+            return self._english or self._engines[0], "en", None
         if tag is not None:
-            return self._multi or self._engines[0], tag
+            return self._multi or self._engines[0], tag, None
         if self._multi is None or self._english is None:
-            return self._multi or self._engines[0], None
+            return self._multi or self._engines[0], None, None  # it detects (or is English)
         self.detections += 1
         heard = self._multi.detect_language(audio)
         if heard is None:
-            return self._english, "en"  # no speech: nothing will be decoded anyway
-        if heard[0] == "en":
-            return self._english, "en"
-        return self._multi, heard[0]
+            return self._english, None, None  # no speech: nothing will be decoded anyway
+        language, probability = heard
+        return (self._english if language == "en" else self._multi), language, probability

@@ -42,7 +42,14 @@ import numpy as np
 
 from svwatchd.errors import ConfigError, EngineError
 from svwatchd.model.speechdata import Utterance
-from svwatchd.server._engines.base import SAMPLE_RATE, Audio, EngineConfig, as_audio, make_utterance
+from svwatchd.server._engines.base import (
+    SAMPLE_RATE,
+    Audio,
+    EngineConfig,
+    Heard,
+    as_audio,
+    make_utterance,
+)
 from svwatchd.server._engines.model import digest_model_dir
 from svwatchd.server._engines.vad import VAD_NAME, load_vad, speech_chunks
 
@@ -200,3 +207,9 @@ class SphinxEngine:
         """Decode each clip in turn: pocketsphinx has no fixed window to share."""
         checked = [as_audio(c, what=f"clip {i}") for i, c in enumerate(clips)]
         return [self.transcribe(c) for c in checked]
+
+    def hear_many(
+        self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
+    ) -> list[Heard]:
+        """Each clip's utterances; en-us hears no language but its own, so none is claimed."""
+        return [Heard(utts) for utts in self.transcribe_many(clips, languages)]

@@ -38,7 +38,14 @@ import numpy as np
 
 from svwatchd.errors import ConfigError, EngineError
 from svwatchd.model.speechdata import Utterance
-from svwatchd.server._engines.base import SAMPLE_RATE, Audio, EngineConfig, as_audio, make_utterance
+from svwatchd.server._engines.base import (
+    SAMPLE_RATE,
+    Audio,
+    EngineConfig,
+    Heard,
+    as_audio,
+    make_utterance,
+)
 from svwatchd.server._engines.bundles import BUNDLES, TINY_EN, bundle_dir
 from svwatchd.server._engines.guard import (
     COMPRESSION_RATIO_THRESHOLD,
@@ -222,10 +229,10 @@ class WhisperEngine:
 
     def _segments(
         self, audio: Audio, *, vad: bool, language: str | None = None
-    ) -> tuple[list[Any], str | None]:
-        """Whisper's raw segments, and the language they are in (a multilingual model's,
-        given or detected; None for English-only). The guard's thresholds drive the
-        temperature fallback too."""
+    ) -> tuple[list[Any], str | None, float | None]:
+        """Whisper's raw segments, the language they are in (a multilingual model's, given
+        or detected; None for English-only) and a detection's probability (None when the
+        language was given). The guard's thresholds drive the temperature fallback too."""
         import ctranslate2
 
         ctranslate2.set_random_seed(SAMPLING_SEED)
@@ -242,7 +249,10 @@ class WhisperEngine:
             compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
         )
         decoded = list(segments)
-        return decoded, str(info.language) if self._multilingual else None
+        if not self._multilingual:
+            return decoded, None, None
+        given = (language or self._language) is not None
+        return decoded, str(info.language), None if given else float(info.language_probability)
 
     def _screen(self, segments: list[Any]) -> tuple[list[Any], list[Any]]:
         """The segments the guard keeps and drops; drops are counted, logged at debug only."""
@@ -255,12 +265,12 @@ class WhisperEngine:
     def transcribe(self, audio: Audio) -> list[Utterance]:
         """Decode one clip on its own: VAD, then Whisper on the speech it kept."""
         clip = as_audio(audio)
-        return self._solo(clip)
+        return self._solo(clip).utterances
 
-    def _solo(self, clip: Audio, language: str | None = None) -> list[Utterance]:
+    def _solo(self, clip: Audio, language: str | None = None) -> Heard:
         limit = len(clip) / SAMPLE_RATE
         out: list[Utterance] = []
-        segments, heard = self._segments(clip, vad=True, language=language)
+        segments, heard, probability = self._segments(clip, vad=True, language=language)
         kept, _dropped = self._screen(segments)
         for segment in kept:
             words = [(w.word, w.start, w.end, w.probability) for w in segment.words or ()]
@@ -268,11 +278,17 @@ class WhisperEngine:
             if utterance is not None:
                 out.append(replace(utterance, language=heard))
         out.sort(key=lambda u: u.start)
-        return out
+        return Heard(out, heard, probability)
 
     def transcribe_many(
         self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
     ) -> list[list[Utterance]]:
+        """Each clip's utterances (:meth:`hear_many`)."""
+        return [h.utterances for h in self.hear_many(clips, languages)]
+
+    def hear_many(
+        self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
+    ) -> list[Heard]:
         """Decode independent clips, packing short ones into shared 30 s windows.
 
         Only the speech the VAD finds is packed, so a long recording with a
@@ -285,7 +301,7 @@ class WhisperEngine:
         packed again among themselves, in the other order, with twice the gap).
         """
         audios = [as_audio(c, what=f"clip {i}") for i, c in enumerate(clips)]
-        results: list[list[Utterance] | None] = [None] * len(audios)
+        results: list[Heard | None] = [None] * len(audios)
         # English-only models speak English whatever the tag; others use the clip's
         # language, else the configured one, else detect it (and decode alone)
         langs = [
@@ -300,7 +316,7 @@ class WhisperEngine:
             for i in group:
                 speech[i] = speech_chunks(audios[i], self._vad_options)
                 if not speech[i]:
-                    results[i] = []
+                    results[i] = Heard([])
             failed = self._pack(audios, speech, results, group, PACK_GAP_S, lang)
             if len(failed) > 1:
                 # Second chance before a 30 s window each: the failed clips again, in the
@@ -311,13 +327,13 @@ class WhisperEngine:
                 if speech[i]:
                     self.fallback_clips += 1  # it had speech, yet is decoded alone
                 results[i] = self._solo(audios[i], langs[i])
-        return [r if r is not None else [] for r in results]
+        return [r if r is not None else Heard([]) for r in results]
 
     def _pack(
         self,
         audios: Sequence[Audio],
         speech: Sequence[list[tuple[int, int]]],
-        results: list[list[Utterance] | None],
+        results: list[Heard | None],
         order: Iterable[int],
         gap_s: float,
         language: str,
@@ -332,7 +348,7 @@ class WhisperEngine:
         for window in windows:
             if len(window) < 2:
                 continue
-            decoded, heard = self._segments(
+            decoded, heard, _given = self._segments(
                 window_audio(window, local), vad=False, language=language
             )
             kept, dropped = self._screen(decoded)
@@ -345,7 +361,7 @@ class WhisperEngine:
                     continue
                 self.packed_clips += 1
                 utts = _utterances(per_clip[p.index], len(audios[clip]))
-                results[clip] = [replace(u, language=heard) for u in utts]
+                results[clip] = Heard([replace(u, language=heard) for u in utts], heard)
             if bad:
                 log.debug("packed words failed the check for clips %s", bad)
         return failed

@@ -111,7 +111,7 @@ def _main(config: EngineConfig, conn: Connection) -> None:
             return
         try:
             clips, languages = payload
-            conn.send(("ok", engine.transcribe_many(clips, languages)))
+            conn.send(("ok", engine.hear_many(clips, languages)))
         except Exception as exc:
             conn.send(("error", pack_error(exc)))
 
