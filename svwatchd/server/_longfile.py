@@ -142,7 +142,6 @@ class LongFiles:
         assert task is not None
         reader = _Reader(row.source, pieces)
         flying: deque[_InFlight] = deque()  # in file order; committed from the left
-        borrowed = 0  # slots taken beyond the job's own
         more, paused, position = True, False, begin
         try:
             while True:
@@ -153,13 +152,12 @@ class LongFiles:
                     and len(flying) < 2 * self._slots.total
                     and (_running(flying) == 0 or self._slots.borrow(task))
                 ):
-                    borrowed += 1 if _running(flying) else 0
                     piece = await reader.next()
                     if piece is None:
                         more = False
                         break
                     flying.append(self._submit(row, piece, split, labels, track))
-                borrowed = self._give_back(task, borrowed, _running(flying))
+                self._give_back(task, _running(flying))
                 if not flying:
                     break
                 if not flying[0].done:  # a piece behind the first may end first: its slot
@@ -167,7 +165,7 @@ class LongFiles:
                         [f.waiter for f in flying if f.waiter is not None and not f.done],
                         return_when=asyncio.FIRST_COMPLETED,
                     )
-                    borrowed = self._give_back(task, borrowed, _running(flying))
+                    self._give_back(task, _running(flying))
                 while flying and flying[0].done:
                     done = flying.popleft()
                     results = done.waiter.result() if done.waiter is not None else []
@@ -190,12 +188,10 @@ class LongFiles:
             log.info("decode.done", stream_id=row.id, source=row.source, seconds=position)
         return position - begin
 
-    def _give_back(self, task: asyncio.Task[None], borrowed: int, running: int) -> int:
+    def _give_back(self, task: asyncio.Task[None], running: int) -> None:
         """Return the borrowed slots no running piece needs (the job's own slot stays)."""
-        while borrowed > max(0, running - 1):
+        while self._slots.borrowed(task) > max(0, running - 1):
             self._slots.give_back(task)
-            borrowed -= 1
-        return borrowed
 
     def _submit(
         self,

@@ -63,6 +63,10 @@ class Slots:
         self._extra[task] = self._extra.get(task, 0) + 1
         return True
 
+    def borrowed(self, task: asyncio.Task[None]) -> int:
+        """Slots the job holds beyond its own."""
+        return self._extra.get(task, 0)
+
     def give_back(self, task: asyncio.Task[None]) -> None:
         """Return one borrowed slot."""
         left = self._extra.get(task, 0) - 1

@@ -193,25 +193,25 @@ class Admission:
         if lang is None:
             return
         info = self._engine_info()
-        if lang == LANGUAGE_AUTO and not info.get("multilingual", False):
-            model = info.get("model", info.get("engine", "the model"))
-            raise Refused(
-                spec.id,
-                400,
-                "language_unsupported",
+        if lang == "en" or info.get("multilingual", False):
+            return
+        model = info.get("model", info.get("engine", "the model"))
+        if lang == LANGUAGE_AUTO:
+            why = (
                 f"stream {spec.id} asks for its language to be detected (language: auto), but "
-                f"svserver's model {model} is English-only and cannot tell languages apart; "
-                "run svserver with a multilingual model (--model base)",
+                f"svserver's model {model} is English-only and cannot tell languages apart"
             )
-        if lang != "en" and not info.get("multilingual", False):
-            model = info.get("model", info.get("engine", "the model"))
-            raise Refused(
-                spec.id,
-                400,
-                "language_unsupported",
+        else:
+            why = (
                 f"stream {spec.id} is tagged language {lang!r}, but svserver's model {model} "
-                "is English-only; run svserver with a multilingual model (--model base)",
+                "is English-only"
             )
+        raise Refused(
+            spec.id,
+            400,
+            "language_unsupported",
+            f"{why}; run svserver with a multilingual model (--model base)",
+        )
 
     def _source_path(self, spec: StreamSpec) -> str:
         if spec.kind == "upload":

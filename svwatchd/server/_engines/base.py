@@ -32,6 +32,7 @@ __all__ = [
     "EngineConfig",
     "EngineName",
     "Heard",
+    "HearsMany",
     "as_audio",
     "load_engine",
     "make_utterance",
@@ -160,6 +161,22 @@ class Engine(Protocol):
     ) -> list[Heard]:
         """:meth:`transcribe_many`, with the language each clip was heard in."""
         ...
+
+
+class HearsMany:
+    """What every engine derives from its :meth:`hear_many`: :meth:`transcribe_many`, the
+    utterances alone (engines inherit it, so the two never disagree)."""
+
+    def hear_many(
+        self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
+    ) -> list[Heard]:
+        raise NotImplementedError
+
+    def transcribe_many(
+        self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
+    ) -> list[list[Utterance]]:
+        """Each clip's utterances (:meth:`hear_many`)."""
+        return [h.utterances for h in self.hear_many(clips, languages)]
 
 
 def as_audio(audio: object, *, what: str = "audio") -> Audio:

@@ -22,13 +22,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from svwatchd.model.speechdata import Utterance
-from svwatchd.server._engines.base import SAMPLE_RATE, Audio, Heard, as_audio
+from svwatchd.server._engines.base import SAMPLE_RATE, Audio, Heard, HearsMany, as_audio
 from svwatchd.server._engines.whisper import WhisperEngine
 
 __all__ = ["ModelRouter"]
 
 
-class ModelRouter:
+class ModelRouter(HearsMany):
     """An engine over several loaded Whisper models, routing each clip by its language."""
 
     name = "whisper"
@@ -61,12 +61,6 @@ class ModelRouter:
     def transcribe(self, audio: Audio) -> list[Utterance]:
         """Decode one clip on the model its language calls for."""
         return self.transcribe_many([audio])[0]
-
-    def transcribe_many(
-        self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
-    ) -> list[list[Utterance]]:
-        """Each clip's utterances (:meth:`hear_many`)."""
-        return [h.utterances for h in self.hear_many(clips, languages)]
 
     def hear_many(
         self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None

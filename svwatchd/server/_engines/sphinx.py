@@ -47,6 +47,7 @@ from svwatchd.server._engines.base import (
     Audio,
     EngineConfig,
     Heard,
+    HearsMany,
     as_audio,
     make_utterance,
 )
@@ -96,7 +97,7 @@ def find_sphinx_model(model_dir: str | os.PathLike[str]) -> tuple[Path, Path, Pa
     return hmms[0], lms[0], dicts[0]
 
 
-class SphinxEngine:
+class SphinxEngine(HearsMany):
     """pocketsphinx with its Endpointer and the Silero VAD's veto, loaded once and kept warm."""
 
     name = "pocketsphinx"
@@ -201,15 +202,10 @@ class SphinxEngine:
                 out.append(utterance)
         return out
 
-    def transcribe_many(
-        self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
-    ) -> list[list[Utterance]]:
-        """Decode each clip in turn: pocketsphinx has no fixed window to share."""
-        checked = [as_audio(c, what=f"clip {i}") for i, c in enumerate(clips)]
-        return [self.transcribe(c) for c in checked]
-
     def hear_many(
         self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
     ) -> list[Heard]:
-        """Each clip's utterances; en-us hears no language but its own, so none is claimed."""
-        return [Heard(utts) for utts in self.transcribe_many(clips, languages)]
+        """Decode each clip in turn (pocketsphinx has no fixed window to share); en-us hears
+        no language but its own, so none is claimed."""
+        checked = [as_audio(c, what=f"clip {i}") for i, c in enumerate(clips)]
+        return [Heard(self.transcribe(c)) for c in checked]

@@ -43,6 +43,7 @@ from svwatchd.server._engines.base import (
     Audio,
     EngineConfig,
     Heard,
+    HearsMany,
     as_audio,
     make_utterance,
 )
@@ -97,7 +98,7 @@ def resolve_device(device: str, compute_type: str | None) -> tuple[str, str]:
     return device, compute_type
 
 
-class WhisperEngine:
+class WhisperEngine(HearsMany):
     """Whisper through faster-whisper, loaded once and kept warm.
 
     Each Whisper segment becomes an Utterance whose words carry Whisper's own
@@ -279,12 +280,6 @@ class WhisperEngine:
                 out.append(replace(utterance, language=heard))
         out.sort(key=lambda u: u.start)
         return Heard(out, heard, probability)
-
-    def transcribe_many(
-        self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
-    ) -> list[list[Utterance]]:
-        """Each clip's utterances (:meth:`hear_many`)."""
-        return [h.utterances for h in self.hear_many(clips, languages)]
 
     def hear_many(
         self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
