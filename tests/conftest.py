@@ -22,3 +22,9 @@ def reference(name: str) -> str:
     from tests.normalise import normalise
 
     return normalise(speech_file(name.replace(".wav", ".txt")).read_text())
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the tests' svservers and engines assemble Whisper base (once per run)."""
+    return tmp_path_factory.mktemp("models")

@@ -125,8 +125,23 @@ class Collector(Stage):
         status = stream.status
         if self.watch_of(row) is None:
             return  # its watch was removed by a reload: the row waits for it to come back
+        mismatch = stream.stats().get("language_mismatch")
+        on_foreign = stream.tags.get("on_foreign", "decode")
+        if mismatch is not None:
+            log.warning(
+                "language.mismatch",
+                language=mismatch,
+                probability=stream.stats().get("language_mismatch_probability"),
+                on_foreign=on_foreign,
+            )
         if status is DecodeStatus.DONE:
             self._finish(row, stream, log)
+        elif status is DecodeStatus.ERROR and mismatch is not None and on_foreign != "decode":
+            # held by svserver for its language (on_foreign): not a failure; the reason
+            # says what was heard, and the file is looked at again when the daemon starts
+            reason = stream.error or f"held: speech in {mismatch}"
+            if self.journal.mark_held(row.id, reason):
+                log.warning("file.held", reason=reason)
         elif status is DecodeStatus.ERROR:
             retries = self._policy().retry_errors
             attempts = self.journal.record_error(row.id, stream.error, retries=retries)

@@ -85,6 +85,8 @@ class EmbeddedServer:
     workers: int | None = None
     threads: int | None = None
     device: Device = "auto"
+    model_cache: Path | None = None  # where base is assembled (default: its data dir)
+    language_check: bool = True  # flag foreign speech under an English-only model
 
     def args(self) -> list[str]:
         """The matching ``svserver serve`` options."""
@@ -97,6 +99,10 @@ class EmbeddedServer:
             out += ["--workers", str(self.workers)]
         if self.threads is not None:
             out += ["--threads", str(self.threads)]
+        if self.model_cache is not None:
+            out += ["--model-cache", str(self.model_cache)]
+        if not self.language_check:
+            out.append("--no-language-check")
         return out
 
 
@@ -190,7 +196,16 @@ def _server(d: YamlDoc, value: object) -> EmbeddedServer | RemoteServer | None:
 def _embedded(d: YamlDoc, value: dict[str, object]) -> EmbeddedServer | None:
     d.mapping(value, "server", ("embedded",))
     options = value["embedded"] if value["embedded"] is not None else {}
-    keys = ("engine", "model", "model_sha256", "workers", "threads", "device")
+    keys = (
+        "engine",
+        "model",
+        "model_sha256",
+        "workers",
+        "threads",
+        "device",
+        "model_cache",
+        "language_check",
+    )
     m = d.mapping(options, "server.embedded", keys)
     if m is None:
         return None
@@ -214,6 +229,8 @@ def _embedded(d: YamlDoc, value: dict[str, object]) -> EmbeddedServer | None:
     manifest = abspath(text) if text else None
     if manifest is not None and not manifest.exists():
         d.error(f"{key}.model_sha256", f"{text!r} does not exist")
+    cache = d.get(m, "model_cache", key, d.text, "")
+    check = d.get(m, "language_check", key, d.boolean, True)
     workers = d.get(m, "workers", key, lambda v, k: d.integer(v, k, 1), 0)
     threads = d.get(m, "threads", key, lambda v, k: d.integer(v, k, 1), 0)
     return EmbeddedServer(
@@ -223,6 +240,8 @@ def _embedded(d: YamlDoc, value: dict[str, object]) -> EmbeddedServer | None:
         workers=workers or None,
         threads=threads or None,
         device=_DEVICES.get(device, "auto"),
+        model_cache=abspath(cache) if cache else None,
+        language_check=check,
     )
 
 

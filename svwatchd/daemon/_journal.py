@@ -296,7 +296,8 @@ class Journal(JournalReader):
         return bool(self._move(_S.FAILED, [(file_id, args)], ", finished=?, last_error=?"))
 
     def mark_held(self, file_id: int, reason: str) -> bool:
-        """Waiting for a valid metadata file (``reason`` says what is wrong)."""
+        """Waiting for a valid metadata file, or held by svserver for its language
+        (``reason`` says what is wrong); looked at again when the daemon starts."""
         return bool(self._move(_S.HELD, [(file_id, (reason,))], ", last_error=?"))
 
     def mark_removed(self, file_id: int) -> bool:

@@ -69,7 +69,7 @@ class FileState(StrEnum):
     """Where a file version stands. `ALLOWED_FROM` lists the allowed transitions."""
 
     PENDING = "PENDING"  # seen; settling or waiting its turn
-    HELD = "HELD"  # waiting for a valid metadata file (reason in last_error)
+    HELD = "HELD"  # waiting for a valid metadata file, or held for its language (last_error)
     SUBMITTING = "SUBMITTING"  # stream id chosen, send in progress (committed before it)
     INFLIGHT = "INFLIGHT"  # the server acknowledged the stream
     DONE = "DONE"  # outputs durably written (committed after them)
@@ -83,7 +83,7 @@ _S = FileState
 # are left alone and the mark_* method reports it (False / fewer ids).
 ALLOWED_FROM: dict[FileState, frozenset[FileState]] = {
     _S.PENDING: frozenset({_S.HELD}),  # release_held (revival is upsert_seen's)
-    _S.HELD: frozenset({_S.PENDING, _S.HELD}),
+    _S.HELD: frozenset({_S.PENDING, _S.HELD, _S.INFLIGHT}),  # INFLIGHT: on_foreign: hold
     _S.SUBMITTING: frozenset({_S.PENDING, _S.SUBMITTING, _S.INFLIGHT}),
     _S.INFLIGHT: frozenset({_S.SUBMITTING, _S.INFLIGHT}),
     _S.DONE: frozenset({_S.PENDING, _S.SUBMITTING, _S.INFLIGHT, _S.DONE}),

@@ -42,13 +42,16 @@ _AUDIO_FACTS = (
     "channels_repeated",
     "language",
     "language_probability",
+    "language_mismatch",
+    "language_mismatch_probability",
+    "task",
 )
 
 
 def audio_facts(stream: Stream) -> dict[str, object]:
     """What the output JSON records of how the audio was read and heard: the file type, the
-    container track and channels decoded apart when there were any, and the language heard
-    (with a detection's probability)."""
+    container track and channels decoded apart when there were any, the language heard
+    (with a detection's probability), a foreign-speech mismatch, and the task."""
     facts: dict[str, object] = {"filetype": stream.getfiletype()}
     stats = stream.stats()
     for key in _AUDIO_FACTS:

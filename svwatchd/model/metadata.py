@@ -107,6 +107,7 @@ def parse_format_field(name: str, value: object) -> int | Encoding | Endian:
 RESERVED_TAGS: Final = (
     "channel_labels",
     "language",
+    "on_foreign",
     "recorded_at",
     "split_channels",
     "task",
@@ -115,6 +116,7 @@ RESERVED_TAGS: Final = (
 """Tags with a meaning of their own, validated (and normalised) like the format fields."""
 
 _TASKS: Final = ("transcribe", "translate")
+_ON_FOREIGN: Final = ("decode", "hold", "route")
 
 
 def parse_reserved_tag(name: str, value: object) -> TagValue:
@@ -125,7 +127,9 @@ def parse_reserved_tag(name: str, value: object) -> TagValue:
     track number (0-based) or a language tag; ``split_channels``: a bool;
     ``channel_labels``: names for the channels, a list or a comma-separated
     string, kept as ``"agent,customer"``; ``task``: ``transcribe`` or
-    ``translate``; ``recorded_at``: an ISO 8601 time.
+    ``translate``; ``on_foreign``: what an English-only model does with speech
+    in another language (``decode`` it flagged, ``hold`` it, ``route`` it to a
+    multilingual model); ``recorded_at``: an ISO 8601 time.
     """
     if name == "language":
         if not is_language(value):
@@ -148,6 +152,10 @@ def parse_reserved_tag(name: str, value: object) -> TagValue:
     if name == "task":
         if value not in _TASKS:
             raise ValueError(f"{value!r} is not one of {', '.join(_TASKS)}")
+        return str(value)
+    if name == "on_foreign":
+        if value not in _ON_FOREIGN:
+            raise ValueError(f"{value!r} is not one of {', '.join(_ON_FOREIGN)}")
         return str(value)
     if name == "recorded_at":
         try:

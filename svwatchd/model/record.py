@@ -68,6 +68,9 @@ class RecordStats(TypedDict):
     channels_repeated: int | None  # split_channels: channels that repeated another (not decoded)
     language: str | None  # the language heard (ISO 639-1): detected, or the one decoded in
     language_probability: float | None  # the detection's probability (None: not detected)
+    language_mismatch: str | None  # an English-only model's check heard this language instead
+    language_mismatch_probability: float | None  # ... with this probability
+    task: str  # transcribe, or translate (into English)
 
 
 class ListenerInfo(TypedDict):

@@ -160,6 +160,12 @@ def create_app(
                 )
         parts.scheduler.start()
         log.info("server.ready", listen=f"{config.host}:{config.port}", engine=config.engine.name)
+        if parts.engine.info().get("language_check") == "off":
+            log.warning(
+                "language.check_off",
+                detail="svserver's models are English-only and foreign speech will not be "
+                "flagged: install svwatchd[multilingual] (or leave out --no-language-check)",
+            )
         try:
             yield
         finally:

@@ -112,6 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="sha256sum manifest the --model files must match (checked at start)",
     )
+    serve.add_argument(
+        "--model-cache",
+        default=None,
+        metavar="DIR",
+        help="where bundled models made of parts (base) are assembled (default DATA_DIR/models)",
+    )
+    serve.add_argument(
+        "--no-language-check",
+        dest="language_check",
+        action="store_false",
+        help="do not check an English-only model's doubtful clips for foreign speech",
+    )
     serve.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     serve.add_argument("--compute-type", default=None)
     serve.add_argument("--language", default=None)
@@ -148,12 +160,13 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         engine=EngineConfig(
             name=args.engine,
             models=tuple(args.model),
-            cache_dir=str(Path(args.data_dir) / "models"),
+            cache_dir=str(Path(args.model_cache or Path(args.data_dir) / "models")),
             device=args.device,
             compute_type=args.compute_type,
             threads=args.threads or threads,
             language=args.language,
             nice=args.worker_nice,
+            language_check=args.language_check,
             model_sha256=read_sha256_manifest(args.model_sha256) if args.model_sha256 else (),
         ),
         token=token,

@@ -30,7 +30,6 @@ __all__ = [
     "Clip",
     "Loaded",
     "label",
-    "language_of",
     "load",
     "split_clips",
     "splits",
@@ -107,13 +106,3 @@ def label(loaded: Loaded, results: list[Heard]) -> list[Utterance]:
     ]
     out.sort(key=lambda u: (u.start, u.channel or 0))
     return out
-
-
-def language_of(results: list[Heard]) -> tuple[str | None, float | None]:
-    """The language a stream was heard in, from its clips' results: the surest detection,
-    else the language a clip was decoded in, else None (and the detection's probability)."""
-    detected = [h for h in results if h.language and h.language_probability is not None]
-    if detected:
-        best = max(detected, key=lambda h: h.language_probability or 0.0)
-        return best.language, best.language_probability
-    return next((h.language for h in results if h.language), None), None

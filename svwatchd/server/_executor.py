@@ -12,7 +12,7 @@ from concurrent.futures import Future
 from typing import Protocol
 
 from svwatchd._audio import Samples
-from svwatchd.server._engines.base import Heard
+from svwatchd.server._engines.base import Ask, Heard
 
 __all__ = ["Executor"]
 
@@ -20,10 +20,9 @@ __all__ = ["Executor"]
 class Executor(Protocol):
     """The worker pool seam: submit clips, get each clip's utterances back."""
 
-    def submit(
-        self, clips: list[Samples], languages: list[str | None] | None = None
-    ) -> Future[list[Heard]]:
-        """Decode the clips; the future's result has what was heard in each clip, in order."""
+    def submit(self, clips: list[Samples], asks: list[Ask] | None = None) -> Future[list[Heard]]:
+        """Decode the clips, each as its ask says; the future's result has what was heard
+        in each clip, in order."""
 
     def info(self) -> dict[str, object]:
         """Engine, model and worker facts for sysinfo."""

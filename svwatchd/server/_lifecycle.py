@@ -88,6 +88,27 @@ class Progress:
     channels_repeated: int | None = None  # split_channels: channels that repeated another
     language: str | None = None  # the language heard (the first commit that says wins)
     language_probability: float | None = None  # ... and its detection's probability
+    mismatch: tuple[str, float] | None = None  # the check heard this language (the first wins)
+
+    def heard(self) -> dict[str, SqlValue]:
+        """The values :data:`_HEARD_SQL` sets."""
+        return {
+            "hlang": self.language,
+            "hprob": self.language_probability,
+            "mlang": self.mismatch[0] if self.mismatch else None,
+            "mprob": self.mismatch[1] if self.mismatch else None,
+        }
+
+
+_HEARD_SQL = (
+    "language_probability = CASE WHEN heard_language IS NULL THEN :hprob "
+    "ELSE language_probability END, "
+    "heard_language = COALESCE(heard_language, :hlang), "
+    "mismatch_probability = CASE WHEN language_mismatch IS NULL THEN :mprob "
+    "ELSE mismatch_probability END, "
+    "language_mismatch = COALESCE(language_mismatch, :mlang)"
+)
+"""What a commit (or a hold) records of the language heard: the first that says wins."""
 
 
 class Lifecycle:
@@ -238,9 +259,7 @@ class Lifecycle:
                 "track_language = COALESCE(:tlang, track_language), "
                 "channels_decoded = COALESCE(:split, channels_decoded), "
                 "channels_repeated = COALESCE(:repeated, channels_repeated), "
-                "language_probability = CASE WHEN heard_language IS NULL THEN :hprob "
-                "ELSE language_probability END, "
-                "heard_language = COALESCE(heard_language, :hlang) WHERE id = :id",
+                f"{_HEARD_SQL} WHERE id = :id",
                 {
                     "decoded": progress.decoded_seconds,
                     "wall": progress.decode_wall,
@@ -251,8 +270,7 @@ class Lifecycle:
                     "tlang": progress.track_language,
                     "split": progress.channels_decoded,
                     "repeated": progress.channels_repeated,
-                    "hlang": progress.language,
-                    "hprob": progress.language_probability,
+                    **progress.heard(),
                     "id": stream_id,
                 },
             )
@@ -278,15 +296,16 @@ class Lifecycle:
             (target.value, stream_id),
         )
 
-    def fail(self, stream_id: str, message: str) -> bool:
-        """ACTIVE or PAUSED -> ERROR, with the message that says why."""
+    def fail(self, stream_id: str, message: str, heard: Progress | None = None) -> bool:
+        """ACTIVE or PAUSED -> ERROR, with the message that says why (and, for a stream held
+        for its language, what was heard: ``heard``'s language fields)."""
         with self._store.transaction() as db:
             moved = self._move(
                 db,
                 [stream_id],
                 _S.ERROR,
-                sets="error = :error, ended = :now, resume_status = NULL",
-                args={"error": message, "now": time.time()},
+                sets=f"error = :error, ended = :now, resume_status = NULL, {_HEARD_SQL}",
+                args={"error": message, "now": time.time(), **(heard or Progress()).heard()},
             )
         return bool(self._done(moved))
 

@@ -23,6 +23,7 @@ from svwatchd._audio import RawStreamDecoder
 from svwatchd.model.enums import DecodeStatus
 from svwatchd.server._changes import wait
 from svwatchd.server._executor import Executor
+from svwatchd.server._hearing import hearing_of, hold
 from svwatchd.server._lifecycle import DECODING, Lifecycle, Progress
 from svwatchd.server._segmenter import LiveSegmenter, Segment
 from svwatchd.server._slots import Slots, cancel_all
@@ -201,17 +202,22 @@ class _Session:
     async def _commit(self, seg: Segment, position: int) -> bool:
         """Decode one segment and commit its utterances; False once the stream stopped."""
         began = time.monotonic()
-        results = await asyncio.wrap_future(self.executor.submit([seg.audio], [self.row.language]))
+        results = await asyncio.wrap_future(self.executor.submit([seg.audio], [self.row.ask]))
         wall = time.monotonic() - began
         heard = results[0]
+        hearing = hearing_of(results, self.row)
+        if hearing.held is not None:  # the session stops here; segments committed stay
+            hold(self.lifecycle, self.row, hearing)
+            return False
         utts = [u.shifted(seg.start) for u in heard.utterances]
         pairs = [(u, self._arrival(int(u.end * self.bytes_per_second))) for u in utts]
         progress = Progress(
             decoded_seconds=seg.end,
             decode_wall=wall,
             decoded_bytes=position,
-            language=heard.language if utts else None,  # a segment with words decides
-            language_probability=heard.language_probability if utts else None,
+            language=hearing.language,  # a segment with words decides
+            language_probability=hearing.probability,
+            mismatch=hearing.mismatch,
         )
         return self.lifecycle.commit(self.row.id, pairs, progress, final=False)
 

@@ -32,9 +32,10 @@ from svwatchd.errors import AudioDecodeError
 from svwatchd.model.enums import DecodeStatus
 from svwatchd.model.metadata import channel_labels
 from svwatchd.model.speechdata import Utterance
-from svwatchd.server._clips import Clip, Loaded, label, language_of, split_clips, splits
+from svwatchd.server._clips import Clip, Loaded, label, split_clips, splits
 from svwatchd.server._engines.base import Heard
 from svwatchd.server._executor import Executor
+from svwatchd.server._hearing import hearing_of, hold
 from svwatchd.server._lifecycle import Lifecycle, Progress
 from svwatchd.server._pieces import PIECE_SECONDS, Piece, cut_pieces
 from svwatchd.server._slots import Slots
@@ -210,7 +211,7 @@ class LongFiles:
         waiter = None
         if loaded.clips:
             samples = [c.samples for c in loaded.clips]
-            future = self._executor.submit(samples, [row.language] * len(samples))
+            future = self._executor.submit(samples, [row.ask] * len(samples))
             waiter = asyncio.wrap_future(future)
             fields = {"stream_id": row.id, "start": round(piece.start, 3)}
             waiter.add_done_callback(lambda _: log.debug("piece.decoded", **fields))
@@ -222,7 +223,10 @@ class LongFiles:
     def _commit(
         self, row: StreamRow, done: _InFlight, utts: list[Utterance], heard: list[Heard]
     ) -> bool:
-        language, probability = language_of(heard) if utts else (None, None)
+        hearing = hearing_of(heard, row)
+        if hearing.held is not None:  # the stream stops here; pieces committed stay
+            hold(self._lifecycle, row, hearing)
+            return False
         anchor = row.anchor
         pairs = [(u, None if anchor is None else anchor + u.end) for u in utts]
         progress = Progress(
@@ -232,8 +236,9 @@ class LongFiles:
             track_language=done.loaded.track.language if done.loaded.track is not None else None,
             channels_decoded=done.loaded.channels_decoded,
             channels_repeated=done.loaded.channels_repeated,
-            language=language,  # the first piece with words decides
-            language_probability=probability,
+            language=hearing.language,  # the first piece with words decides
+            language_probability=hearing.probability,
+            mismatch=hearing.mismatch,
         )
         return self._lifecycle.commit(row.id, pairs, progress, final=False)
 

@@ -79,6 +79,9 @@ _FIELDS: SqlShape = {
         "channels_repeated": "channels_repeated",
         "language": "heard_language",
         "language_probability": "language_probability",
+        "language_mismatch": "language_mismatch",
+        "language_mismatch_probability": "mismatch_probability",
+        "task": "COALESCE(tags ->> '$.task', 'transcribe')",
     },
     # :listeners is {"<id>": [ListenerInfo, ...]} of the streams someone listens to
     "listeners": "COALESCE(:listeners -> ('$.\"' || id || '\"'), json_array())",

@@ -24,9 +24,10 @@ import structlog
 from svwatchd.errors import AudioDecodeError
 from svwatchd.model.enums import DecodeStatus
 from svwatchd.server._changes import Changes
-from svwatchd.server._clips import Loaded, label, language_of, load
+from svwatchd.server._clips import Loaded, label, load
 from svwatchd.server._engines.base import Heard
 from svwatchd.server._executor import Executor
+from svwatchd.server._hearing import hearing_of, hold
 from svwatchd.server._lifecycle import Lifecycle, Progress
 from svwatchd.server._longfile import LongFiles
 from svwatchd.server._pieces import LONG_FILE_SECONDS
@@ -224,12 +225,12 @@ class Scheduler:
         if not loaded:
             return
         clips = [c.samples for _, item in loaded for c in item.clips]
-        languages = [row.language for row, item in loaded for _ in item.clips]
+        asks = [row.ask for row, item in loaded for _ in item.clips]
         began = time.monotonic()
         results: list[Heard] = []
         if clips:
             try:
-                results = await asyncio.wrap_future(self._executor.submit(clips, languages))
+                results = await asyncio.wrap_future(self._executor.submit(clips, asks))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -250,8 +251,11 @@ class Scheduler:
         self._observer.observe_job(None, wall, seconds)  # waits: seen at activation
 
     def _commit(self, row: StreamRow, item: Loaded, heard: list[Heard], wall: float) -> None:
+        hearing = hearing_of(heard, row)
+        if hearing.held is not None:
+            hold(self._lifecycle, row, hearing)
+            return
         utts = label(item, heard)
-        language, probability = language_of(heard)
         anchor = row.anchor
         pairs = [(u, None if anchor is None else anchor + u.end) for u in utts]
         progress = Progress(
@@ -262,8 +266,9 @@ class Scheduler:
             track_language=item.track.language if item.track is not None else None,
             channels_decoded=item.channels_decoded,
             channels_repeated=item.channels_repeated,
-            language=language,
-            language_probability=probability,
+            language=hearing.language,
+            language_probability=hearing.probability,
+            mismatch=hearing.mismatch,
         )
         if self._lifecycle.commit(row.id, pairs, progress, final=True):
             log.info("decode.done", stream_id=row.id, source=row.source, utterances=len(utts))

@@ -15,7 +15,7 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqlValue"]
 SqlValue: TypeAlias = str | int | float | None
 """A value SQLite stores or returns."""
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _STREAMS = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -88,10 +88,17 @@ ALTER TABLE streams ADD COLUMN heard_language TEXT;
 ALTER TABLE streams ADD COLUMN language_probability REAL
 """
 
+_MISMATCH = """
+-- an English-only model's check heard another language: which, and how sure it was
+ALTER TABLE streams ADD COLUMN language_mismatch TEXT;
+ALTER TABLE streams ADD COLUMN mismatch_probability REAL
+"""
+
 MIGRATIONS: Mapping[int, str] = {
     1: _STREAMS,
     2: _QUEUED_SOCKETS,  # the scheduler finds queued sockets without reading a file backlog
     3: _CHANNELS_AND_TRACKS,  # containers' tracks, channels decoded apart
     4: _LANGUAGES,  # the language heard
+    5: _MISMATCH,  # foreign speech under an English-only model
 }
 """``MIGRATIONS[v]`` takes a database from version v-1 to v."""

@@ -27,6 +27,7 @@ from svwatchd.model.format import AudioFormat
 from svwatchd.model.metadata import TagValue
 from svwatchd.model.record import SourceKind
 from svwatchd.model.speechdata import Utterance, Word
+from svwatchd.server._engines.base import Ask, OnForeign, Task
 from svwatchd.server._schema import MIGRATIONS, SCHEMA_VERSION, SqlValue
 
 __all__ = [
@@ -106,6 +107,17 @@ class StreamRow:
         (the language is to be detected)."""
         lang = self.tags.get("language")
         return lang if isinstance(lang, str) and lang != LANGUAGE_AUTO else None
+
+    @property
+    def ask(self) -> Ask:
+        """What the engine is asked for each of this stream's clips (its tags: ``language``,
+        ``task``, ``on_foreign``; validated at submission)."""
+        task: Task = "translate" if self.tags.get("task") == "translate" else "transcribe"
+        choice = self.tags.get("on_foreign")
+        on_foreign: OnForeign = (
+            "hold" if choice == "hold" else "route" if choice == "route" else "decode"
+        )
+        return Ask(self.language, task, on_foreign)
 
     @property
     def track(self) -> int | str | None:

@@ -190,12 +190,22 @@ class Admission:
                 except ValueError as exc:
                     raise Refused(spec.id, 400, f"bad_{name}", f"{name}: {exc}") from None
         lang = spec.tags.get("language")
-        if lang is None:
+        translate = spec.tags.get("task") == "translate"
+        if lang is None and not translate:
             return
         info = self._engine_info()
-        if lang == "en" or info.get("multilingual", False):
+        if info.get("multilingual", False) or (lang == "en" and not translate):
             return
         model = info.get("model", info.get("engine", "the model"))
+        if translate:
+            raise Refused(
+                spec.id,
+                400,
+                "task_unsupported",
+                f"stream {spec.id} asks for translation (task: translate), but svserver's "
+                f"model {model} is English-only and cannot translate; run svserver with a "
+                "multilingual model (--model base)",
+            )
         if lang == LANGUAGE_AUTO:
             why = (
                 f"stream {spec.id} asks for its language to be detected (language: auto), but "

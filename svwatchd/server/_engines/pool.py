@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from svwatchd.errors import EngineError, WorkerCrashedError
-from svwatchd.server._engines.base import Audio, EngineConfig, Heard, as_audio
+from svwatchd.server._engines.base import Ask, Audio, EngineConfig, Heard, as_audio
 from svwatchd.server._engines.worker import Worker, WorkerGoneError, spawn_worker
 
 __all__ = [
@@ -66,7 +66,7 @@ def default_workers_and_threads(cores: int | None = None) -> tuple[int, int]:
 @dataclass
 class _Job:
     clips: list[Audio]
-    languages: list[str | None] | None = None
+    asks: list[Ask] | None = None
     future: Future[Result] = field(default_factory=Future)
 
 
@@ -130,16 +130,15 @@ class WorkerPool:
             self._threads.append(t)
         log.info("decode pool ready: %d workers, %s", self.workers, self._engine_info)
 
-    def submit(
-        self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
-    ) -> Future[Result]:
-        """Queue one job: decode ``clips`` (independent clips) on the next free worker.
+    def submit(self, clips: Sequence[Audio], asks: Sequence[Ask] | None = None) -> Future[Result]:
+        """Queue one job: decode ``clips`` (independent clips, each as its ``asks`` entry
+        says) on the next free worker.
 
-        The future's result holds one list of utterances per clip, in order.
+        The future's result holds what was heard in each clip, in order.
         Bad clips (not 1-D floating point, NaN) raise InvalidInputError here.
         """
         checked = [as_audio(c, what=f"clip {i}") for i, c in enumerate(clips)]
-        job = _Job(checked, list(languages) if languages is not None else None)
+        job = _Job(checked, list(asks) if asks is not None else None)
         with self._lock:
             if self._closed or not self._started:
                 raise EngineError("the worker pool is not running (closed or not started)")
@@ -235,7 +234,7 @@ class WorkerPool:
     def _run(self, slot: int, job: _Job) -> None:
         worker = self._live_worker(slot)
         try:
-            outcome: Any = worker.call(job.clips, job.languages)
+            outcome: Any = worker.call(job.clips, job.asks)
         except WorkerGoneError as gone:
             if self._closed:
                 job.future.set_exception(

@@ -1,9 +1,12 @@
-"""Several Whisper models in one worker, and the rule that picks one for each clip.
+"""Several Whisper models in one worker, the rule that picks one for each clip, and the
+check that keeps an English-only model from writing English over foreign speech.
 
 svserver may load an English-only model (tiny.en: fast) and a multilingual
 one (base: slower, hears 99 languages) side by side, every worker holding
 both, so any worker takes any clip. The rule, per clip:
 
+* ``task: translate``: the multilingual model (svserver refuses the task
+  at submission when it has none);
 * tagged ``en``: the English-only model when there is one, else the
   multilingual one;
 * tagged another language: the multilingual model (svserver refuses such a
@@ -14,36 +17,87 @@ both, so any worker takes any clip. The rule, per clip:
   Without a multilingual model, the English-only one decodes it.
 
 Clips routed to one model are decoded together (so they still pack).
+
+**The foreign-speech check.** An English-only model given German writes
+fluent English that was never said. So a clip the English-only model
+decoded, and whose words it was unsure of (mean word probability below
+:data:`CHECK_BELOW`), has its language detected by the multilingual model
+(first 30 s of speech). Another language found with a probability of at
+least :data:`FOREIGN_ABOVE` is a mismatch, handled as the clip's
+``on_foreign`` says: ``decode`` keeps the English-only text, flagged;
+``hold`` keeps nothing and says why; ``route`` decodes the clip again on
+the multilingual model in the language found (held when there is none).
+Clips the English-only model was sure of are not checked, so an English
+backlog pays for detection only on its doubtful clips (measured: tiny.en's
+words over espeak-ng German and Spanish average 0.14-0.66, over the shared
+English read speech 0.83-0.97; short card clips 0.39-0.88). Without a
+multilingual model loaded, the detector is ``base``, assembled and loaded on
+first need, when the ``[multilingual]`` extra is installed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
+from svwatchd.model.languages import language_name
 from svwatchd.model.speechdata import Utterance
-from svwatchd.server._engines.base import SAMPLE_RATE, Audio, Heard, HearsMany, as_audio
+from svwatchd.server._engines.base import SAMPLE_RATE, Ask, Audio, Heard, HearsMany, as_audio
 from svwatchd.server._engines.whisper import WhisperEngine
 
-__all__ = ["ModelRouter"]
+__all__ = ["CHECK_BELOW", "FOREIGN_ABOVE", "ModelRouter"]
+
+log = logging.getLogger(__name__)
+
+CHECK_BELOW = 0.8
+"""An English-only model's clip whose mean word probability is below this is checked."""
+
+FOREIGN_ABOVE = 0.5
+"""A detected language other than English counts as a mismatch from this probability."""
+
+_Plan = list[tuple[WhisperEngine, Ask]]
 
 
 class ModelRouter(HearsMany):
-    """An engine over several loaded Whisper models, routing each clip by its language."""
+    """An engine over loaded Whisper models, routing each clip by its language and checking
+    an English-only model's doubtful clips for foreign speech (module docstring).
+
+    ``detector`` builds the multilingual model the check uses when none is loaded; it is
+    called once, on the first clip that needs it.
+    """
 
     name = "whisper"
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, engines: Sequence[WhisperEngine]) -> None:
+    def __init__(
+        self,
+        engines: Sequence[WhisperEngine],
+        detector: Callable[[], WhisperEngine] | None = None,
+    ) -> None:
         if not engines:
             raise ValueError("a router needs at least one model")
         self._engines = list(engines)
         self._english = next((e for e in self._engines if not e.multilingual), None)
         self._multi = next((e for e in self._engines if e.multilingual), None)
+        self._load_detector = detector if self._multi is None else None
+        self._detector: WhisperEngine | None = self._multi
+        self._detector_failed: str | None = None
         self.detections = 0
+        self.checks = 0
+        self.mismatches = 0
+
+    @property
+    def checking(self) -> bool:
+        """True when the English-only model's clips are checked for foreign speech."""
+        return (
+            self._english is not None
+            and self._detector_failed is None
+            and (self._detector is not None or self._load_detector is not None)
+        )
 
     def info(self) -> dict[str, object]:
-        """The first model's facts, every model's (``models``), and the routing counters."""
+        """The first model's facts, every model's (``models``), routing and check counters."""
         infos = [e.info() for e in self._engines]
         models = [m for i in infos if isinstance(i["models"], list) for m in i["models"]]
         merged = dict(infos[0])
@@ -53,56 +107,155 @@ class ModelRouter(HearsMany):
             language="detect" if self._multi is not None else "en",
             models=models,
             language_detections=self.detections,
+            language_check=self._check_state(),
+            language_checks=self.checks,
+            language_mismatches=self.mismatches,
         )
         for counter in ("packed_clips", "fallback_clips", "dropped_segments"):
             merged[counter] = sum(int(str(i[counter])) for i in infos)
         return merged
 
+    def _check_state(self) -> str:
+        if self._english is None:
+            return "not needed"  # every model hears every language
+        if self._detector_failed is not None:
+            return f"failed: {self._detector_failed}"
+        if self._detector is not None:
+            return f"on ({self._detector.info()['model']})"
+        return "on (base, loaded on first need)" if self._load_detector else "off"
+
     def transcribe(self, audio: Audio) -> list[Utterance]:
         """Decode one clip on the model its language calls for."""
         return self.transcribe_many([audio])[0]
 
-    def hear_many(
-        self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
-    ) -> list[Heard]:
-        """Route each clip to its model (module docstring), decode each model's clips together."""
+    def hear_many(self, clips: Sequence[Audio], asks: Sequence[Ask] | None = None) -> list[Heard]:
+        """Route each clip to its model, decode each model's clips together, then check the
+        English-only model's doubtful clips for foreign speech (module docstring)."""
         audios = [as_audio(c, what=f"clip {i}") for i, c in enumerate(clips)]
-        tags = list(languages) if languages is not None else [None] * len(audios)
-        routed: dict[int, list[int]] = {}
-        langs: list[str | None] = []
-        detected: dict[int, float] = {}  # clip -> the detection's probability
-        for i, (audio, tag) in enumerate(zip(audios, tags, strict=True)):
-            engine, lang, probability = self._route(audio, tag)
-            routed.setdefault(id(engine), []).append(i)
-            langs.append(lang)
-            if probability is not None:
-                detected[i] = probability
-        results: list[Heard] = [Heard([]) for _ in audios]
+        wanted = list(asks) if asks is not None else [Ask()] * len(audios)
+        plan: _Plan = []
+        detected: dict[int, tuple[str, float]] = {}
+        for i, (audio, ask) in enumerate(zip(audios, wanted, strict=True)):
+            engine, language, found = self._route(audio, ask)
+            plan.append((engine, replace(ask, language=language)))
+            if found is not None:
+                detected[i] = found
+        results = self._decode(audios, plan, range(len(audios)))
+        for i, (language, probability) in detected.items():
+            # heard by the detection, even if the English-only model decoded it
+            results[i] = _heard_in(results[i], language, probability)
+        if self.checking:
+            self._check(audios, wanted, plan, results, skip=detected)
+        return results
+
+    def _decode(self, audios: Sequence[Audio], plan: _Plan, only: Iterable[int]) -> list[Heard]:
+        """Decode the clips ``only`` names as ``plan`` says, each model's together."""
+        results = [Heard([]) for _ in audios]
+        chosen = list(only)
         for engine in self._engines:
-            picked = routed.get(id(engine), [])
-            if not picked:
-                continue
-            decoded = engine.hear_many([audios[i] for i in picked], [langs[i] for i in picked])
-            for i, heard in zip(picked, decoded, strict=True):
-                if i in detected:  # heard by the detection, even if an English model decoded it
-                    utts = [replace(u, language=langs[i]) for u in heard.utterances]
-                    heard = Heard(utts, langs[i], detected[i])
-                results[i] = heard
+            picked = [i for i in chosen if plan[i][0] is engine]
+            if picked:
+                decoded = engine.hear_many(
+                    [audios[i] for i in picked], [plan[i][1] for i in picked]
+                )
+                for i, heard in zip(picked, decoded, strict=True):
+                    results[i] = heard
         return results
 
     def _route(
-        self, audio: Audio, tag: str | None
-    ) -> tuple[WhisperEngine, str | None, float | None]:
-        """The model for the clip, the language to decode it in, a detection's probability."""
+        self, audio: Audio, ask: Ask
+    ) -> tuple[WhisperEngine, str | None, tuple[str, float] | None]:
+        """The model for the clip, the language to decode it in, a detection (language,
+        probability) when one ran."""
+        first = self._engines[0]
+        tag = ask.language
+        if ask.task == "translate":
+            return self._multi or first, tag, None
         if tag == "en":
-            return self._english or self._engines[0], "en", None
+            return self._english or first, "en", None
         if tag is not None:
-            return self._multi or self._engines[0], tag, None
+            return self._multi or first, tag, None
         if self._multi is None or self._english is None:
-            return self._multi or self._engines[0], None, None  # it detects (or is English)
-        self.detections += 1
-        heard = self._multi.detect_language(audio)
-        if heard is None:
+            return self._multi or first, None, None  # it detects (or is English)
+        found = self._detect(audio)
+        if found is None:
             return self._english, None, None  # no speech: nothing will be decoded anyway
-        language, probability = heard
-        return (self._english if language == "en" else self._multi), language, probability
+        return (self._english if found[0] == "en" else self._multi), found[0], found
+
+    def _check(
+        self,
+        audios: Sequence[Audio],
+        wanted: Sequence[Ask],
+        plan: _Plan,
+        results: list[Heard],
+        skip: Iterable[int],
+    ) -> None:
+        """The foreign-speech check of the English-only model's doubtful clips."""
+        skipped = set(skip)
+        rerun: dict[int, tuple[str, float]] = {}
+        for i, heard in enumerate(results):
+            engine = plan[i][0]
+            if i in skipped or engine.multilingual or not _doubtful(heard):
+                continue
+            self.checks += 1
+            found = self._detect(audios[i])
+            if found is None or found[0] == "en" or found[1] < FOREIGN_ABOVE:
+                continue
+            self.mismatches += 1
+            language, probability = found
+            choice = wanted[i].on_foreign
+            if choice == "route" and self._multi is not None:
+                plan[i] = (self._multi, replace(wanted[i], language=language))
+                rerun[i] = found
+            elif choice == "decode":
+                results[i] = replace(_heard_in(heard, language, probability), foreign=found)
+            else:
+                why = (
+                    "on_foreign: hold"
+                    if choice == "hold"
+                    else "no multilingual model to route it to"
+                )
+                results[i] = Heard(
+                    [],
+                    language,
+                    probability,
+                    heard.task,
+                    found,
+                    held=(
+                        f"speech in {(language_name(language) or language).title()} ({language}, "
+                        f"probability {probability:.2f}) under the English-only model "
+                        f"{engine.info()['model']}; {why}"
+                    ),
+                )
+        if rerun:
+            redone = self._decode(audios, plan, rerun)
+            for i, (language, probability) in rerun.items():
+                results[i] = replace(
+                    redone[i], language_probability=probability, foreign=(language, probability)
+                )
+
+    def _detect(self, audio: Audio) -> tuple[str, float] | None:
+        """The multilingual model's detection on the clip's first 30 s of speech."""
+        detector = self._detector
+        if detector is None and self._load_detector is not None and self._detector_failed is None:
+            try:
+                detector = self._detector = self._load_detector()
+            except Exception as exc:  # decoding goes on unchecked, and says so
+                self._detector_failed = str(exc)
+                log.error("the foreign-speech check is off: its model did not load: %s", exc)
+        if detector is None:
+            return None
+        self.detections += 1
+        return detector.detect_language(audio)
+
+
+def _doubtful(heard: Heard) -> bool:
+    """True when the clip has words and the model was unsure of them on average."""
+    words = [w.confidence for u in heard.utterances for w in u.words]
+    return bool(words) and sum(words) / len(words) < CHECK_BELOW
+
+
+def _heard_in(heard: Heard, language: str, probability: float) -> Heard:
+    """``heard`` with the language a detection found, on the clip and its utterances."""
+    utts = [replace(u, language=language) for u in heard.utterances]
+    return replace(heard, utterances=utts, language=language, language_probability=probability)

@@ -44,6 +44,7 @@ from svwatchd.errors import ConfigError, EngineError
 from svwatchd.model.speechdata import Utterance
 from svwatchd.server._engines.base import (
     SAMPLE_RATE,
+    Ask,
     Audio,
     EngineConfig,
     Heard,
@@ -202,9 +203,7 @@ class SphinxEngine(HearsMany):
                 out.append(utterance)
         return out
 
-    def hear_many(
-        self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
-    ) -> list[Heard]:
+    def hear_many(self, clips: Sequence[Audio], asks: Sequence[Ask] | None = None) -> list[Heard]:
         """Decode each clip in turn (pocketsphinx has no fixed window to share); en-us hears
         no language but its own, so none is claimed."""
         checked = [as_audio(c, what=f"clip {i}") for i, c in enumerate(clips)]

@@ -40,10 +40,12 @@ from svwatchd.errors import ConfigError, EngineError
 from svwatchd.model.speechdata import Utterance
 from svwatchd.server._engines.base import (
     SAMPLE_RATE,
+    Ask,
     Audio,
     EngineConfig,
     Heard,
     HearsMany,
+    Task,
     as_audio,
     make_utterance,
 )
@@ -212,6 +214,7 @@ class WhisperEngine(HearsMany):
             "threads": self.config.threads,
             "language": self._language or "detect",
             "multilingual": self._multilingual,
+            "language_check": "not needed" if self._multilingual else "off",
             "models": [
                 {
                     "model": self._model_name,
@@ -229,7 +232,7 @@ class WhisperEngine(HearsMany):
         }
 
     def _segments(
-        self, audio: Audio, *, vad: bool, language: str | None = None
+        self, audio: Audio, *, vad: bool, language: str | None = None, task: Task = "transcribe"
     ) -> tuple[list[Any], str | None, float | None]:
         """Whisper's raw segments, the language they are in (a multilingual model's, given
         or detected; None for English-only) and a detection's probability (None when the
@@ -240,6 +243,7 @@ class WhisperEngine(HearsMany):
         segments, info = self._model.transcribe(
             audio,
             language=language or self._language,
+            task=task if self._multilingual else "transcribe",
             beam_size=BEAM_SIZE,
             vad_filter=vad,
             vad_parameters=self._vad_options,
@@ -268,10 +272,10 @@ class WhisperEngine(HearsMany):
         clip = as_audio(audio)
         return self._solo(clip).utterances
 
-    def _solo(self, clip: Audio, language: str | None = None) -> Heard:
+    def _solo(self, clip: Audio, language: str | None = None, task: Task = "transcribe") -> Heard:
         limit = len(clip) / SAMPLE_RATE
         out: list[Utterance] = []
-        segments, heard, probability = self._segments(clip, vad=True, language=language)
+        segments, heard, probability = self._segments(clip, vad=True, language=language, task=task)
         kept, _dropped = self._screen(segments)
         for segment in kept:
             words = [(w.word, w.start, w.end, w.probability) for w in segment.words or ()]
@@ -279,11 +283,9 @@ class WhisperEngine(HearsMany):
             if utterance is not None:
                 out.append(replace(utterance, language=heard))
         out.sort(key=lambda u: u.start)
-        return Heard(out, heard, probability)
+        return Heard(out, heard, probability, task)
 
-    def hear_many(
-        self, clips: Sequence[Audio], languages: Sequence[str | None] | None = None
-    ) -> list[Heard]:
+    def hear_many(self, clips: Sequence[Audio], asks: Sequence[Ask] | None = None) -> list[Heard]:
         """Decode independent clips, packing short ones into shared 30 s windows.
 
         Only the speech the VAD finds is packed, so a long recording with a
@@ -291,37 +293,39 @@ class WhisperEngine(HearsMany):
         utterances and are never decoded; clips with more than
         :data:`LONG_CLIP_S` of speech, clips left in a window of their own,
         and every clip when a multilingual model must detect the language
-        (one window must hold one language) are decoded alone, as are clips
+        (one window must hold one language and one task) are decoded alone, as are clips
         whose packed words fail the attribution check twice (the second time
         packed again among themselves, in the other order, with twice the gap).
         """
         audios = [as_audio(c, what=f"clip {i}") for i, c in enumerate(clips)]
         results: list[Heard | None] = [None] * len(audios)
+        wanted = list(asks) if asks is not None else [Ask()] * len(audios)
         # English-only models speak English whatever the tag; others use the clip's
         # language, else the configured one, else detect it (and decode alone)
         langs = [
-            self._language if not self._multilingual else (lang or self._language)
-            for lang in (languages or [None] * len(audios))
+            self._language if not self._multilingual else (a.language or self._language)
+            for a in wanted
         ]
+        tasks: list[Task] = [a.task if self._multilingual else "transcribe" for a in wanted]
         speech: list[list[tuple[int, int]]] = [[] for _ in audios]
-        for lang in {x for x in langs if x is not None}:
-            group = [i for i, x in enumerate(langs) if x == lang]
+        for lang, task in {(x, t) for x, t in zip(langs, tasks, strict=True) if x is not None}:
+            group = [i for i, x in enumerate(langs) if x == lang and tasks[i] == task]
             if len(group) < 2:
                 continue
             for i in group:
                 speech[i] = speech_chunks(audios[i], self._vad_options)
                 if not speech[i]:
                     results[i] = Heard([])
-            failed = self._pack(audios, speech, results, group, PACK_GAP_S, lang)
+            failed = self._pack(audios, speech, results, group, PACK_GAP_S, (lang, task))
             if len(failed) > 1:
                 # Second chance before a 30 s window each: the failed clips again, in the
                 # other order (new neighbours) and with twice the silence between them.
-                self._pack(audios, speech, results, failed[::-1], 2 * PACK_GAP_S, lang)
+                self._pack(audios, speech, results, failed[::-1], 2 * PACK_GAP_S, (lang, task))
         for i, r in enumerate(results):
             if r is None:
                 if speech[i]:
                     self.fallback_clips += 1  # it had speech, yet is decoded alone
-                results[i] = self._solo(audios[i], langs[i])
+                results[i] = self._solo(audios[i], langs[i], tasks[i])
         return [r if r is not None else Heard([]) for r in results]
 
     def _pack(
@@ -331,9 +335,11 @@ class WhisperEngine(HearsMany):
         results: list[Heard | None],
         order: Iterable[int],
         gap_s: float,
-        language: str,
+        how: tuple[str, Task],
     ) -> list[int]:
-        """Decode the clips of ``order`` packed; fill ``results``; return those that failed."""
+        """Decode the clips of ``order`` packed, in ``how``'s language and task; fill
+        ``results``; return those that failed."""
+        language, task = how
         picked = [i for i in order if results[i] is None]
         windows = plan_windows(
             [speech[i] for i in picked], gap_s=gap_s, window_s=PACK_WINDOW_S, long_s=LONG_CLIP_S
@@ -344,7 +350,7 @@ class WhisperEngine(HearsMany):
             if len(window) < 2:
                 continue
             decoded, heard, _given = self._segments(
-                window_audio(window, local), vad=False, language=language
+                window_audio(window, local), vad=False, language=language, task=task
             )
             kept, dropped = self._screen(decoded)
             per_clip, bad = attribute(window, _timed_words(kept))
@@ -356,7 +362,7 @@ class WhisperEngine(HearsMany):
                     continue
                 self.packed_clips += 1
                 utts = _utterances(per_clip[p.index], len(audios[clip]))
-                results[clip] = Heard([replace(u, language=heard) for u in utts], heard)
+                results[clip] = Heard([replace(u, language=heard) for u in utts], heard, None, task)
             if bad:
                 log.debug("packed words failed the check for clips %s", bad)
         return failed

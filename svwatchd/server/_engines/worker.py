@@ -27,7 +27,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from svwatchd.errors import EngineError
-from svwatchd.server._engines.base import Audio, EngineConfig, load_engine
+from svwatchd.server._engines.base import Ask, Audio, EngineConfig, load_engine
 
 __all__ = [
     "PackedError",
@@ -110,8 +110,8 @@ def _main(config: EngineConfig, conn: Connection) -> None:
         if kind != "job":
             return
         try:
-            clips, languages = payload
-            conn.send(("ok", engine.hear_many(clips, languages)))
+            clips, asks = payload
+            conn.send(("ok", engine.hear_many(clips, asks)))
         except Exception as exc:
             conn.send(("error", pack_error(exc)))
 
@@ -177,10 +177,10 @@ class Worker:
             raise unpack_error(payload)
         return dict(payload)
 
-    def call(self, clips: list[Audio], languages: list[str | None] | None = None) -> Any:
+    def call(self, clips: list[Audio], asks: list[Ask] | None = None) -> Any:
         """Decode one job: the results, or the worker's exception (returned, not raised)."""
         try:
-            self.conn.send(("job", (clips, languages)))
+            self.conn.send(("job", (clips, asks)))
         except (OSError, ValueError) as exc:
             self.process.join(1.0)
             raise WorkerGoneError(_describe_exit(self.process.exitcode)) from exc
