@@ -174,7 +174,9 @@ class Lifecycle:
                 sets="error = NULL, queued = :now, started = NULL, ended = NULL, "
                 "attempts = attempts + 1, utterance_count = 0, word_count = 0, "
                 "decoded_seconds = 0, decode_wall = 0, decoded_bytes = 0, track = NULL, "
-                "track_language = NULL, channels_decoded = NULL, channels_repeated = NULL",
+                "track_language = NULL, channels_decoded = NULL, channels_repeated = NULL, "
+                "heard_language = NULL, language_probability = NULL, "
+                "language_mismatch = NULL, mismatch_probability = NULL",
                 args={"now": time.time()},
             )
             for sid in moved:

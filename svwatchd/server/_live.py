@@ -22,6 +22,7 @@ import structlog
 from svwatchd._audio import RawStreamDecoder
 from svwatchd.model.enums import DecodeStatus
 from svwatchd.server._changes import wait
+from svwatchd.server._engines.base import Ask
 from svwatchd.server._executor import Executor
 from svwatchd.server._hearing import hearing_of, hold
 from svwatchd.server._lifecycle import DECODING, Lifecycle, Progress
@@ -188,8 +189,8 @@ class _Session:
                     await self._wait()
                     continue
                 position = int(segmenter.position * self.bytes_per_second) // frame * frame
-                for seg in segments:
-                    if not await self._commit(seg, min(position, fed)):
+                for seg in segments:  # current.ask: in the language detected so far, if any
+                    if not await self._commit(seg, min(position, fed), current.ask):
                         return
                 if self.eof and available <= 0:
                     self._finish(fed)
@@ -199,10 +200,10 @@ class _Session:
         self.arrived.clear()
         await wait(self.arrived, 0.25)
 
-    async def _commit(self, seg: Segment, position: int) -> bool:
+    async def _commit(self, seg: Segment, position: int, ask: Ask) -> bool:
         """Decode one segment and commit its utterances; False once the stream stopped."""
         began = time.monotonic()
-        results = await asyncio.wrap_future(self.executor.submit([seg.audio], [self.row.ask]))
+        results = await asyncio.wrap_future(self.executor.submit([seg.audio], [ask]))
         wall = time.monotonic() - began
         heard = results[0]
         hearing = hearing_of(results, self.row)

@@ -33,7 +33,7 @@ from svwatchd.model.enums import DecodeStatus
 from svwatchd.model.metadata import channel_labels
 from svwatchd.model.speechdata import Utterance
 from svwatchd.server._clips import Clip, Loaded, label, split_clips, splits
-from svwatchd.server._engines.base import Heard
+from svwatchd.server._engines.base import Ask, Heard
 from svwatchd.server._executor import Executor
 from svwatchd.server._hearing import hearing_of, hold
 from svwatchd.server._lifecycle import Lifecycle, Progress
@@ -144,6 +144,7 @@ class LongFiles:
         reader = _Reader(row.source, pieces)
         flying: deque[_InFlight] = deque()  # in file order; committed from the left
         more, paused, position = True, False, begin
+        ask = row.ask  # after each commit, in the language detected so far, if any
         try:
             while True:
                 # every slot that can be had gets a piece (the job's own, then free ones);
@@ -157,7 +158,7 @@ class LongFiles:
                     if piece is None:
                         more = False
                         break
-                    flying.append(self._submit(row, piece, split, labels, track))
+                    flying.append(self._submit(row, ask, piece, split, labels, track))
                 self._give_back(task, _running(flying))
                 if not flying:
                     break
@@ -175,6 +176,7 @@ class LongFiles:
                         return position - begin  # closed or deleted meanwhile: the abort wins
                     position = done.piece.end
                 current = self._store.one(row.id)
+                ask = current.ask if current is not None else ask
                 if more and (current is None or current.status is not DecodeStatus.ACTIVE):
                     more, paused = False, True  # paused: what is in flight is kept, no more
         finally:
@@ -197,6 +199,7 @@ class LongFiles:
     def _submit(
         self,
         row: StreamRow,
+        ask: Ask,
         piece: Piece,
         split: bool,
         labels: list[str],
@@ -211,7 +214,7 @@ class LongFiles:
         waiter = None
         if loaded.clips:
             samples = [c.samples for c in loaded.clips]
-            future = self._executor.submit(samples, [row.ask] * len(samples))
+            future = self._executor.submit(samples, [ask] * len(samples))
             waiter = asyncio.wrap_future(future)
             fields = {"stream_id": row.id, "start": round(piece.start, 3)}
             waiter.add_done_callback(lambda _: log.debug("piece.decoded", **fields))

@@ -45,7 +45,8 @@ _COLUMNS = (
     "id, seq, kind, source, path, host, port, filetype, encoding, sampwidth, samprate, "
     "channels, endian, tags, spec, status, error, attempts, created, queued, started, ended, "
     "anchor, skip_before, resume_status, sourceseconds, received_bytes, decoded_bytes, "
-    "decoded_seconds, decode_wall, queue_wait, utterance_count, word_count"
+    "decoded_seconds, decode_wall, queue_wait, utterance_count, word_count, heard_language, "
+    "language_probability"
 )
 
 _KINDS: Mapping[str, SourceKind] = {"file": "file", "upload": "upload", "socket": "socket"}
@@ -88,6 +89,8 @@ class StreamRow:
     queue_wait: float | None
     utterance_count: int
     word_count: int
+    heard_language: str | None  # the language heard so far (given or detected)
+    language_probability: float | None  # ... its detection's probability (None: given)
 
     @property
     def format(self) -> AudioFormat:
@@ -111,13 +114,18 @@ class StreamRow:
     @property
     def ask(self) -> Ask:
         """What the engine is asked for each of this stream's clips (its tags: ``language``,
-        ``task``, ``on_foreign``; validated at submission)."""
+        ``task``, ``on_foreign``; validated at submission). An untagged stream whose language
+        a detection already found (a long file's first piece, a socket's first segment with
+        speech) is asked in that language: detected once, not again for every piece."""
         task: Task = "translate" if self.tags.get("task") == "translate" else "transcribe"
         choice = self.tags.get("on_foreign")
         on_foreign: OnForeign = (
             "hold" if choice == "hold" else "route" if choice == "route" else "decode"
         )
-        return Ask(self.language, task, on_foreign)
+        language = self.language
+        if language is None and self.language_probability is not None:
+            language = self.heard_language
+        return Ask(language, task, on_foreign)
 
     @property
     def track(self) -> int | str | None:

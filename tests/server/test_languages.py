@@ -338,3 +338,44 @@ def test_svserver_on_tiny_en_flags_holds_and_refuses_translation(
     assert english.isdone() and english.stats()["language_mismatch"] is None
     log = srv.log.read_text()
     assert '"event": "language.mismatch"' in log and '"event": "decode.held"' in log
+
+
+@pytest.mark.slow
+def test_a_long_file_is_decoded_in_the_language_its_first_speech_was_heard_in(
+    model_cache: Path, tmp_path: Path
+) -> None:
+    """Detection runs once, on the first piece with speech: the later pieces are decoded in
+    that language, not detected again (a meeting's language does not change with a piece).
+    Shown with a file whose German first minute is followed by Spanish: the Spanish pieces
+    decoded after the first commit are asked in German."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    pause = np.zeros(16000, dtype=np.float32)
+    parts: dict[str, list[np.ndarray]] = {}
+    for language, seconds in (("de", 75), ("es", 50)):
+        sentence = _load(spoken(tmp_path / f"{language}.wav", language))
+        parts[language] = []
+        while sum(len(p) for p in parts[language]) < seconds * 16000:
+            parts[language] += [sentence, pause]
+    sf.write(audio / "meeting.wav", np.concatenate(parts["de"] + parts["es"]), 16000)
+    srv = SvServer(
+        tmp_path / "data",
+        engine="whisper",
+        workers=1,
+        args=[
+            *("--allow-root", str(audio), "--model", "tiny.en", "--model", "base"),
+            *("--model-cache", str(model_cache), "--piece-seconds", "30"),
+        ],
+    ).start(timeout=300)
+    try:
+        stream = Stream(audio / "meeting.wav")
+        with Server(srv.url) as server:
+            decode_all(server, [stream])
+            utts = stream.utterances()
+    finally:
+        srv.stop()
+    assert stream.isdone(), stream.error
+    assert stream.stats()["language"] == "de" and stream.stats()["language_probability"] > 0.5
+    late = [u for u in utts if u.start >= 90.0]  # pieces submitted after the first commit
+    assert late and {u.language for u in late} == {"de"}
+    assert {u.language for u in utts} == {"de"}

@@ -21,9 +21,10 @@ Clips routed to one model are decoded together (so they still pack).
 **The foreign-speech check.** An English-only model given German writes
 fluent English that was never said. So a clip the English-only model
 decoded, and whose words it was unsure of (mean word probability below
-:data:`CHECK_BELOW`), has its language detected by the multilingual model
-(first 30 s of speech). Another language found with a probability of at
-least :data:`FOREIGN_ABOVE` is a mismatch, handled as the clip's
+:data:`CHECK_BELOW`), is checked by the multilingual model on its first 30 s
+of speech (:meth:`WhisperEngine.foreign_language`: a cheap first look,
+then Whisper's full detection only when English is not clear at once).
+Speech found not to be English is a mismatch, handled as the clip's
 ``on_foreign`` says: ``decode`` keeps the English-only text, flagged;
 ``hold`` keeps nothing and says why; ``route`` decodes the clip again on
 the multilingual model in the language found (held when there is none).
@@ -46,15 +47,12 @@ from svwatchd.model.speechdata import Utterance
 from svwatchd.server._engines.base import SAMPLE_RATE, Ask, Audio, Heard, HearsMany, as_audio
 from svwatchd.server._engines.whisper import WhisperEngine
 
-__all__ = ["CHECK_BELOW", "FOREIGN_ABOVE", "ModelRouter"]
+__all__ = ["CHECK_BELOW", "ModelRouter"]
 
 log = logging.getLogger(__name__)
 
 CHECK_BELOW = 0.8
 """An English-only model's clip whose mean word probability is below this is checked."""
-
-FOREIGN_ABOVE = 0.5
-"""A detected language other than English counts as a mismatch from this probability."""
 
 _Plan = list[tuple[WhisperEngine, Ask]]
 
@@ -198,8 +196,9 @@ class ModelRouter(HearsMany):
             if i in skipped or engine.multilingual or not _doubtful(heard):
                 continue
             self.checks += 1
-            found = self._detect(audios[i])
-            if found is None or found[0] == "en" or found[1] < FOREIGN_ABOVE:
+            detector = self._loaded_detector()
+            found = detector.foreign_language(audios[i]) if detector is not None else None
+            if found is None:
                 continue
             self.mismatches += 1
             language, probability = found
@@ -236,17 +235,22 @@ class ModelRouter(HearsMany):
 
     def _detect(self, audio: Audio) -> tuple[str, float] | None:
         """The multilingual model's detection on the clip's first 30 s of speech."""
-        detector = self._detector
-        if detector is None and self._load_detector is not None and self._detector_failed is None:
-            try:
-                detector = self._detector = self._load_detector()
-            except Exception as exc:  # decoding goes on unchecked, and says so
-                self._detector_failed = str(exc)
-                log.error("the foreign-speech check is off: its model did not load: %s", exc)
+        detector = self._loaded_detector()
         if detector is None:
             return None
         self.detections += 1
         return detector.detect_language(audio)
+
+    def _loaded_detector(self) -> WhisperEngine | None:
+        """The multilingual model, loaded now if it is the check's and not loaded yet."""
+        waiting = self._detector is None and self._detector_failed is None
+        if waiting and self._load_detector is not None:
+            try:
+                self._detector = self._load_detector()
+            except Exception as exc:  # decoding goes on unchecked, and says so
+                self._detector_failed = str(exc)
+                log.error("the foreign-speech check is off: its model did not load: %s", exc)
+        return self._detector
 
 
 def _doubtful(heard: Heard) -> bool:
