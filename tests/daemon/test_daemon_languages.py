@@ -48,7 +48,8 @@ def test_the_language_heard_is_in_the_outputs_and_foreign_speech_is_held_when_as
     srv, work = two_models
     inbox, out = work / "inbox", work / "out"
     english_only, held_out = work / "english", work / "english-out"
-    for folder in (inbox, english_only):
+    routing, routed_out = work / "routing", work / "routing-out"
+    for folder in (inbox, english_only, routing):
         folder.mkdir()
     watches = [
         inbox_watch(work, output={"dir": str(out), "formats": ["txt", "json"]}),
@@ -57,6 +58,12 @@ def test_the_language_heard_is_in_the_outputs_and_foreign_speech_is_held_when_as
             "settle": "300ms",
             "output": {"dir": str(held_out), "formats": ["txt", "json"]},
             "metadata": {"language": "en", "on_foreign": "hold"},
+        },
+        {
+            "path": str(routing),
+            "settle": "300ms",
+            "output": {"dir": str(routed_out), "formats": ["txt", "json"]},
+            "metadata": {"language": "en", "on_foreign": "route"},
         },
     ]
     config = write_config(work, srv, watches)
@@ -68,8 +75,12 @@ def test_the_language_heard_is_in_the_outputs_and_foreign_speech_is_held_when_as
         shutil.copy(TESTDATA / ENGLISH, work / "english.wav")
         (work / "english.wav").rename(english_only / "english.wav")
         spoken(work / "german.wav", "de").rename(english_only / "german.wav")
+        spoken(work / "spanish.wav", "es").rename(routing / "spanish.wav")
 
-        outputs = [out / "de.wav.json", out / "es.wav.json", held_out / "english.wav.json"]
+        outputs = [
+            *(out / "de.wav.json", out / "es.wav.json", held_out / "english.wav.json"),
+            routed_out / "spanish.wav.json",
+        ]
         wait_for(lambda: all(p.exists() for p in outputs), 300, "transcripts", daemon.output)
         wait_for(lambda: daemon.events("file.held"), 120, "the German file held", daemon.output)
         for language in ("de", "es"):
@@ -84,8 +95,14 @@ def test_the_language_heard_is_in_the_outputs_and_foreign_speech_is_held_when_as
         (held,) = daemon.events("file.held")
         assert held["path"] == str(english_only / "german.wav")
         assert "German" in held["reason"] and "on_foreign: hold" in held["reason"]
-        (mismatch,) = daemon.events("language.mismatch")
-        assert mismatch["language"] == "de" and mismatch["on_foreign"] == "hold"
+        # tagged English, heard Spanish, routed to base: decoded in Spanish, the mismatch kept
+        routed = json.loads((routed_out / "spanish.wav.json").read_text())
+        assert routed["language_mismatch"] == "es" and routed["language"] == "es"
+        text = " ".join(u["text"] for u in routed["utterances"])
+        assert KEY_WORDS["es"] <= words(text)
+        mismatches = {e["path"]: e for e in daemon.events("language.mismatch")}
+        assert mismatches[str(english_only / "german.wav")]["on_foreign"] == "hold"
+        assert mismatches[str(routing / "spanish.wav")]["language"] == "es"
         assert not (held_out / "german.wav.txt").exists()
         assert not (held_out / "german.wav.error.json").exists()  # held, not failed
     finally:
