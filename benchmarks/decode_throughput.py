@@ -7,7 +7,14 @@ corpora built in a temporary directory from the shared test speech:
   concatenated in shuffled orders with 0.5 s of silence between them;
 * SHORT: 100 short clips (the card clips 001-005.wav and goforward/something,
   about 14 of each in a shuffled order, each with a random gain and 0-0.25 s of
-  digital silence at each end).
+  digital silence at each end);
+* HARDCUT: 99 clips of 4-6 s cut back to back from continuous read speech (the
+  sense clips in shuffled cycles, joined without pauses), so speech runs to
+  both edges of most clips, as a recorder writing fixed-length chunks or a
+  phone system's segmenter makes them. A clip's reference is the words whose
+  estimated middle falls inside the cut (word times in proportion to their
+  characters within their source clip): the edges are approximate, but the
+  same for the server and the baselines.
 
 Server: a real svserver (``tests/svserver.py``) with one worker per core and 1
 thread each; the clock runs from the ``decodestreams`` call (one request for
@@ -83,7 +90,7 @@ from tests.svserver import SvServer
 BASELINE_BEAM = 1
 """Greedy, as svserver's Whisper engine decodes (faster-whisper defaults to beam 5)."""
 
-TARGETS = {("whisper", "LONG"): 0.9, ("whisper", "SHORT"): 1.8}
+TARGETS = {("whisper", "LONG"): 0.9, ("whisper", "SHORT"): 1.8, ("whisper", "HARDCUT"): 1.8}
 """Server/baseline throughput ratio targets; pocketsphinx: 0.9 on both corpora."""
 
 
@@ -159,6 +166,39 @@ def build_short(dest: Path, count: int, rng: np.random.Generator) -> Corpus:
         path = write_wav(dest / f"short{k:03d}.wav", audio)
         items.append(Item(path, len(audio) / RATE, reference(name)))
     return Corpus("SHORT", items)
+
+
+def build_hardcut(dest: Path, count: int, rng: np.random.Generator) -> Corpus:
+    """``count`` clips of 4-6 s cut back to back from the sense clips joined in shuffled
+    cycles without pauses; each clip's reference estimated as the module docstring says."""
+    clips = {name: load_clip(name) for name in SENSE}
+    timeline: list[tuple[float, str]] = []  # (estimated middle of the word, word)
+    parts: list[np.ndarray] = []
+    elapsed = 0.0
+    while elapsed < count * 6.0:
+        for i in rng.permutation(len(SENSE)):
+            name = SENSE[int(i)]
+            seconds = len(clips[name]) / RATE
+            words = reference(name).split()
+            chars = sum(len(w) + 1 for w in words)
+            position = 0
+            for word in words:
+                middle = (position + (len(word) + 1) / 2) / chars
+                timeline.append((elapsed + middle * seconds, word))
+                position += len(word) + 1
+            parts.append(clips[name])
+            elapsed += seconds
+    speech = np.concatenate(parts)
+    items: list[Item] = []
+    start = 0
+    for k in range(count):
+        size = int(rng.uniform(4.0, 6.0) * RATE)
+        lo, hi = start / RATE, (start + size) / RATE
+        ref = " ".join(w for middle, w in timeline if lo <= middle < hi)
+        path = write_wav(dest / f"cut{k:03d}.wav", speech[start : start + size])
+        items.append(Item(path, size / RATE, ref))
+        start += size
+    return Corpus("HARDCUT", items)
 
 
 def build_warmup(dest: Path) -> Path:
@@ -502,11 +542,13 @@ def main(argv: list[str] | None = None) -> int:
             corpora = [
                 build_long(corpus_dir, 1, 20.5, 21.0, rng),
                 build_short(corpus_dir, 10, rng),
+                build_hardcut(corpus_dir, 10, rng),
             ]
         else:
             corpora = [
                 build_long(corpus_dir, 6, 60.0, 90.0, rng),
                 build_short(corpus_dir, 100, rng),
+                build_hardcut(corpus_dir, 99, rng),
             ]
         warmup = build_warmup(corpus_dir)
         engines = ["whisper", "pocketsphinx"] if args.engine == "both" else [args.engine]

@@ -247,6 +247,25 @@ def test_packed_long_form_clips(whisper: Engine) -> None:
 
 
 @pytest.mark.slow
+def test_packed_clips_cut_from_continuous_speech_keep_their_own_words(whisper: Engine) -> None:
+    """Clips cut back to back from read speech (a recorder's fixed-length chunks): speech
+    runs to their edges, and Whisper times a cut-edge word just into the gap. They still
+    pack (the edge word is the clip's own), and each clip's words are its own: packed,
+    each says what it says alone but for the cut words at its edges."""
+    speech = np.concatenate([load_speech(n) for n in LONG_FORM])
+    cuts = np.cumsum([0, 4.3, 5.1, 4.6, 5.8, 4.1]) * SR
+    clips = [speech[int(a) : int(b)] for a, b in pairwise(cuts)]
+    clips += [speech[int(cuts[-1]) : int(cuts[-1]) + int(4.7 * SR)]]
+    alone = [normalise(text_of(whisper.transcribe(c))) for c in clips]
+    packed_before = int(str(whisper.info()["packed_clips"]))
+    packed = [normalise(text_of(u)) for u in whisper.transcribe_many(clips)]
+    assert int(str(whisper.info()["packed_clips"])) - packed_before >= len(clips) - 1
+    for own, together in zip(alone, packed, strict=True):
+        assert together and jiwer.wer(own, together) <= 0.35, (own, together)
+    assert jiwer.wer(alone, packed) <= 0.15
+
+
+@pytest.mark.slow
 def test_packing_mixes_silence_and_a_long_clip(whisper: Engine) -> None:
     long_clip = np.concatenate([load_speech(n) for n in LONG_FORM])  # ~25 s: decoded alone
     clips = [np.zeros(2 * SR, dtype=np.float32), load_speech("001.wav"), long_clip]
@@ -321,6 +340,26 @@ def test_attribute_rules() -> None:
     assert attribute(window, straddle)[1] == {0, 1}
     orphan = [*ok, TimedWord(" five", 1.6, 2.4, 0.5, 1)]
     assert attribute(window, orphan)[1] == {0, 1}
+    # clips cut from continuous speech: a word timed just past its clip's edge is its own
+    cut = [
+        TimedWord(" ten", 0.1, 0.4, 0.9, 0),
+        TimedWord(" cl", 1.05, 1.3, 0.6, 0),  # starts 0.05 s after clip 0's end
+        TimedWord(" go", 2.5, 2.85, 0.8, 1),  # ends 0.15 s before clip 1's start
+        TimedWord(" for", 3.2, 3.5, 0.8, 1),
+        TimedWord(" wa", 4.1, 4.4, 0.7, 1),  # just after the last clip: its own too
+    ]
+    words, bad = attribute(window, cut)
+    assert bad == set()
+    assert [w.text for w in words[0][0]] == [" ten", " cl"]
+    assert words[0][0][1].start == pytest.approx(1.0)  # clamped to the clip's edge
+    assert [w.text for w in words[1][0]] == [" go", " for", " wa"]
+    assert words[1][0][0].end == pytest.approx(0.5)  # clip 1's speech starts 0.5 s in
+    # but not a word 0.3 s or more into the gap, nor one at both edges of a narrow gap
+    assert attribute(window, [*cut, TimedWord(" you", 4.35, 4.6, 0.9, 1)])[1] == {1}
+    narrow = [Placed(0, ((0, SR),), 0), Placed(1, ((0, SR),), SR + SR // 4)]
+    both_edges = [TimedWord(" a", 0.5, 0.9, 0.9, 0), TimedWord(" b", 1.1, 1.2, 0.9, 0)]
+    both_edges.append(TimedWord(" c", 1.5, 2.0, 0.9, 1))
+    assert attribute(narrow, both_edges)[1] == {0, 1}
     assert attribute(window, ok[:2])[1] == {1}  # a clip with speech but no word
 
 

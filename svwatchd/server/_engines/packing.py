@@ -14,8 +14,16 @@ cannot be trusted; the caller decodes those alone. The rules:
 * a word that overlaps exactly one clip's span belongs to it (its times are
   clamped into the span: Whisper often stretches a last word into the gap);
 * a word that overlaps two spans straddles a gap: both clips fail;
-* a word that lies wholly in a gap (or in the silence after the last clip,
-  where invented words go) cannot be placed: the clips on either side fail;
+* a word that lies in a gap (or in the silence after the last clip) but
+  starts at most :data:`EDGE_S` after a span's end, or ends at most that
+  long before one's start, is that clip's word cut at the edge (clips cut
+  from continuous speech end and begin mid-word; Whisper times such a word a
+  few hundredths of a second into the gap): it belongs to that clip,
+  clamped to its edge;
+* any other word that lies wholly in a gap (or in the silence after the
+  last clip, where invented words go: a decoder that goes on after the
+  speech does so after a pause) cannot be placed: the clips on either side
+  fail;
 * a clip whose span the VAD marked as speech but that got no word fails.
 
 :func:`touched` names the clips a dropped decoder segment (see
@@ -37,6 +45,7 @@ import numpy as np
 from svwatchd.server._engines.base import SAMPLE_RATE, Audio
 
 __all__ = [
+    "EDGE_S",
     "LONG_CLIP_S",
     "PACK_GAP_S",
     "PACK_WINDOW_S",
@@ -56,6 +65,12 @@ PACK_WINDOW_S = 28.0
 """Most audio per packed window: under 30 s, so a window is never decoded twice."""
 
 _WINDOW_LIMIT_S = 29.5  # the window with its tail stays inside one 30 s decoder window
+
+EDGE_S = 0.25
+"""How far into a gap a clip's cut-edge word may be timed and still be its own. Measured
+on 4-6 s clips cut hard from continuous read speech: such words started 0.02-0.08 s
+after the span's end or ended 0.17 s before its start; invented words lay 0.3 s and
+more into the gap (the gap is :data:`PACK_GAP_S`, so no word is near two spans)."""
 
 LONG_CLIP_S = 20.0
 """A clip whose speech spans more than this is decoded alone: packing saves little."""
@@ -207,8 +222,11 @@ def attribute(
         if not word.text.strip():
             continue
         hits, inside = _spans_met(word, bounds)
-        if len(hits) != 1 or not inside:  # straddles a gap, or lies in one
-            bad.update(window[k].index for k in hits)
+        edge = not inside and sum(_at_edge(word, bounds[k]) for k in hits) == 1
+        if edge:
+            hits = [k for k in hits if _at_edge(word, bounds[k])]
+        if len(hits) != 1 or not (inside or edge):
+            bad.update(window[k].index for k in hits)  # straddles a gap, or lies in one
             continue
         k = hits[0]
         lo, hi = bounds[k]
@@ -222,6 +240,12 @@ def attribute(
             bad.add(p.index)
     words_by_clip = {i: [g[s] for s in sorted(g)] for i, g in groups.items()}
     return words_by_clip, bad
+
+
+def _at_edge(word: TimedWord, bound: tuple[float, float]) -> bool:
+    """Whether a word in a gap is the span's own, cut at its edge (:data:`EDGE_S`)."""
+    lo, hi = bound
+    return 0.0 <= word.start - hi <= EDGE_S or 0.0 <= lo - max(word.end, word.start) <= EDGE_S
 
 
 def touched(
