@@ -32,12 +32,13 @@ SENTENCES = {
 KEY_WORDS = {"de": {"guten", "morgen", "heute"}, "es": {"buenos", "playa", "amigos"}}
 
 
-def spoken(dest: Path, language: str) -> Path:
-    """``SENTENCES[language]`` spoken by espeak-ng, as a 16 kHz WAV file."""
+def spoken(dest: Path, language: str, text: str | None = None) -> Path:
+    """``text`` (default ``SENTENCES[language]``) spoken by espeak-ng, as a 16 kHz WAV."""
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
     raw = dest.with_suffix(".espeak.wav")
-    subprocess.run(["espeak-ng", "-v", language, "-w", str(raw), SENTENCES[language]], check=True)
+    said = text or SENTENCES[language]
+    subprocess.run(["espeak-ng", "-v", language, "-w", str(raw), said], check=True)
     audio, rate = sf.read(raw, dtype="float32")
     raw.unlink()
     sf.write(dest, np.asarray(soxr.resample(audio, rate, 16000), np.float32), 16000)

@@ -31,7 +31,13 @@ the multilingual model in the language found (held when there is none).
 Clips the English-only model was sure of are not checked, so an English
 backlog pays for detection only on its doubtful clips (measured: tiny.en's
 words over espeak-ng German and Spanish average 0.14-0.66, over the shared
-English read speech 0.83-0.97; short card clips 0.39-0.88). Without a
+English read speech 0.83-0.97; short card clips 0.39-0.88). Nor are clips
+with less than :data:`~svwatchd.server._engines.whisper.CHECK_SPEECH_S` of
+speech (the VAD's; not the English-only model's words, which for foreign
+speech are often a few invented ones): on so little, Whisper's
+detection is a guess (base's full detection named Korean for 1.1 s of
+espeak German and English for 1.2 s of Spanish) and costs 0.7 s a clip on
+one core, three times what tiny.en takes to decode such a clip. Without a
 multilingual model loaded, the detector is ``base``, assembled and loaded on
 first need, when the ``[multilingual]`` extra is installed.
 """
@@ -53,6 +59,7 @@ log = logging.getLogger(__name__)
 
 CHECK_BELOW = 0.8
 """An English-only model's clip whose mean word probability is below this is checked."""
+
 
 _Plan = list[tuple[WhisperEngine, Ask]]
 

@@ -75,6 +75,7 @@ from svwatchd.server._engines.vad import VAD_NAME, load_vad, speech_chunks
 
 __all__ = [
     "BEAM_SIZE",
+    "CHECK_SPEECH_S",
     "ENGLISH_AT_FIRST_LOOK",
     "ENGLISH_BELOW",
     "FIRST_LOOK_S",
@@ -92,6 +93,12 @@ BEAM_SIZE = 1
 SAMPLING_SEED = 0
 """Seed of the temperature fallback's sampling, set before every decode: the same audio
 gives the same transcript on every run, worker and restart (a resumed file too)."""
+
+CHECK_SPEECH_S = 3.0
+"""Speech needed to check a clip's language: on 1-1.2 s of espeak German and Spanish
+base's full detection named Korean and English; on the English card clips (1-2 s) it
+took the full 30 s window (0.7 s a clip on one core) to be sure, three times tiny.en's
+decode of such a clip."""
 
 FIRST_LOOK_S = 5
 ENGLISH_AT_FIRST_LOOK = 0.6
@@ -217,7 +224,8 @@ class WhisperEngine(HearsMany):
 
     def foreign_language(self, clip: Audio) -> tuple[str, float] | None:
         """The language of the clip's first 30 s of speech when it is not English, with its
-        probability; None for English, no speech, or an English-only model.
+        probability; None for English, for less than :data:`CHECK_SPEECH_S` of speech (too
+        little to tell), or an English-only model.
 
         Two looks, so that English costs little: first the speech alone (padded to
         5 s, not to Whisper's 30 s window: a twentieth of the encoder's work for a short
@@ -226,7 +234,7 @@ class WhisperEngine(HearsMany):
         :data:`ENGLISH_BELOW` is foreign, and the likeliest other language is named.
         """
         speech = self._speech(clip)
-        if speech is None:
+        if speech is None or len(speech) < CHECK_SPEECH_S * SAMPLE_RATE:
             return None
         short = np.pad(speech, (0, max(0, FIRST_LOOK_S * SAMPLE_RATE - len(speech))))
         if self._language_probabilities(short, full=False).get("en", 0.0) >= ENGLISH_AT_FIRST_LOOK:
