@@ -9,7 +9,9 @@ corpora built in a temporary directory from the shared test speech:
   about 14 of each in a shuffled order, each with a random gain and 0-0.25 s of
   digital silence at each end);
 * HARDCUT: 99 clips of 4-6 s cut back to back from continuous read speech (the
-  sense clips in shuffled cycles, joined without pauses), so speech runs to
+  sense clips in a fixed cycle, joined without pauses: 27 s, so no sentence
+  comes back within one packed window, as none would in a real recording,
+  where a repeat trips the non-speech guard), so speech runs to
   both edges of most clips, as a recorder writing fixed-length chunks or a
   phone system's segmenter makes them. A clip's reference is the words whose
   estimated middle falls inside the cut (word times in proportion to their
@@ -169,15 +171,14 @@ def build_short(dest: Path, count: int, rng: np.random.Generator) -> Corpus:
 
 
 def build_hardcut(dest: Path, count: int, rng: np.random.Generator) -> Corpus:
-    """``count`` clips of 4-6 s cut back to back from the sense clips joined in shuffled
-    cycles without pauses; each clip's reference estimated as the module docstring says."""
+    """``count`` clips of 4-6 s cut back to back from the sense clips joined in a fixed
+    cycle without pauses; each clip's reference estimated as the module docstring says."""
     clips = {name: load_clip(name) for name in SENSE}
     timeline: list[tuple[float, str]] = []  # (estimated middle of the word, word)
     parts: list[np.ndarray] = []
     elapsed = 0.0
     while elapsed < count * 6.0:
-        for i in rng.permutation(len(SENSE)):
-            name = SENSE[int(i)]
+        for name in SENSE:  # a fixed cycle: no sentence comes back within one window
             seconds = len(clips[name]) / RATE
             words = reference(name).split()
             chars = sum(len(w) + 1 for w in words)

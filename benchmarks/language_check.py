@@ -6,7 +6,8 @@ the language on the clip's first 30 s of speech (base is loaded in each
 worker on the first clip that needs it; that load is part of the cost, as an
 operator would pay it). What is measured, on the same English corpora as
 ``decode_throughput`` (LONG: 60-90 s files of continuous read speech; SHORT:
-short card and command clips, which tiny.en is often unsure of):
+short card and command clips, which tiny.en is often unsure of; HARDCUT: 4-6 s
+clips cut back to back from read speech, cut words at their edges):
 
 * throughput (audio seconds per wall second) of a default svserver against
   one started with ``--no-language-check``, in alternating rounds in one run
@@ -34,6 +35,7 @@ import numpy as np
 from benchmarks._common import cores, loadavg, memory_line, wait_done
 from benchmarks.decode_throughput import (
     Corpus,
+    build_hardcut,
     build_long,
     build_short,
     build_warmup,
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         corpora = [
             build_long(audio, 3 if args.quick else 6, 60, 90, rng),
             build_short(audio, 40 if args.quick else 100, rng),
+            build_hardcut(audio, 30 if args.quick else 99, rng),
         ]
         warmup = build_warmup(audio)
         cache = base / "models"
