@@ -163,9 +163,17 @@ class Lifecycle:
         self._store.insert_streams(streams)
         self._done([s.id for s in streams])
 
-    def retry(self, ids: Collection[str]) -> list[str]:
-        """ERROR -> QUEUED: one more attempt of the same stream, from a clean slate."""
+    def retry(
+        self, ids: Collection[str], retagged: Mapping[str, tuple[str, str]] | None = None
+    ) -> list[str]:
+        """ERROR -> QUEUED: one more attempt of the same stream, from a clean slate;
+        ``retagged`` gives some of them new tags: id -> (tags as JSON, canonical spec)."""
         with self._store.transaction() as db:
+            for sid, (tags, spec) in (retagged or {}).items():
+                db.execute(
+                    "UPDATE streams SET tags = ?, spec = ? WHERE id = ? AND status = 'ERROR'",
+                    (tags, spec, sid),
+                )
             moved = self._move(
                 db,
                 ids,

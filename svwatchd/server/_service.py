@@ -11,6 +11,7 @@ never races with the scheduler.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from datetime import datetime
@@ -80,12 +81,13 @@ class StreamService:
 
         The same id with the same source returns the existing stream (a retried
         request never decodes twice); an id whose stream ended in ERROR is
-        re-queued (a retry); a deleted id, or an id reused for another source,
-        is refused with 409.
+        re-queued (a retry), with new tags if they changed; a deleted id, or an
+        id reused for another source, is refused with 409.
         """
         existing = self._store.get(s.id for s in specs)
         new: list[NewStream] = []
         retry: list[str] = []
+        retagged: dict[str, tuple[str, str]] = {}
         rejected: list[Rejection] = []
         seen: set[str] = set()
         now = time.time()
@@ -101,6 +103,8 @@ class StreamService:
                     rejected.append(problem)
                 elif old.status is DecodeStatus.ERROR:
                     retry.append(old.id)
+                    if old.spec != spec.canonical():  # retaggable: new tags, same source
+                        retagged[old.id] = (json.dumps(spec.tags), spec.canonical())
                 continue
             try:
                 new.append(self._admission.admit(spec, now))
@@ -109,7 +113,7 @@ class StreamService:
         if new:
             self._lifecycle.create(new)
         if retry:
-            self._lifecycle.retry(retry)
+            self._lifecycle.retry(retry, retagged)
         refused = {r.id for r in rejected}
         return self._records.by_id([s.id for s in specs if s.id not in refused])[0], rejected
 

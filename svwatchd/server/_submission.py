@@ -108,6 +108,16 @@ class Rejection:
         return {"id": self.id, "status": self.status, "code": self.code, "message": self.message}
 
 
+def retaggable(old: StreamRow, spec: StreamSpec) -> bool:
+    """True when ``spec`` is ``old`` (a stream that ended in ERROR) with other tags only."""
+    if old.status is not DecodeStatus.ERROR:
+        return False
+    before, after = json.loads(old.spec), json.loads(spec.canonical())
+    before.pop("tags", None)
+    after.pop("tags", None)
+    return bool(before == after)
+
+
 class Refused(Exception):
     """One stream cannot be accepted; ``rejection`` says why."""
 
@@ -124,13 +134,21 @@ class Admission:
         self._uploads = uploads
         self._engine_info = engine_info
 
-    @staticmethod
-    def resubmission(old: StreamRow, spec: StreamSpec) -> Rejection | None:
-        """Why a stored stream's id cannot take this submission, or None (the same stream)."""
+    def resubmission(self, old: StreamRow, spec: StreamSpec) -> Rejection | None:
+        """Why a stored stream's id cannot take this submission, or None: the same stream,
+        or a stream that ended in ERROR submitted again with other tags only (a watch's
+        metadata changed since, e.g. to decode a file held for its language); those tags
+        are checked as a new stream's are."""
         if old.status is DecodeStatus.DELETED:
             return Rejection(
                 spec.id, 409, "deleted", f"stream {spec.id} was deleted; its id cannot be reused"
             )
+        if old.spec != spec.canonical() and retaggable(old, spec):
+            try:
+                self._check_reserved(spec)
+            except Refused as exc:
+                return exc.rejection
+            return None
         if old.spec != spec.canonical():
             return Rejection(
                 spec.id,

@@ -105,13 +105,23 @@ def test_the_language_heard_is_in_the_outputs_and_foreign_speech_is_held_when_as
         assert mismatches[str(routing / "spanish.wav")]["language"] == "es"
         assert not (held_out / "german.wav.txt").exists()
         assert not (held_out / "german.wav.error.json").exists()  # held, not failed
+        status = subprocess.run(
+            [sys.executable, "-m", "svwatchd.daemon._cli", "status", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        (entry,) = json.loads(status.stdout)["held"]
+        assert entry["path"] == str(english_only / "german.wav") and "German" in entry["reason"]
+
+        # the operator decides: route that folder's foreign speech to base. The held file is
+        # released, sent again under its id with the new metadata, and decoded in German
+        (english_only / ".svwatchd.yaml").write_text("on_foreign: route\n")
+        german = held_out / "german.wav.json"
+        wait_for(german.exists, 120, "the released file's transcript", daemon.output)
+        record = json.loads(german.read_text())
+        assert record["language"] == "de" and record["language_mismatch"] == "de"
+        assert KEY_WORDS["de"] <= words(" ".join(u["text"] for u in record["utterances"]))
+        assert daemon.events("file.released") and not daemon.events("stream.error")
     finally:
         daemon.stop()
-    status = subprocess.run(
-        [sys.executable, "-m", "svwatchd.daemon._cli", "status", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    (entry,) = json.loads(status.stdout)["held"]
-    assert entry["path"] == str(english_only / "german.wav") and "German" in entry["reason"]

@@ -172,6 +172,36 @@ def test_submission_is_idempotent(served: tuple[SvServer, Path], server: Server)
     assert err.value.status_code == 409
 
 
+def test_a_failed_stream_may_be_sent_again_with_other_tags_only(
+    served: tuple[SvServer, Path], server: Server
+) -> None:
+    """A stream that ended in ERROR is tried again under its id with new tags (a watch's
+    metadata changed since); a finished stream, or another source, keeps its id's meaning."""
+    _, root = served
+    broken = root / "broken.raw"
+    broken.write_bytes(b"\x01")  # less than one 16-bit frame: ERROR
+    failed = Stream(broken, batch="retag", **RAW)
+    done = Stream(root / "001.wav", batch="retag")
+    server.decodestreams([failed, done])
+    _wait(server, [failed, done])
+    assert failed.iserror() and done.status is DecodeStatus.DONE
+    retagged = Stream(broken, batch="retag", on_foreign="route", **RAW)
+    retagged.id = failed.id
+    server.decodestreams(retagged)
+    (found,) = server.getstreams({"batch": "retag", "on_foreign": "route"})
+    assert found.id == failed.id  # the server's record has the new tags
+    _wait(server, [retagged])
+    # new tags for a DONE stream, or another file under a failed stream's id: refused
+    for other, taken in (
+        (Stream(root / "001.wav", batch="other"), done),
+        (Stream(root / "005.wav"), failed),
+    ):
+        other.id = taken.id
+        with pytest.raises(ServerRefusedError) as err:
+            server.decodestreams(other)
+        assert err.value.status_code == 409 and "id_conflict" in str(err.value.detail)
+
+
 def test_getstreams_union_of_tags(served: tuple[SvServer, Path], server: Server) -> None:
     _, root = served
     a = Stream(root / "001.wav", team="a", prio=1)
