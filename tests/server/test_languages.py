@@ -321,9 +321,11 @@ def test_svserver_on_tiny_en_flags_holds_and_refuses_translation(
                 server.decodestreams(Stream(german, task="translate"))
             decode_all(server, [flagged, held, unroutable, english])
             texts = {s.id: s.utterances() for s in (flagged, held)}
+            engine = server.sysinfo()["engine"]  # the workers' counters, as of their last job
     finally:
         srv.stop()
     assert "task_unsupported" in str(refused.value.detail) and "tiny.en" in str(refused.value)
+    assert engine["language_check"] == "on (base)" and engine["language_mismatches"] == 3
     assert flagged.isdone() and texts[flagged.id]
     stats = flagged.stats()
     assert stats["language_mismatch"] == "de" and stats["language_mismatch_probability"] > 0.5

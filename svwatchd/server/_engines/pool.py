@@ -34,6 +34,7 @@ from svwatchd.server._engines.base import Ask, Audio, EngineConfig, Heard, as_au
 from svwatchd.server._engines.worker import Worker, WorkerGoneError, spawn_worker
 
 __all__ = [
+    "COUNTERS",
     "Result",
     "WorkerPool",
     "default_workers_and_threads",
@@ -42,6 +43,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Result = list[Heard]
+
+COUNTERS = (
+    "packed_clips",
+    "fallback_clips",
+    "dropped_segments",
+    "language_detections",
+    "language_checks",
+    "language_mismatches",
+)
+"""Engine counters :meth:`WorkerPool.info` adds up over the workers (each since its start,
+as its last job left it)."""
 
 
 def default_workers_and_threads(cores: int | None = None) -> tuple[int, int]:
@@ -100,6 +112,7 @@ class WorkerPool:
         self._started = False
         self._closed = False
         self._engine_info: dict[str, object] = {}
+        self._latest: dict[int, dict[str, object]] = {}  # slot -> its engine's info, last job
         if start:
             self.start()
 
@@ -163,6 +176,13 @@ class WorkerPool:
     def info(self) -> dict[str, object]:
         """The engine's facts (from a worker) plus the pool's: workers, busy, restarts."""
         info = dict(self._engine_info)
+        with self._lock:
+            latest = list(self._latest.values())
+        for counter in COUNTERS:
+            if counter in info:
+                info[counter] = sum(int(str(i.get(counter, 0))) for i in latest)
+        if latest and "language_check" in info:  # e.g. base loaded by some workers only
+            info["language_check"] = "; ".join(sorted({str(i["language_check"]) for i in latest}))
         info.update(
             workers=self.workers,
             busy=self.busy,
@@ -256,7 +276,10 @@ class WorkerPool:
         if isinstance(outcome, BaseException):
             job.future.set_exception(outcome)
         else:
-            job.future.set_result(outcome)
+            heard, engine_info = outcome
+            with self._lock:
+                self._latest[slot] = engine_info
+            job.future.set_result(heard)
 
     def _live_worker(self, slot: int) -> Worker:
         """The slot's worker, replaced first if it died while idle."""
@@ -274,6 +297,7 @@ class WorkerPool:
             old.stop(timeout=1.0)
         with self._lock:
             self._slots[slot] = None
+            self._latest.pop(slot, None)  # a new process counts from zero
             self.restarts += 1
         worker = spawn_worker(self.config, slot)
         try:

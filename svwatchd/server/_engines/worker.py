@@ -111,7 +111,8 @@ def _main(config: EngineConfig, conn: Connection) -> None:
             return
         try:
             clips, asks = payload
-            conn.send(("ok", engine.hear_many(clips, asks)))
+            heard = engine.hear_many(clips, asks)
+            conn.send(("ok", (heard, engine.info())))  # its counters move with each job
         except Exception as exc:
             conn.send(("error", pack_error(exc)))
 
@@ -178,7 +179,8 @@ class Worker:
         return dict(payload)
 
     def call(self, clips: list[Audio], asks: list[Ask] | None = None) -> Any:
-        """Decode one job: the results, or the worker's exception (returned, not raised)."""
+        """Decode one job: (the results, the engine's info after it), or the worker's
+        exception (returned, not raised)."""
         try:
             self.conn.send(("job", (clips, asks)))
         except (OSError, ValueError) as exc:
