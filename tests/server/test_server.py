@@ -11,6 +11,8 @@ import os
 import shutil
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -402,11 +404,19 @@ def test_token_auth(tmp_path: Path) -> None:
         with Server(srv.url) as anon, pytest.raises(ServerRefusedError) as err:
             anon.status()
         assert err.value.status_code == 401
-        with Server(srv.url, token="wrong") as bad, pytest.raises(ServerRefusedError):
+        with Server(srv.url, token="wrong") as bad, pytest.raises(ServerRefusedError) as err:
             bad.status()
+        assert err.value.status_code == 401 and "token" in str(err.value)
         with Server(srv.url, token="s3cret") as good:
             assert "streams" in good.status()
         assert httpx.get(f"{srv.url}/healthz").status_code == 200
+        # svctl takes the token from $SVSERVER_TOKEN, and says what is wrong without it
+        ctl = [sys.executable, "-m", "svwatchd._ctl", "--server", srv.url, "status"]
+        env = {k: v for k, v in os.environ.items() if k != "SVSERVER_TOKEN"}
+        ok = subprocess.run(ctl, env={**env, "SVSERVER_TOKEN": "s3cret"}, capture_output=True)
+        assert ok.returncode == 0 and b"streams" in ok.stdout
+        refused = subprocess.run(ctl, env=env, capture_output=True, text=True)
+        assert refused.returncode != 0 and "401" in refused.stderr + refused.stdout
     finally:
         srv.stop()
 
