@@ -108,3 +108,42 @@ def test_a_restarted_daemon_never_sends_an_acknowledged_file_again(
     (submitted,) = daemon.events("stream.submitted")
     assert submitted["path"] == str(work / "inbox" / "cards.wav")
     assert "eight of spades" in normalise(out.read_text())
+
+
+def test_a_stream_the_server_lost_is_sent_again_once(tmp_path: Path) -> None:
+    """svserver's data is lost (a new disk, a wiped data dir) while a file is in flight:
+    the daemon's next refresh finds the stream missing, logs ``stream.lost`` and sends it
+    again under the same id, once (a submission to the new server: ``stream.submitted``
+    again); the transcript is written."""
+    speech_file("001.wav")
+    work = tmp_path / "work"
+    (work / "inbox").mkdir(parents=True)
+    data = tmp_path / "data"
+    srv = SvServer(data, args=["--allow-root", str(work)], workers=1).start()
+    try:
+        watch = inbox_watch(work, output={"dir": str(work / "out")})
+        daemon = DaemonProc(write_config(work, srv, [watch], refresh_interval="4s")).start()
+        try:
+            shutil.copy(TESTDATA / "001.wav", work / "staged.wav")
+            (work / "staged.wav").rename(work / "inbox" / "cards.wav")
+            wait_for(lambda: daemon.events("stream.submitted"), 60, "submitted", daemon.output)
+            srv.stop()  # before the daemon's next refresh (4 s): the server forgets it
+            shutil.rmtree(data)
+            srv.start()
+            out = work / "out" / "cards.wav.txt"
+            wait_for(out.exists, 90, "the transcript", daemon.output)
+            assert normalise(out.read_text()) == "ten of clubs"
+            (lost,) = daemon.events("stream.lost")
+            first, again = daemon.events("stream.submitted")  # to each server that had it
+            assert lost["stream_id"] == first["stream_id"] == again["stream_id"]
+            assert lost["path"] == str(work / "inbox" / "cards.wav")
+            lines = daemon.output().splitlines()
+            assert lines.index(next(x for x in lines if '"stream.lost"' in x)) < max(
+                i for i, x in enumerate(lines) if '"stream.submitted"' in x
+            )
+            time.sleep(1.0)
+            assert len(daemon.events("stream.submitted")) == 2  # sent again once, no more
+        finally:
+            daemon.stop()
+    finally:
+        srv.stop()
