@@ -704,3 +704,38 @@ def test_full_disk_while_decoding_stores_nothing_and_requeues(tmp_path: Path) ->
             assert out.count("scheduler.store_failed") <= 2  # once per problem
         finally:
             srv.stop()
+
+
+def test_refresh_and_lookup_of_thousands_with_deleted_and_unknown_ids(tmp_path: Path) -> None:
+    """One refresh request for 3,000 streams: each gets its state, deleted ones say DELETED;
+    asked by id with ids the server never had, those are named as missing."""
+    speech_file("001.wav")
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(TESTDATA / "001.wav", root / "001.wav")
+    srv = SvServer(tmp_path / "data", args=["--allow-root", str(root)], workers=1).start()
+    try:
+        with Server(srv.url, timeout=60) as server:
+            streams = [Stream(root / "001.wav", n=n) for n in range(3000)]
+            server.decodestreams(streams)
+            gone = streams[:10]
+            assert server.deletestreams(gone)
+            for s in streams:
+                s.status = None
+            server.refreshstreams(streams)  # one request
+            assert {s.status for s in gone} == {DecodeStatus.DELETED}
+            assert all(s.status is not None for s in streams)
+            assert {s.status for s in streams[10:]} <= {
+                DecodeStatus.QUEUED,
+                DecodeStatus.ACTIVE,
+                DecodeStatus.DONE,
+            }
+            # the daemon's way (ids, not Stream objects), with ids the server never had
+            strangers = [f"never-{n}" for n in range(5)]
+            known, missing = server.getstreamsbyid([s.id for s in streams] + strangers)
+            assert sorted(missing) == strangers and len(known) == 3000
+            assert {s.status for s in known if s.id in {g.id for g in gone}} == {
+                DecodeStatus.DELETED
+            }
+    finally:
+        srv.stop()
