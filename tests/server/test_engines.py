@@ -354,8 +354,10 @@ def test_attribute_rules() -> None:
     assert words[0][0][1].start == pytest.approx(1.0)  # clamped to the clip's edge
     assert [w.text for w in words[1][0]] == [" go", " for", " wa"]
     assert words[1][0][0].end == pytest.approx(0.5)  # clip 1's speech starts 0.5 s in
-    # but not a word 0.3 s or more into the gap, nor one at both edges of a narrow gap
+    # but not a word 0.3 s or more into the gap, nor a zero-length word just before a clip
+    # (a last word Whisper put across the whole gap), nor one at both edges of a narrow gap
     assert attribute(window, [*cut, TimedWord(" you", 4.35, 4.6, 0.9, 1)])[1] == {1}
+    assert attribute(window, [*cut, TimedWord(" clubs", 2.9, 2.9, 0.5, 0)])[1] == {0, 1}
     narrow = [Placed(0, ((0, SR),), 0), Placed(1, ((0, SR),), SR + SR // 4)]
     both_edges = [TimedWord(" a", 0.5, 0.9, 0.9, 0), TimedWord(" b", 1.1, 1.2, 0.9, 0)]
     both_edges.append(TimedWord(" c", 1.5, 2.0, 0.9, 1))

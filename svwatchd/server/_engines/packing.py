@@ -15,11 +15,14 @@ cannot be trusted; the caller decodes those alone. The rules:
   clamped into the span: Whisper often stretches a last word into the gap);
 * a word that overlaps two spans straddles a gap: both clips fail;
 * a word that lies in a gap (or in the silence after the last clip) but
-  starts at most :data:`EDGE_S` after a span's end, or ends at most that
-  long before one's start, is that clip's word cut at the edge (clips cut
-  from continuous speech end and begin mid-word; Whisper times such a word a
-  few hundredths of a second into the gap): it belongs to that clip,
-  clamped to its edge;
+  starts at most :data:`EDGE_S` after a span's end, or lasts (is not
+  zero-length) and ends at most that long before one's start, is that
+  clip's word cut at the edge (clips cut from continuous speech end and
+  begin mid-word; Whisper times such a word a few hundredths of a second
+  into the gap, a last one often with no length): it belongs to that clip,
+  clamped to its edge. Not a zero-length word before a span: Whisper has put
+  a clip's last word ("clubs", 0 s long) 1.8 s late, across the whole gap,
+  just before the next clip's speech;
 * any other word that lies wholly in a gap (or in the silence after the
   last clip, where invented words go: a decoder that goes on after the
   speech does so after a pause) cannot be placed: the clips on either side
@@ -70,7 +73,7 @@ EDGE_S = 0.25
 """How far into a gap a clip's cut-edge word may be timed and still be its own. Measured
 on 4-6 s clips cut hard from continuous read speech: such words started 0.02-0.08 s
 after the span's end or ended 0.17 s before its start; invented words lay 0.3 s and
-more into the gap (the gap is :data:`PACK_GAP_S`, so no word is near two spans)."""
+more into the gap."""
 
 LONG_CLIP_S = 20.0
 """A clip whose speech spans more than this is decoded alone: packing saves little."""
@@ -245,7 +248,8 @@ def attribute(
 def _at_edge(word: TimedWord, bound: tuple[float, float]) -> bool:
     """Whether a word in a gap is the span's own, cut at its edge (:data:`EDGE_S`)."""
     lo, hi = bound
-    return 0.0 <= word.start - hi <= EDGE_S or 0.0 <= lo - max(word.end, word.start) <= EDGE_S
+    after_end = 0.0 <= word.start - hi <= EDGE_S
+    return after_end or (word.end > word.start and 0.0 <= lo - word.end <= EDGE_S)
 
 
 def touched(
