@@ -108,7 +108,7 @@ class Rejection:
         return {"id": self.id, "status": self.status, "code": self.code, "message": self.message}
 
 
-def retaggable(old: StreamRow, spec: StreamSpec) -> bool:
+def _retaggable(old: StreamRow, spec: StreamSpec) -> bool:
     """True when ``spec`` is ``old`` (a stream that ended in ERROR) with other tags only."""
     if old.status is not DecodeStatus.ERROR:
         return False
@@ -143,7 +143,7 @@ class Admission:
             return Rejection(
                 spec.id, 409, "deleted", f"stream {spec.id} was deleted; its id cannot be reused"
             )
-        if old.spec != spec.canonical() and retaggable(old, spec):
+        if old.spec != spec.canonical() and _retaggable(old, spec):
             try:
                 self._check_reserved(spec)
             except Refused as exc:
