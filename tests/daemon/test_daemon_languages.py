@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import TESTDATA, speech_file
 from tests.daemon.daemon_harness import DaemonProc, inbox_watch, wait_for, write_config
-from tests.foreign import KEY_WORDS, needs_base, spoken, words
+from tests.foreign import KEY_WORDS, both_models, needs_base, spoken, words
 from tests.svserver import SvServer
 
 pytestmark = [needs_base, pytest.mark.slow]
@@ -29,15 +29,7 @@ def two_models(
     speech_file(ENGLISH)
     base = tmp_path_factory.mktemp("daemon-languages")
     (base / "work").mkdir()
-    srv = SvServer(
-        base / "svdata",
-        engine="whisper",
-        workers=1,
-        args=[
-            *("--allow-root", str(base / "work"), "--model", "tiny.en", "--model", "base"),
-            *("--model-cache", str(model_cache)),
-        ],
-    ).start(timeout=300)
+    srv = both_models(base / "svdata", base / "work", model_cache, workers=1)
     yield srv, base / "work"
     srv.stop()
 

@@ -26,7 +26,7 @@ from svwatchd.server._engines.base import Ask, Heard
 from svwatchd.server._engines.bundles import BASE, BASE_PARTS, assemble
 from svwatchd.server._engines.model import sha256_file, verify_model
 from tests.conftest import TESTDATA, speech_file
-from tests.foreign import KEY_WORDS, needs_base, spoken, words
+from tests.foreign import KEY_WORDS, both_models, needs_base, spoken, words
 from tests.normalise import normalise
 from tests.svserver import SvServer, decode_all
 
@@ -219,14 +219,7 @@ def multilingual(
     root = tmp_path_factory.mktemp("lang")
     audio = root / "audio"
     audio.mkdir()
-    srv = SvServer(
-        root / "data",
-        engine="whisper",
-        args=[
-            *("--allow-root", str(audio), "--model", "tiny.en", "--model", "base"),
-            *("--model-cache", str(model_cache)),
-        ],
-    ).start(timeout=300)
+    srv = both_models(root / "data", audio, model_cache)
     yield srv, audio
     srv.stop()
 
@@ -358,15 +351,7 @@ def test_a_long_file_is_decoded_in_the_language_its_first_speech_was_heard_in(
         while sum(len(p) for p in parts[language]) < seconds * 16000:
             parts[language] += [sentence, pause]
     sf.write(audio / "meeting.wav", np.concatenate(parts["de"] + parts["es"]), 16000)
-    srv = SvServer(
-        tmp_path / "data",
-        engine="whisper",
-        workers=1,
-        args=[
-            *("--allow-root", str(audio), "--model", "tiny.en", "--model", "base"),
-            *("--model-cache", str(model_cache), "--piece-seconds", "30"),
-        ],
-    ).start(timeout=300)
+    srv = both_models(tmp_path / "data", audio, model_cache, "--piece-seconds", "30", workers=1)
     try:
         stream = Stream(audio / "meeting.wav")
         with Server(srv.url) as server:
