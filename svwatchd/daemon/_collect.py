@@ -125,13 +125,14 @@ class Collector(Stage):
         status = stream.status
         if self.watch_of(row) is None:
             return  # its watch was removed by a reload: the row waits for it to come back
-        mismatch = stream.stats().get("language_mismatch")
+        stats = stream.stats()
+        mismatch = stats.get("language_mismatch")
         on_foreign = stream.tags.get("on_foreign", "decode")
         if mismatch is not None:
             log.warning(
                 "language.mismatch",
                 language=mismatch,
-                probability=stream.stats().get("language_mismatch_probability"),
+                probability=stats.get("language_mismatch_probability"),
                 on_foreign=on_foreign,
             )
         if status is DecodeStatus.DONE:

@@ -26,6 +26,7 @@ from svwatchd.errors import ConfigError, InvalidInputError
 from svwatchd.model.speechdata import Utterance, Word
 
 __all__ = [
+    "COUNTERS",
     "SAMPLE_RATE",
     "Ask",
     "Audio",
@@ -51,6 +52,17 @@ Audio: TypeAlias = npt.NDArray[np.float32]
 
 EngineName: TypeAlias = Literal["whisper", "pocketsphinx"]
 Device: TypeAlias = Literal["auto", "cpu", "cuda"]
+COUNTERS = (
+    "packed_clips",
+    "fallback_clips",
+    "dropped_segments",
+    "language_detections",
+    "language_checks",
+    "language_mismatches",
+)
+"""The counters an engine's :meth:`~Engine.info` may hold; several engines' (a router's
+models, a pool's workers) add up."""
+
 Task: TypeAlias = Literal["transcribe", "translate"]
 OnForeign: TypeAlias = Literal["decode", "hold", "route"]
 

@@ -30,11 +30,10 @@ from types import TracebackType
 from typing import Any
 
 from svwatchd.errors import EngineError, WorkerCrashedError
-from svwatchd.server._engines.base import Ask, Audio, EngineConfig, Heard, as_audio
+from svwatchd.server._engines.base import COUNTERS, Ask, Audio, EngineConfig, Heard, as_audio
 from svwatchd.server._engines.worker import Worker, WorkerGoneError, spawn_worker
 
 __all__ = [
-    "COUNTERS",
     "Result",
     "WorkerPool",
     "default_workers_and_threads",
@@ -43,17 +42,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Result = list[Heard]
-
-COUNTERS = (
-    "packed_clips",
-    "fallback_clips",
-    "dropped_segments",
-    "language_detections",
-    "language_checks",
-    "language_mismatches",
-)
-"""Engine counters :meth:`WorkerPool.info` adds up over the workers (each since its start,
-as its last job left it)."""
 
 
 def default_workers_and_threads(cores: int | None = None) -> tuple[int, int]:
@@ -178,7 +166,7 @@ class WorkerPool:
         info = dict(self._engine_info)
         with self._lock:
             latest = list(self._latest.values())
-        for counter in COUNTERS:
+        for counter in COUNTERS:  # each worker's since its start, as its last job left it
             if counter in info:
                 info[counter] = sum(int(str(i.get(counter, 0))) for i in latest)
         if latest and "language_check" in info:  # e.g. base loaded by some workers only

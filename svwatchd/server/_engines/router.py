@@ -32,7 +32,7 @@ Clips the English-only model was sure of are not checked, so an English
 backlog pays for detection only on its doubtful clips (measured: tiny.en's
 words over espeak-ng German and Spanish average 0.14-0.66, over the shared
 English read speech 0.83-0.97; short card clips 0.39-0.88). Nor are clips
-with less than :data:`~svwatchd.server._engines.whisper.CHECK_SPEECH_S` of
+with less than :data:`~svwatchd.server._engines.langid.CHECK_SPEECH_S` of
 speech (the VAD's; not the English-only model's words, which for foreign
 speech are often a few invented ones): on so little, Whisper's
 detection is a guess (base's full detection named Korean for 1.1 s of
@@ -50,7 +50,15 @@ from dataclasses import replace
 
 from svwatchd.model.languages import language_name
 from svwatchd.model.speechdata import Utterance
-from svwatchd.server._engines.base import SAMPLE_RATE, Ask, Audio, Heard, HearsMany, as_audio
+from svwatchd.server._engines.base import (
+    COUNTERS,
+    SAMPLE_RATE,
+    Ask,
+    Audio,
+    Heard,
+    HearsMany,
+    as_audio,
+)
 from svwatchd.server._engines.whisper import WhisperEngine
 
 __all__ = ["CHECK_BELOW", "ModelRouter"]
@@ -116,8 +124,9 @@ class ModelRouter(HearsMany):
             language_checks=self.checks,
             language_mismatches=self.mismatches,
         )
-        for counter in ("packed_clips", "fallback_clips", "dropped_segments"):
-            merged[counter] = sum(int(str(i[counter])) for i in infos)
+        for counter in COUNTERS:  # the models' own (the router's are set above)
+            if counter in infos[0]:
+                merged[counter] = sum(int(str(i[counter])) for i in infos)
         return merged
 
     def _check_state(self) -> str:

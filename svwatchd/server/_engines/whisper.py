@@ -38,6 +38,7 @@ import numpy as np
 
 from svwatchd.errors import ConfigError, EngineError
 from svwatchd.model.speechdata import Utterance
+from svwatchd.server._engines import langid
 from svwatchd.server._engines.base import (
     SAMPLE_RATE,
     Ask,
@@ -73,16 +74,7 @@ from svwatchd.server._engines.packing import (
 )
 from svwatchd.server._engines.vad import VAD_NAME, load_vad, speech_chunks
 
-__all__ = [
-    "BEAM_SIZE",
-    "CHECK_SPEECH_S",
-    "ENGLISH_AT_FIRST_LOOK",
-    "ENGLISH_BELOW",
-    "FIRST_LOOK_S",
-    "SAMPLING_SEED",
-    "WhisperEngine",
-    "resolve_device",
-]
+__all__ = ["BEAM_SIZE", "SAMPLING_SEED", "WhisperEngine", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
@@ -93,21 +85,6 @@ BEAM_SIZE = 1
 SAMPLING_SEED = 0
 """Seed of the temperature fallback's sampling, set before every decode: the same audio
 gives the same transcript on every run, worker and restart (a resumed file too)."""
-
-CHECK_SPEECH_S = 3.0
-"""Speech needed to check a clip's language: on 1-1.2 s of espeak German and Spanish
-base's full detection named Korean and English; on the English card clips (1-2 s) it
-took the full 30 s window (0.7 s a clip on one core) to be sure, three times tiny.en's
-decode of such a clip."""
-
-FIRST_LOOK_S = 5
-ENGLISH_AT_FIRST_LOOK = 0.6
-ENGLISH_BELOW = 0.5
-"""The foreign-speech check's looks (:meth:`WhisperEngine.foreign_language`), from
-base's probability of English, measured on the shared English clips (card clips
-1-3.5 s, read speech 3-7 s) and espeak-ng German, Spanish, French, Italian (1-5 s): at
-the first look (speech padded to 5 s) English scored 0.65-1.00, foreign 0.00-0.56;
-at the full window English 0.83-1.00, foreign 0.02-0.33."""
 
 _REQUIRED_FILES = ("config.json", "model.bin", "tokenizer.json")
 """Files an operator's model directory must hold (the vocabulary comes in several forms)."""
@@ -213,43 +190,23 @@ class WhisperEngine(HearsMany):
         return self._multilingual
 
     def detect_language(self, clip: Audio) -> tuple[str, float] | None:
-        """The language spoken in the clip's first 30 s of speech (the VAD's, so leading
-        silence or music cannot decide it) and its probability; None without speech or
-        for an English-only model."""
+        """The language spoken in the clip's first 30 s of speech and its probability
+        (:func:`~svwatchd.server._engines.langid.detect`); None without speech or for an
+        English-only model."""
         speech = self._speech(clip)
-        if speech is None:
-            return None
-        language, probability, _all = self._model.detect_language(audio=speech)
-        return str(language), float(probability)
+        return None if speech is None else langid.detect(self._model, speech)
 
     def foreign_language(self, clip: Audio) -> tuple[str, float] | None:
         """The language of the clip's first 30 s of speech when it is not English, with its
-        probability; None for English, for less than :data:`CHECK_SPEECH_S` of speech (too
-        little to tell), or an English-only model.
-
-        Two looks, so that English costs little: first the speech alone (padded to
-        5 s, not to Whisper's 30 s window: a twentieth of the encoder's work for a short
-        clip); English at :data:`ENGLISH_AT_FIRST_LOOK` or more ends it. Otherwise
-        Whisper's own detection on the full window decides: English under
-        :data:`ENGLISH_BELOW` is foreign, and the likeliest other language is named.
-        """
+        probability (:func:`~svwatchd.server._engines.langid.foreign`); None for English,
+        too little speech, or an English-only model."""
         speech = self._speech(clip)
-        if speech is None or len(speech) < CHECK_SPEECH_S * SAMPLE_RATE:
-            return None
-        short = np.pad(speech, (0, max(0, FIRST_LOOK_S * SAMPLE_RATE - len(speech))))
-        if self._language_probabilities(short, full=False).get("en", 0.0) >= ENGLISH_AT_FIRST_LOOK:
-            return None
-        probabilities = self._language_probabilities(speech, full=True)
-        if probabilities.get("en", 0.0) >= ENGLISH_BELOW:
-            return None
-        return max(
-            ((lang, p) for lang, p in probabilities.items() if lang != "en"),
-            key=lambda lp: lp[1],
-        )
+        return None if speech is None else langid.foreign(self._model, speech)
 
     def _speech(self, clip: Audio) -> Audio | None:
-        """The clip's first 30 s of speech, as the VAD finds it; None without speech or
-        for an English-only model (it cannot tell languages apart)."""
+        """The clip's first 30 s of speech, as the VAD finds it (so leading silence or
+        music cannot decide its language); None without speech or for an English-only
+        model (it cannot tell languages apart)."""
         if not self._multilingual:
             return None
         audio = as_audio(clip)
@@ -257,18 +214,6 @@ class WhisperEngine(HearsMany):
         if not chunks:
             return None
         return np.concatenate([audio[a:b] for a, b in chunks])[: 30 * SAMPLE_RATE]
-
-    def _language_probabilities(self, speech: Audio, *, full: bool) -> dict[str, float]:
-        """Whisper's language probabilities for ``speech``: on its own frames, or (``full``)
-        on them padded to the 30 s window the model was trained on."""
-        from faster_whisper.audio import pad_or_trim
-
-        features = self._model.feature_extractor(speech)
-        if full:
-            features = pad_or_trim(features)
-        encoded = self._model.encode(features)
-        ranked = self._model.model.detect_language(encoded)[0]
-        return {str(token)[2:-2]: float(p) for token, p in ranked}
 
     def info(self) -> dict[str, object]:
         """Engine, model, digest, device and decoding facts, for sysinfo and logs."""
