@@ -283,11 +283,13 @@ class Store:
         return [StreamRow._from_sql(r) for r in self.read(sql, (status.value, limit))]
 
     def queued_sockets(self, limit: int) -> list[StreamRow]:
-        """QUEUED socket streams, oldest first (a partial index: a file backlog is not read;
-        the literals must stay literals for SQLite to use it)."""
+        """QUEUED socket streams, oldest first, from their partial index, so a file backlog is
+        not read. Named (INDEXED BY): left to itself SQLite's planner prefers the status index
+        and walks every queued file on each dispatch (tens of ms with 10,000 queued). The
+        literals must stay literals for the partial index to apply."""
         sql = (
-            f"SELECT {_COLUMNS} FROM streams WHERE status='QUEUED' AND kind='socket' "
-            "ORDER BY seq LIMIT ?"
+            f"SELECT {_COLUMNS} FROM streams INDEXED BY streams_queued_sockets "
+            "WHERE status='QUEUED' AND kind='socket' ORDER BY seq LIMIT ?"
         )
         return [StreamRow._from_sql(r) for r in self.read(sql, (limit,))]
 

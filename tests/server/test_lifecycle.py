@@ -202,3 +202,35 @@ def test_retry_starts_from_a_clean_slate(lifecycle: tuple[Store, Lifecycle]) -> 
     assert (row.status, row.attempts, row.error, row.utterance_count) == (Q, 2, None, 0)
     assert (row.decoded_seconds, row.decode_wall, row.started, row.ended) == (0, 0, None, None)
     assert store.utterances(sid) == []
+
+
+def test_finding_queued_sockets_does_not_read_the_file_backlog(
+    lifecycle: tuple[Store, Lifecycle],
+) -> None:
+    """The scheduler asks for queued sockets on every dispatch: with thousands of files
+    queued, that query must cost the same as with a hundred (SQLite's planner, left to
+    itself, walked every queued file through the status index)."""
+    store, lc = lifecycle
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    def cost() -> int:
+        nonlocal steps
+        steps = 0
+        store._db.set_progress_handler(count, 1)
+        try:
+            assert store.queued_sockets(limit=4) == []
+        finally:
+            store._db.set_progress_handler(None, 1)
+        return steps
+
+    for _ in range(100):
+        _new(lc)
+    small = cost()
+    for _ in range(3000):
+        _new(lc)
+    assert cost() <= small + 5
