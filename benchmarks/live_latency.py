@@ -165,6 +165,30 @@ def build_feed(count: int, rng: np.random.Generator) -> list[Piece]:
     return pieces
 
 
+def build_continuous(seconds: float, rng: np.random.Generator) -> list[Piece]:
+    """Continuous read speech: the sense clips (LibriVox) one after another in a shuffled
+    cycle, each followed by a short pause of 0.1-0.4 s (with the clips' own edges, 0.15-0.6 s
+    between sentences, often shorter than the 0.5 s a segment waits for), until
+    ``seconds`` of feed; 0.5 s of silence before, 2 s after."""
+    audio = {name: pcm16(load_clip(name)) for name in SENSE}
+    pieces = [Piece(silence(0.5))]
+    position = 0.5
+    order: list[str] = []
+    while position < seconds:
+        if not order:
+            order = [str(n) for n in rng.permutation(SENSE)]
+        name = order.pop()
+        pcm = audio[name]
+        length = len(pcm) / BYTES_PER_SECOND
+        pieces.append(Piece(pcm, Clip(name, position, position + length)))
+        position += length
+        gap = silence(float(rng.uniform(0.1, 0.4)))
+        pieces.append(Piece(gap))
+        position += len(gap) / BYTES_PER_SECOND
+    pieces.append(Piece(silence(2.0)))
+    return pieces
+
+
 def run_stream(
     server: Server, pieces: list[Piece]
 ) -> tuple[Feeder, list[tuple[float, Utterance]], Stream]:
@@ -277,17 +301,73 @@ def stats(values: list[float]) -> str:
     )
 
 
+def report(server: Server, pieces: list[Piece], label: str, *, verbose: bool) -> None:
+    """Feed ``pieces`` as one socket stream and print what the listener got, and when.
+
+    The latency is counted from the moment the speech an utterance belongs to
+    ended (its clip's last sample; for an utterance spanning clips, the last
+    one's), the strict variant beside it (see :func:`match`).
+    """
+    feed_seconds = sum(len(p.pcm) for p in pieces) / BYTES_PER_SECOND
+    feeder, arrivals, stream = run_stream(server, pieces)
+    result = match(feeder, arrivals)
+    clips = feeder.clips
+    refs = [reference(c.name) for c in clips]
+    missed = sum(1 for k in range(len(clips)) if k not in result.texts)
+    st = stream.stats()
+    segments = max(1, len(arrivals))
+    print(
+        f"[{label}] feed: {len(clips)} clips, {feed_seconds:.1f} s at real time in "
+        f"{CHUNK_SECONDS * 1000:.0f} ms chunks; feeder at most "
+        f"{feeder.max_lag * 1000:.1f} ms behind schedule; load {loadavg()}"
+    )
+    print(
+        f"[{label}] server: {st.get('audio_seconds_received', 0):.1f} s received, decode time "
+        f"{st.get('decode_seconds') or 0:.2f} s in all "
+        f"(~{(st.get('decode_seconds') or 0) / segments:.2f} s per utterance)"
+    )
+    whole = float(jiwer.wer(" ".join(refs), " ".join(normalise(u.text) for _, u in arrivals)))
+    print(
+        f"[{label}] utterances: {len(arrivals)} received, {len(result.latencies)} matched to "
+        f"clips, {len(result.unmatched)} outside any clip, {result.spanning} spanning 2+ clips; "
+        f"clips without an utterance: {missed} of {len(clips)}; WER {whole:.3f} (whole feed)"
+    )
+    if verbose:
+        print("\n".join(result.lines))
+    for u in result.unmatched:
+        print(f"  unmatched utterance {u.start:.2f}-{u.end:.2f} s: {u.text!r}")
+    p50, p95 = percentiles(result.latencies)
+    print(
+        f"RESULT [{label}] latency (arrival - when the speech it belongs to ended: its clip's "
+        f"last sample), {len(result.latencies)} utterances: {stats(result.latencies)}; "
+        f"p50 <= {TARGET_P50} s: {'met' if p50 <= TARGET_P50 else 'MISSED'}, "
+        f"p95 <= {TARGET_P95} s: {'met' if p95 <= TARGET_P95 else 'MISSED'}"
+    )
+    print(
+        f"[{label}] strict latency (an utterance that is not its clip's last counted from "
+        f"its own end time): {stats(result.strict)}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="10 clips and 10 s of silence")
+    parser.add_argument("--quick", action="store_true", help="10 clips, 20 s, 10 s of silence")
+    parser.add_argument(
+        "--feed", choices=["both", "separated", "continuous"], default="both", help="which feeds"
+    )
     parser.add_argument("--seed", type=int, default=20241)
     parser.add_argument("--verbose", action="store_true", help="print every utterance")
+    parser.add_argument("--keep", action="store_true", help="keep svserver's data dir and log")
     args = parser.parse_args(argv)
-    count, quiet = (10, 10.0) if args.quick else (100, 60.0)
+    count, seconds, quiet = (10, 20.0, 10.0) if args.quick else (100, 90.0, 60.0)
     n = cores()
     print(f"live_latency: quick={args.quick} cores={n} load average at start: {loadavg()}")
     rng = np.random.default_rng(args.seed)
-    pieces = build_feed(count, rng)
+    feeds = []
+    if args.feed in ("both", "continuous"):
+        feeds.append(("continuous", build_continuous(seconds, rng)))
+    if args.feed in ("both", "separated"):
+        feeds.append(("separated", build_feed(count, rng)))
     base = Path(tempfile.mkdtemp(prefix="svbench-live-"))
     srv = SvServer(base / "data", engine="whisper", args=["--allow-socket", "127.0.0.1"], workers=n)
     try:
@@ -297,56 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         with Server(srv.url, timeout=60) as server:
             warm = [Piece(silence(0.3)), Piece(pcm16(load_clip("005.wav"))), Piece(silence(1.5))]
             run_stream(server, warm)
-            feed_seconds = sum(len(p.pcm) for p in pieces) / BYTES_PER_SECOND
-            print(
-                f"feed: {count} clips (sense and card clips interleaved), 0.8-1.5 s of silence "
-                f"after each, {feed_seconds:.1f} s at real time in "
-                f"{CHUNK_SECONDS * 1000:.0f} ms chunks; load {loadavg()}"
-            )
-            feeder, arrivals, stream = run_stream(server, pieces)
-            result = match(feeder, arrivals)
-            clips = feeder.clips
-            refs = [reference(c.name) for c in clips]
-            hyps = [
-                normalise(" ".join(result.texts.get(k, []))) or "<empty>" for k in range(len(clips))
-            ]
-            missed = sum(1 for k in range(len(clips)) if k not in result.texts)
-            print(f"feeder: most behind schedule {feeder.max_lag * 1000:.1f} ms")
-            st = stream.stats()
-            segments = max(1, len(arrivals))
-            print(
-                f"server stats: {st.get('audio_seconds_received', 0):.1f} s received, "
-                f"decode time {st.get('decode_seconds') or 0:.2f} s in all "
-                f"(~{(st.get('decode_seconds') or 0) / segments:.2f} s per utterance), "
-                f"{st.get('utterances')} utterances"
-            )
-            print(
-                f"utterances: {len(arrivals)} received, {len(result.latencies)} matched to clips, "
-                f"{len(result.unmatched)} outside any clip, {result.spanning} spanning 2+ clips; "
-                f"clips without an utterance: {missed} of {len(clips)}; "
-                f"WER {float(jiwer.wer(refs, hyps)):.3f}"
-            )
-            if args.verbose:
-                print("\n".join(result.lines))
-            for u in result.unmatched:
-                print(f"  unmatched utterance {u.start:.2f}-{u.end:.2f} s: {u.text!r}")
-            p50, p95 = percentiles(result.latencies)
-            print(
-                f"RESULT latency (arrival - when its clip's last sample was sent), "
-                f"{len(result.latencies)} utterances: {stats(result.latencies)}"
-            )
-            print(
-                f"RESULT targets: p50 <= {TARGET_P50} s: {'met' if p50 <= TARGET_P50 else 'MISSED'}"
-                f", p95 <= {TARGET_P95} s: {'met' if p95 <= TARGET_P95 else 'MISSED'}"
-            )
-            p50, p95 = percentiles(result.strict)
-            print(
-                f"strict latency (an utterance that is not its clip's last counted from its own "
-                f"end time): {stats(result.strict)} (p50 <= {TARGET_P50} s: "
-                f"{'met' if p50 <= TARGET_P50 else 'MISSED'}, p95 <= {TARGET_P95} s: "
-                f"{'met' if p95 <= TARGET_P95 else 'MISSED'})"
-            )
-            print(f"load average after the speech feed: {loadavg()}")
+            for label, pieces in feeds:
+                report(server, pieces, label, verbose=args.verbose)
             _, heard, _ = run_stream(server, [Piece(silence(quiet))])
             for _, u in heard:
                 print(f"  utterance on silence {u.start:.2f}-{u.end:.2f} s: {u.text!r}")
@@ -356,7 +388,10 @@ def main(argv: list[str] | None = None) -> int:
             )
     finally:
         srv.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        if args.keep:
+            print(f"kept: {base} (svserver's log: {srv.log})")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
     print(f"live_latency: load average at end: {loadavg()}")
     return 0
 
