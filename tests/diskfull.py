@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from tests.conftest import needs_privilege
 
 __all__ = ["fill", "tiny_fs"]
 
@@ -23,7 +23,7 @@ def tiny_fs(path: Path, size: str) -> Iterator[Path]:
         text=True,
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+        needs_privilege(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
     try:
         yield path
     finally:

@@ -20,7 +20,7 @@ from tests.daemon.daemon_harness import DaemonProc, server_streams, wait_for, wr
 from tests.diskfull import fill, tiny_fs
 from tests.svserver import SvServer
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.privileged]
 
 
 def start_daemon(work: Path, srv: SvServer, out: Path, formats: list[str]) -> DaemonProc:

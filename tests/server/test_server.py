@@ -664,6 +664,7 @@ def test_sigterm_with_a_silent_socket_source_stops_promptly(tmp_path: Path) -> N
         listener.close()
 
 
+@pytest.mark.privileged
 def test_full_disk_while_decoding_stores_nothing_and_requeues(tmp_path: Path) -> None:
     # results that cannot be committed are not kept: the stream stays ACTIVE, is queued
     # again once the store can be written, and is decoded then; nothing is stored twice

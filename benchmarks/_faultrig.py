@@ -1,0 +1,298 @@
+"""The fault suite's rig and oracle: a real svserver, a real daemon, files, and what became of them.
+
+The oracle is a manifest of every file the scenario created (path, sha256,
+what should come of it: a transcript, or an ``.error.json`` for a file made
+bad on purpose), compared at the end with the outputs, the daemon's logs
+(every run of it: the log is appended across restarts), its journal and the
+server's streams:
+
+- lost: a file with neither output when the scenario has settled;
+- decoded twice: a file version with more than one stream on the server, or
+  a transcript holding an utterance twice;
+- re-sent: ``stream.submitted`` logged again for a file (allowed: a resend
+  under the same id after a crash; counted);
+- outputs rewritten: ``output.written`` again for a file (allowed: a crash
+  between the outputs and the journal's DONE; same content; counted).
+
+Samplers run beside the scenario: the daemon's peak RSS (VmHWM of every daemon
+process, read just before each is killed or stopped) and the journal's depth
+(rows not finished), read from the journal with a read-only connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from tests.conftest import TESTDATA
+from tests.svserver import SvServer
+
+__all__ = ["Outcome", "Rig"]
+
+CLIP = (TESTDATA / "001.wav").read_bytes()  # 1.1 s of speech: "ten of clubs"
+BAD = (TESTDATA / "bad.wav").read_bytes()  # not a RIFF/WAVE header: an .error.json
+
+
+@dataclass
+class Outcome:
+    """One scenario's row of the table."""
+
+    name: str
+    files: int = 0
+    lost: int = 0
+    twice: int = 0
+    resent: int = 0
+    rewritten: int = 0
+    errors: int = 0  # expected errors (.error.json for the bad files)
+    wrong: int = 0  # a good file with an error, or a bad one with a transcript
+    recovery: list[float] = field(default_factory=list)
+    rss_mb: float = 0.0
+    depth: int = 0
+    faults: int = 0
+    overflows: int = 0  # watch.overflow logged (the overflow scenario)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Nothing lost, nothing decoded twice, no outcome the other way round."""
+        return self.lost == 0 and self.twice == 0 and self.wrong == 0
+
+
+class Rig:
+    """A svserver, a daemon watching ``inbox`` into ``out``, and the files dropped there."""
+
+    def __init__(
+        self,
+        base: Path,
+        *,
+        engine: str = "pocketsphinx",
+        workers: int = 2,
+        rescan: str = "1h",
+        settle: str = "300ms",
+    ) -> None:
+        self.base = base
+        self.inbox = base / "inbox"
+        self.out = base / "out"
+        self.state = base / "state"
+        self.inbox.mkdir(parents=True)
+        self.server = SvServer(
+            base / "svserver", engine=engine, args=["--allow-root", str(base)], workers=workers
+        )
+        self.config = base / "svwatchd.yaml"
+        self.log = base / "svwatchd.log"
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    "server": {"url": self.server.url, "timeout": "10s"},
+                    "state_dir": str(self.state),
+                    "refresh_interval": "300ms",
+                    "rescan_interval": rescan,
+                    "log": {"format": "json", "level": "info"},
+                    "watches": [
+                        {
+                            "path": str(self.inbox),
+                            "settle": settle,
+                            "output": {"dir": str(self.out), "formats": ["txt", "json"]},
+                        }
+                    ],
+                }
+            )
+        )
+        self.manifest: dict[str, tuple[str, str]] = {}  # path -> (sha256, "transcript"|"error")
+        self.daemon: subprocess.Popen[bytes] | None = None
+        self.peak_rss_kb = 0
+        self.peak_depth = 0
+        self._count = 0
+        self._sampling = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, name="sampler", daemon=True)
+
+    # -- processes ----------------------------------------------------------------------
+
+    def __enter__(self) -> Rig:
+        self.server.start()
+        self.start_daemon()
+        self._sampling.set()
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._sampling.clear()
+        self.stop_daemon()
+        self.server.stop()
+
+    def start_daemon(self, *, wait: bool = True) -> float:
+        """Start ``svwatchd run``; the seconds until it logged ``daemon.ready``."""
+        began = time.monotonic()
+        ready = self.log_text().count('"daemon.ready"')
+        with open(self.log, "ab") as log:
+            self.daemon = subprocess.Popen(
+                [sys.executable, "-m", "svwatchd.daemon._cli", "run", "--config", str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        while wait and self.log_text().count('"daemon.ready"') <= ready:
+            if self.daemon.poll() is not None:
+                raise RuntimeError(f"the daemon exited {self.daemon.returncode}:\n{self.tail()}")
+            time.sleep(0.02)
+        return time.monotonic() - began
+
+    def kill_daemon(self) -> None:
+        """SIGKILL: no chance to clean up."""
+        if self.daemon is not None and self.daemon.poll() is None:
+            self._note_rss(self.daemon.pid)
+            self.daemon.send_signal(signal.SIGKILL)
+            self.daemon.wait(30)
+
+    def stop_daemon(self) -> None:
+        """SIGTERM and wait."""
+        if self.daemon is not None and self.daemon.poll() is None:
+            self._note_rss(self.daemon.pid)
+            self.daemon.send_signal(signal.SIGTERM)
+            self.daemon.wait(60)
+
+    def _note_rss(self, pid: int) -> None:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_rss_kb = max(self.peak_rss_kb, int(line.split()[1]))
+
+    def _sample(self) -> None:
+        while self._sampling.is_set():
+            self.peak_depth = max(self.peak_depth, self.journal_depth())
+            if self.daemon is not None and self.daemon.poll() is None:
+                self._note_rss(self.daemon.pid)
+            time.sleep(0.5)
+
+    def journal_depth(self) -> int:
+        """Rows of the journal not finished (read-only: never in the daemon's way)."""
+        db = self.state / "journal.db"
+        if not db.exists():
+            return 0
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+                row = conn.execute(
+                    "SELECT COUNT(*) FROM files WHERE state IN "
+                    "('PENDING', 'HELD', 'SUBMITTING', 'INFLIGHT')"
+                ).fetchone()
+                return int(row[0])
+        except sqlite3.Error:
+            return 0
+
+    # -- files --------------------------------------------------------------------------
+
+    def drop(self, n: int = 1, *, bad: bool = False) -> list[Path]:
+        """Write ``n`` files into the inbox (each distinct content), as a recorder would."""
+        made = []
+        for _ in range(n):
+            self._count += 1
+            path = self.inbox / f"f{self._count:06d}.wav"
+            salt = os.urandom(4)
+            data = BAD + salt if bad else CLIP[:44] + salt + CLIP[48:]
+            path.write_bytes(data)
+            self.manifest[str(path)] = (
+                hashlib.sha256(data).hexdigest(),
+                "error" if bad else "transcript",
+            )
+            made.append(path)
+        return made
+
+    def _finished(self, path: str) -> str | None:
+        out = self.out / Path(path).relative_to(self.inbox)
+        if Path(f"{out}.json").exists():
+            return "transcript"
+        if Path(f"{out}.error.json").exists():
+            return "error"
+        return None
+
+    def settled(self) -> bool:
+        """Every file in the manifest has an outcome."""
+        return all(self._finished(p) is not None for p in self.manifest)
+
+    def wait_settled(self, timeout: float) -> float:
+        """Wait until every file has its outcome (or ``timeout``); the seconds it took."""
+        began = time.monotonic()
+        while time.monotonic() - began < timeout and not self.settled():
+            time.sleep(0.5)
+        return time.monotonic() - began
+
+    # -- the oracle ---------------------------------------------------------------------
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def tail(self, n: int = 4000) -> str:
+        return self.log_text()[-n:]
+
+    def events(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_text().splitlines():
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if isinstance(event, dict):
+                    out.append(event)
+        return out
+
+    def judge(self, name: str, *, faults: int, recovery: list[float]) -> Outcome:
+        """Compare the manifest with what came of it (see the module docstring)."""
+        result = Outcome(name, files=len(self.manifest), faults=faults, recovery=recovery)
+        events = self.events()
+        submitted = Counter(e.get("path") for e in events if e.get("event") == "stream.submitted")
+        written = Counter(
+            e.get("source")
+            for e in events
+            if e.get("event") == "output.written" and str(e.get("path", "")).endswith(".json")
+        )
+        body = httpx.post(f"{self.server.url}/v1/streams/query", json={"match": []}, timeout=60)
+        streams = Counter(s["source"] for s in body.json()["streams"])
+        for path, (_, expect) in self.manifest.items():
+            got = self._finished(path)
+            if got is None:
+                result.lost += 1
+                result.notes.append(f"lost: {path}")
+                continue
+            if got != expect:
+                result.wrong += 1
+                result.notes.append(f"{path}: {got}, expected {expect}")
+            if got == "error":
+                result.errors += 1
+            twice = streams[path] > 1 or self._repeats(path)
+            if twice:
+                result.twice += 1
+                result.notes.append(f"twice: {path} ({streams[path]} streams)")
+            result.resent += max(0, submitted[path] - 1)
+            result.rewritten += max(0, written[path] - 1)
+        result.rss_mb = self.peak_rss_kb / 1024
+        result.depth = self.peak_depth
+        return result
+
+    def _repeats(self, path: str) -> bool:
+        out = self.out / Path(path).relative_to(self.inbox)
+        try:
+            doc = json.loads(Path(f"{out}.json").read_text())
+        except (OSError, ValueError):
+            return False
+        seen = Counter((u["start"], u["text"]) for u in doc.get("utterances", []))
+        return any(n > 1 for n in seen.values())
+
+
+def fresh(base: Path) -> Path:
+    """An empty directory ``base`` (removed first if it exists)."""
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    return base

@@ -1,0 +1,212 @@
+"""The fault suite: "nothing lost, nothing decoded twice" measured, fault by fault.
+
+Each scenario runs a real svserver and a real daemon (``benchmarks/_faultrig.py``:
+the rig and the oracle), drops files while it injects its fault, lets
+everything settle, and prints one row of the table: files, lost (must be 0),
+decoded twice (must be 0), re-sent submissions and rewritten outputs
+(allowed, counted), expected errors, recovery time after the fault (p50 and
+max: what "recovery" means is said per scenario), the daemon's peak RSS and
+the journal's deepest backlog.
+
+Scenarios (``--only`` picks some):
+
+- ``kill-loop``: the daemon killed with SIGKILL at random moments (0-2 s
+  apart) while files are dropped at a steady pace and in bursts; restarted
+  each time. Recovery: restart -> ``daemon.ready``.
+- ``server-kill``: svserver killed with SIGKILL while the daemon submits a
+  burst and while it decodes; restarted after 1 s. Recovery: restart -> every
+  file settled.
+- ``server-down``: svserver stopped for a while under a steady drop rate; the
+  backlog waits in the journal. Recovery: server back -> every file settled.
+- ``overflow``: the daemon stopped (SIGSTOP) while more files are created than
+  inotify queues (``fs.inotify.max_queued_events``), then continued: the
+  rescan finds them. Recovery: SIGCONT -> every file settled.
+
+The test suite runs a short form (``tests/test_faults.py``); the full run
+prints the table: ``python -m benchmarks.faults [--short] [--only NAME ...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from benchmarks._faultrig import Outcome, Rig, fresh
+
+__all__ = [
+    "SCENARIOS",
+    "inotify_queue",
+    "kill_loop",
+    "main",
+    "overflow",
+    "server_down",
+    "server_kill",
+]
+
+SETTLE_TIMEOUT = 600.0
+
+
+def kill_loop(base: Path, *, kills: int, files: int, engine: str) -> Outcome:
+    """SIGKILL the daemon ``kills`` times, 0-2 s apart, while ``files`` files arrive."""
+    rng = random.Random(20261206)
+    recovery: list[float] = []
+    with Rig(fresh(base), engine=engine) as rig:
+        per_gap = max(1, files // (kills + 1))
+        for k in range(kills):
+            until = time.monotonic() + rng.uniform(0.0, 2.0)
+            burst = k % 5 == 4  # every fifth gap a burst, else a steady pace
+            if burst:
+                rig.drop(per_gap)
+            else:
+                for _ in range(per_gap):
+                    rig.drop(1)
+                    time.sleep(max(0.0, until - time.monotonic()) / per_gap)
+            time.sleep(max(0.0, until - time.monotonic()))
+            rig.kill_daemon()
+            recovery.append(rig.start_daemon())
+        rig.drop(max(0, files - len(rig.manifest) - files // 50))
+        rig.drop(files // 50, bad=True)  # bad input in the same run: an error each, not lost
+        rig.wait_settled(SETTLE_TIMEOUT)
+        return rig.judge("kill-loop", faults=kills, recovery=recovery)
+
+
+def server_kill(base: Path, *, rounds: int, files: int, engine: str) -> Outcome:
+    """SIGKILL svserver mid-submission and mid-decode, ``rounds`` times each."""
+    recovery: list[float] = []
+    with Rig(fresh(base), engine=engine) as rig:
+        for r in range(rounds):
+            rig.drop(files // (2 * rounds))
+            time.sleep(0.05 if r % 2 == 0 else 1.5)  # in the submission / in the decoding
+            rig.server.kill()
+            time.sleep(1.0)
+            rig.server.start()
+            recovery.append(rig.wait_settled(SETTLE_TIMEOUT))
+        return rig.judge("server-kill", faults=rounds, recovery=recovery)
+
+
+def server_down(base: Path, *, seconds: float, rate: float, engine: str) -> Outcome:
+    """svserver stopped for ``seconds`` while files arrive at ``rate`` per second."""
+    with Rig(fresh(base), engine=engine) as rig:
+        rig.drop(int(rate * 2))
+        rig.server.stop()
+        began = time.monotonic()
+        while time.monotonic() - began < seconds:
+            rig.drop(1)
+            time.sleep(1.0 / rate)
+        depth = rig.journal_depth()
+        rig.server.start()
+        recovery = [rig.wait_settled(SETTLE_TIMEOUT)]
+        outcome = rig.judge("server-down", faults=1, recovery=recovery)
+        outcome.notes.append(f"backlog in the journal when the server came back: {depth}")
+        return outcome
+
+
+def overflow(base: Path, *, files: int, queue: int | None, engine: str) -> Outcome:
+    """SIGSTOP the daemon, create more files than inotify queues events for, SIGCONT.
+
+    ``queue`` lowers ``fs.inotify.max_queued_events`` for the run (needs a writable
+    ``/proc/sys``; restored after), so that a short run overflows with few files.
+    """
+    with inotify_queue(queue) as limit, Rig(fresh(base), engine=engine, rescan="5s") as rig:
+        assert rig.daemon is not None
+        rig.daemon.send_signal(signal.SIGSTOP)
+        # each file raises IN_CREATE, IN_MODIFY and IN_CLOSE_WRITE: 3 events queued
+        rig.drop(max(files, limit // 3 + 100))
+        rig.daemon.send_signal(signal.SIGCONT)
+        recovery = [rig.wait_settled(SETTLE_TIMEOUT)]
+        outcome = rig.judge("overflow", faults=1, recovery=recovery)
+        found = [e for e in rig.events() if e.get("event") == "watch.overflow"]
+        outcome.notes.append(
+            f"inotify queue {limit} events; watch.overflow logged {len(found)} time(s), "
+            f"{sum(int(e.get('count', 0)) for e in found)} files found by the rescan"
+        )
+        outcome.overflows = len(found)
+        return outcome
+
+
+QUEUE_KNOB = Path("/proc/sys/fs/inotify/max_queued_events")
+
+
+@contextlib.contextmanager
+def inotify_queue(limit: int | None) -> Iterator[int]:
+    """``fs.inotify.max_queued_events`` set to ``limit`` for the block (restored after);
+    yields the queue length in force. Setting it needs a writable ``/proc/sys``."""
+    before = int(QUEUE_KNOB.read_text())
+    if limit is None or limit == before:
+        yield before
+        return
+    QUEUE_KNOB.write_text(str(limit))  # PermissionError/OSError where it is read-only
+    try:
+        yield limit
+    finally:
+        QUEUE_KNOB.write_text(str(before))
+
+
+Scenario = Callable[[Path, bool, str], Outcome]
+
+SCENARIOS: dict[str, Scenario] = {
+    "kill-loop": lambda b, short, e: kill_loop(
+        b, kills=8 if short else 100, files=300 if short else 5000, engine=e
+    ),
+    "server-kill": lambda b, short, e: server_kill(
+        b, rounds=2 if short else 6, files=200 if short else 2000, engine=e
+    ),
+    "server-down": lambda b, short, e: server_down(
+        b, seconds=5.0 if short else 60.0, rate=20.0, engine=e
+    ),
+    "overflow": lambda b, short, e: overflow(
+        b, files=0 if short else 20_000, queue=256 if short else None, engine=e
+    ),
+}
+"""Each scenario: (work dir, short form?, engine) -> its row."""
+
+
+def row(o: Outcome) -> str:
+    """One line of the table."""
+    rec = f"{statistics.median(o.recovery):.2f} / {max(o.recovery):.2f}" if o.recovery else "-"
+    return (
+        f"| {o.name} | {o.faults} | {o.files} | {o.lost} | {o.twice} | {o.resent} | "
+        f"{o.rewritten} | {o.errors} | {o.wrong} | {rec} | {o.rss_mb:.0f} | {o.depth} |"
+    )
+
+
+HEADER = (
+    "| scenario | faults | files | lost | decoded twice | re-sent | outputs rewritten | "
+    "expected errors | wrong outcome | recovery p50 / max (s) | daemon peak RSS (MB) | "
+    "journal depth |\n" + "| --- " * 12 + "|"
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--short", action="store_true", help="the short form the tests run")
+    parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), default=None)
+    parser.add_argument("--engine", default="whisper", help="svserver's engine (default whisper)")
+    args = parser.parse_args(argv)
+    print(f"faults: short={args.short} engine={args.engine} load average {os.getloadavg()}")
+    print(HEADER)
+    failed = 0
+    with tempfile.TemporaryDirectory(prefix="svfaults-") as tmp:
+        for name in args.only or list(SCENARIOS):
+            began = time.monotonic()
+            outcome = SCENARIOS[name](Path(tmp) / name, args.short, args.engine)
+            print(row(outcome), flush=True)
+            for note in outcome.notes[:20]:
+                print(f"    {note}")
+            print(f"    ({time.monotonic() - began:.0f} s)", flush=True)
+            failed += not outcome.ok
+    print(f"faults: load average at end {os.getloadavg()}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""The fault suite's short form (``benchmarks/faults.py --short``): nothing lost, nothing
+decoded twice, with the daemon killed, the server killed or down, inotify overflowing.
+
+Each scenario is the benchmark's own code with fewer faults and files; the full
+run (``python -m benchmarks.faults``) prints the table of docs/reliability.md.
+The server decodes with pocketsphinx here (the engine does not change what is
+proved, and it is quicker); the full run uses the default, Whisper.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from benchmarks._faultrig import Outcome
+from benchmarks.faults import QUEUE_KNOB, SCENARIOS
+from tests.conftest import needs_privilege, speech_file
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+def _run(name: str, tmp_path: Path) -> Outcome:
+    speech_file("001.wav")  # skips where the shared test data is absent
+    outcome = SCENARIOS[name](tmp_path / name, True, "pocketsphinx")
+    assert outcome.ok, (outcome, outcome.notes)
+    assert outcome.files > 0 and outcome.faults > 0
+    return outcome
+
+
+def test_daemon_killed_again_and_again(tmp_path: Path) -> None:
+    outcome = _run("kill-loop", tmp_path)
+    assert outcome.errors == outcome.files // 50 > 0  # the bad files: an error each
+
+
+def test_server_killed_mid_submission_and_mid_decode(tmp_path: Path) -> None:
+    _run("server-kill", tmp_path)
+
+
+def test_server_down_backlog_waits_in_the_journal(tmp_path: Path) -> None:
+    outcome = _run("server-down", tmp_path)
+    assert outcome.depth > 0  # files did wait in the journal
+
+
+@pytest.mark.privileged
+def test_inotify_overflow_is_found_by_the_rescan(tmp_path: Path) -> None:
+    if not os.access(QUEUE_KNOB, os.W_OK):
+        needs_privilege(f"cannot lower {QUEUE_KNOB} here (needs a writable /proc/sys)")
+    outcome = _run("overflow", tmp_path)
+    assert outcome.overflows >= 1  # the lost events were noticed and logged
