@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
@@ -115,7 +116,8 @@ async def transcriptions(request: Request) -> Response:
     except BaseException:
         service.discard_upload(stream_id)
         raise
-    row = await service.finished(stream_id, request.is_disconnected)
+    async with _departure(request) as gone:
+        row = await service.finished(stream_id, gone)
     if row is None:  # the client left (its stream is deleted), or someone deleted it
         return Response(status_code=499)
     if row.status is DecodeStatus.ERROR:
@@ -125,6 +127,23 @@ async def transcriptions(request: Request) -> Response:
             code="transcription_failed",
         )
     return respond(asked, row, service.utterances(stream_id), _language(asked, row))
+
+
+@asynccontextmanager
+async def _departure(request: Request) -> AsyncIterator[Callable[[], Awaitable[bool]]]:
+    """Whether the client has gone, once its body was read: a task waits for the next
+    ASGI message, which can only be the disconnect. (``Request.is_disconnected`` polls
+    with a cancelled scope, which behind svserver's middleware never lets the server
+    resume reading the socket, so it never sees the client close it.)"""
+    watcher = asyncio.ensure_future(request.receive())
+
+    async def gone() -> bool:
+        return watcher.done()
+
+    try:
+        yield gone
+    finally:
+        watcher.cancel()
 
 
 def _refusal(rejected: Sequence[Rejection]) -> FormError:
