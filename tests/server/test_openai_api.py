@@ -346,7 +346,7 @@ def test_a_client_that_leaves_cancels_its_stream(served: SvServer, tmp_path: Pat
             )
         except httpx.ReadTimeout:
             return
-        except BaseException as exc:  # noqa: BLE001  (reported by the test below)
+        except BaseException as exc:  # reported by the test below
             failure.append(exc)
 
     leaver = threading.Thread(target=ask_and_leave)
