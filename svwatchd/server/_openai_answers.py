@@ -8,8 +8,8 @@ way it was asked for. ``text``, ``srt`` and ``vtt`` are sent as
 
 ``verbose_json`` segments are svserver's utterances (one per Whisper segment
 it kept). svserver stores words with their times and probabilities, not
-Whisper's per-segment decoding record, so some fields are derived, as
-``docs/openai.md`` says: ``avg_logprob`` is the mean natural log of the
+Whisper's per-segment decoding record, so some fields are derived, as the
+README's OpenAI section says: ``avg_logprob`` is the mean natural log of the
 segment's word probabilities (Whisper's is over tokens); ``compression_ratio``
 is computed from the segment's text as Whisper computes it (bytes over
 zlib-compressed bytes); ``no_speech_prob`` is 0.0 (svserver's guard has

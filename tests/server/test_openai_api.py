@@ -8,6 +8,8 @@ strings; the prompt and temperature tests compare a decode with and without them
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ import soundfile as sf
 
 from svwatchd._ctl import main as svctl
 from tests.conftest import reference, speech_file
+from tests.media_files import write_format
 from tests.normalise import normalise
 from tests.svserver import SvServer
 
@@ -370,3 +373,34 @@ def test_a_client_that_leaves_cancels_its_stream(served: SvServer, tmp_path: Pat
         time.sleep(0.1)
     assert states[-1] == "DELETED", json.dumps(states[-5:])
     assert not (served.data_dir / "uploads" / sid).exists()
+
+
+def _readme_section() -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    return readme.split("### OpenAI-compatible endpoint", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_readme_examples(served: SvServer, tmp_path: Path) -> None:
+    """The README's curl line and Python snippet, as written but for the server's address,
+    its token and the file (an M4A made from the shared speech)."""
+    samples, rate = sf.read(speech_file(SENSE), dtype="float32")
+    write_format(tmp_path / "call.m4a", samples, rate)
+    (tmp_path / "token").write_text(TOKEN)
+    section = _readme_section().replace("http://127.0.0.1:8750", served.url)
+    curl = section.split("    curl ", 1)[1].split("\n\n", 1)[0]
+    command = "curl -sS " + curl.replace("\\\n", " ").replace("/etc/svserver/token", "token")
+    done = subprocess.run(
+        command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("1\n00:00:00,")
+    srt_text = " ".join(line for line in done.stdout.splitlines()[2:] if line)
+    assert normalise(srt_text) == reference(SENSE)
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    snippet = snippet.replace("<svserver's token, or anything without one>", TOKEN)
+    done = subprocess.run(
+        [sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    text, first_start = done.stdout.rsplit(" ", 1)  # the text, then words[0].start
+    assert normalise(text) == reference(SENSE) and 0.0 <= float(first_start) < 1.0
