@@ -29,6 +29,7 @@ from svwatchd.model.enums import Encoding, Endian
 
 __all__ = [
     "FORMAT_FIELDS",
+    "MAX_PROMPT_CHARS",
     "RESERVED_TAGS",
     "TagValue",
     "channel_labels",
@@ -108,15 +109,19 @@ RESERVED_TAGS: Final = (
     "channel_labels",
     "language",
     "on_foreign",
+    "prompt",
     "recorded_at",
     "split_channels",
     "task",
+    "temperature",
     "track",
 )
 """Tags with a meaning of their own, validated (and normalised) like the format fields."""
 
 _TASKS: Final = ("transcribe", "translate")
 _ON_FOREIGN: Final = ("decode", "hold", "route")
+MAX_PROMPT_CHARS: Final = 2000
+"""Longest ``prompt`` tag: Whisper reads at most 223 tokens of it (about 1,000 characters)."""
 
 
 def parse_reserved_tag(name: str, value: object) -> TagValue:
@@ -129,7 +134,10 @@ def parse_reserved_tag(name: str, value: object) -> TagValue:
     string, kept as ``"agent,customer"``; ``task``: ``transcribe`` or
     ``translate``; ``on_foreign``: what an English-only model does with speech
     in another language (``decode`` it flagged, ``hold`` it, ``route`` it to a
-    multilingual model); ``recorded_at``: an ISO 8601 time.
+    multilingual model); ``recorded_at``: an ISO 8601 time; ``prompt``: text for Whisper
+    to continue (its initial prompt: spellings, names, style), at most
+    :data:`MAX_PROMPT_CHARS` characters; ``temperature``: a number from 0 to 1, the first
+    temperature of Whisper's fallback (0: greedy first).
     """
     if name == "language":
         if not is_language(value):
@@ -157,6 +165,18 @@ def parse_reserved_tag(name: str, value: object) -> TagValue:
         if value not in _ON_FOREIGN:
             raise ValueError(f"{value!r} is not one of {', '.join(_ON_FOREIGN)}")
         return str(value)
+    if name == "prompt":
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{value!r} is not a text prompt")
+        if len(value) > MAX_PROMPT_CHARS:
+            raise ValueError(f"the prompt is longer than {MAX_PROMPT_CHARS} characters")
+        return value
+    if name == "temperature":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{value!r} is not a number from 0 to 1")
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{value!r} is not a number from 0 to 1")
+        return float(value)
     if name == "recorded_at":
         try:
             datetime.fromisoformat(str(value))

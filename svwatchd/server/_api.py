@@ -21,6 +21,7 @@ from fastapi.responses import Response, StreamingResponse
 from svwatchd.server._config import ServerConfig
 from svwatchd.server._guards import install_guards
 from svwatchd.server._httperrors import RESPONSES, install_error_handlers
+from svwatchd.server._openai import openai_router
 from svwatchd.server._params import Params
 from svwatchd.server._records import answer
 from svwatchd.server._schemas import (
@@ -183,8 +184,10 @@ async def sysinfo(request: Request) -> dict[str, object]:
 
 
 def install(app: FastAPI, config: ServerConfig) -> None:
-    """Add the routes, the error answers and the auth and size guards to ``app``."""
+    """Add the routes (svserver's own and the OpenAI-compatible ones), the error answers
+    and the auth and size guards to ``app``."""
     app.include_router(router)
+    app.include_router(openai_router)
 
     @app.get("/healthz", summary="Liveness and readiness")
     async def healthz() -> dict[str, str]:

@@ -1,7 +1,8 @@
 """svserver's request guards: the bearer token, and the size of request bodies.
 
 They run before routing, as middleware, so their refusals are answered
-directly (401, 413), with the same table as every other error.
+directly (401, 413), with the same table as every other error (in OpenAI's
+shape on the OpenAI-compatible routes).
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ from svwatchd.errors import TooLargeError, UnauthorizedError
 from svwatchd.server._config import ServerConfig
 from svwatchd.server._httperrors import error_response
 
-__all__ = ["UPLOADS", "BodyLimit", "install_guards"]
+__all__ = ["STREAMED", "UPLOADS", "BodyLimit", "install_guards"]
 
 UPLOADS = "/v1/uploads/"
 """Where uploads go: their bodies stream through, counted by the upload itself."""
+
+STREAMED = (UPLOADS, "/v1/audio/transcriptions")
+"""Routes whose bodies carry a file's bytes: they stream through to disk, bounded by
+``max_upload_bytes`` (the upload counts and refuses by itself), never read whole."""
 
 
 class BodyLimit:
@@ -35,7 +40,7 @@ class BodyLimit:
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(UPLOADS):
+        if scope["type"] != "http" or scope["path"].startswith(STREAMED):
             await self.app(scope, receive, send)
             return
         messages: list[Message] = []
@@ -50,7 +55,7 @@ class BodyLimit:
                 refusal = TooLargeError(
                     f"request body exceeds {self.limit} bytes", limit=self.limit
                 )
-                await error_response(refusal)(scope, receive, send)
+                await error_response(refusal, scope["path"])(scope, receive, send)
                 return
             if not message.get("more_body", False):
                 break
@@ -69,17 +74,18 @@ def install_guards(app: FastAPI, config: ServerConfig) -> None:
     async def guard(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        if request.url.path.startswith("/v1/"):
+        path = request.url.path
+        if path.startswith("/v1/"):
             auth = request.headers.get("authorization", "")
             token = auth[7:] if auth.lower().startswith("bearer ") else None
             if not config.token_ok(token):
-                return error_response(UnauthorizedError("missing or wrong bearer token"))
+                return error_response(UnauthorizedError("missing or wrong bearer token"), path)
             length = request.headers.get("content-length")
-            is_upload = request.url.path.startswith(UPLOADS)
-            limit = config.max_upload_bytes if is_upload else config.max_request_bytes
+            streamed = path.startswith(STREAMED)
+            limit = config.max_upload_bytes if streamed else config.max_request_bytes
             if length is not None and (not length.isdigit() or int(length) > limit):
                 refusal = TooLargeError(f"request body exceeds {limit} bytes", limit=limit)
-                return error_response(refusal)
+                return error_response(refusal, path)
         return await call_next(request)
 
     app.add_middleware(BodyLimit, limit=config.max_request_bytes)

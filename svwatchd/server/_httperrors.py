@@ -7,6 +7,11 @@ listed wins (a subclass of a listed class gets its parent's answer). Besides
 the table: a body that does not match its schema is 422 ``invalid`` (with the
 fields), an unknown route or method keeps its status (``http``), and a full
 disk is 507 ``disk_full`` (retry later). Anything else is a bug: 500.
+
+The OpenAI-compatible routes (:data:`OPENAI_PATHS`) get the same statuses and
+codes in OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``,
+so an OpenAI client reads them as it reads the real API's; the path of the
+request picks the shape, here and in the guards.
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ from svwatchd.server._schemas import ErrorBody
 
 __all__ = [
     "ANSWERS",
+    "OPENAI_PATHS",
     "RESPONSES",
+    "answer",
     "error_response",
     "install_error_handlers",
 ]
@@ -71,16 +78,40 @@ RESPONSES: dict[int | str, dict[str, object]] = {
 """Every error answer a ``/v1`` route may give, for the OpenAPI document."""
 
 
-def _answer(status: int, code: str, message: str, **extra: object) -> JSONResponse:
+OPENAI_PATHS = ("/v1/audio/", "/v1/models")
+"""Where the OpenAI-compatible routes are: their errors come in OpenAI's shape."""
+
+
+def answer(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    path: str = "",
+    param: str | None = None,
+    **extra: object,
+) -> JSONResponse:
+    """An error answer: svserver's shape, or OpenAI's for a path under :data:`OPENAI_PATHS`
+    (``type`` ``invalid_request_error`` for a 4xx, ``server_error`` for a 5xx; ``param``
+    names the form field at fault when one is)."""
+    if path.startswith(OPENAI_PATHS):
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        if status == 401:
+            code = "invalid_api_key"
+        body = {"message": message, "type": kind, "param": param, "code": code}
+        return JSONResponse({"error": body}, status)
     return JSONResponse({"error": {"code": code, "message": message, **extra}}, status)
 
 
-def error_response(exc: Exception) -> JSONResponse:
-    """The answer to a domain error of :data:`ANSWERS` (the most specific class listed)."""
+def error_response(exc: Exception, path: str = "") -> JSONResponse:
+    """The answer to a domain error of :data:`ANSWERS` (the most specific class listed), in
+    the shape ``path`` calls for."""
     for cls in type(exc).__mro__:
         if cls in ANSWERS:
             status, code = ANSWERS[cls]
-            return _answer(status, code, str(exc))
+            own = getattr(exc, "code", None)  # a form's refusal says its own reason
+            param = getattr(exc, "field", None)
+            return answer(status, own or code, str(exc), path=path, param=param)
     raise exc
 
 
@@ -93,28 +124,30 @@ def _disk_full(exc: Exception) -> bool:
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every error of the table, schema mismatches, HTTP errors and a full disk."""
 
-    async def domain(_: Request, exc: Exception) -> JSONResponse:
-        return error_response(exc)
+    async def domain(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(exc, request.url.path)
 
     for cls in ANSWERS:
         app.add_exception_handler(cls, domain)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         fields = [
             {"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", ""))}
             for e in exc.errors()
         ]
         where = "; ".join(f"{'.'.join(f['loc'])}: {f['msg']}" for f in fields[:5])
-        return _answer(422, "invalid", f"request does not match the schema: {where}", fields=fields)
+        message = f"request does not match the schema: {where}"
+        return answer(422, "invalid", message, path=request.url.path, fields=fields)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _answer(exc.status_code, "http", str(exc.detail))
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return answer(exc.status_code, "http", str(exc.detail), path=request.url.path)
 
-    async def disk(_: Request, exc: Exception) -> JSONResponse:
+    async def disk(request: Request, exc: Exception) -> JSONResponse:
         if _disk_full(exc):
-            return _answer(507, "disk_full", f"svserver's disk is full: {exc}; retry later")
+            message = f"svserver's disk is full: {exc}; retry later"
+            return answer(507, "disk_full", message, path=request.url.path)
         raise exc
 
     app.add_exception_handler(sqlite3.OperationalError, disk)

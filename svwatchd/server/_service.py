@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 from svwatchd.errors import (
@@ -128,6 +129,14 @@ class StreamService:
             )
         return await self._uploads.receive(stream_id, chunks, limit)
 
+    def upload_path(self, stream_id: str) -> Path:
+        """Where the upload for ``stream_id`` is kept (to read it before submitting)."""
+        return self._uploads.path(stream_id)
+
+    def discard_upload(self, stream_id: str) -> None:
+        """Remove an upload no stream was made of (its request was refused)."""
+        self._uploads.discard(stream_id)
+
     # -- queries ------------------------------------------------------------------------
 
     def records(self, ids: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -178,6 +187,25 @@ class StreamService:
                 await wait(change, 1.0)
         finally:
             self._listeners.remove(stream_id, listener)
+
+    async def finished(
+        self, stream_id: str, gone: Callable[[], Awaitable[bool]], poll: float = 0.5
+    ) -> StreamRow | None:
+        """Wait until the stream has finished (DONE, ERROR, CLOSED) and return it. A request
+        that waits for its stream (the OpenAI-compatible route) passes ``gone``, asked at
+        each change and every ``poll`` seconds: once it says the client left, the stream is
+        deleted (nobody will read it) and None returned; None also if it was deleted."""
+        while True:
+            change = self._changes.next_change()
+            row = self._known(stream_id)
+            if row.status is DecodeStatus.DELETED:
+                return None
+            if row.status not in RUNNING:
+                return row
+            if await gone():
+                self.delete([stream_id])
+                return None
+            await wait(change, poll)
 
     # -- transitions --------------------------------------------------------------------
 

@@ -114,9 +114,10 @@ class StreamRow:
     @property
     def ask(self) -> Ask:
         """What the engine is asked for each of this stream's clips (its tags: ``language``,
-        ``task``, ``on_foreign``; validated at submission). An untagged stream whose language
-        a detection already found (a long file's first piece, a socket's first segment with
-        speech) is asked in that language: detected once, not again for every piece."""
+        ``task``, ``on_foreign``, ``prompt``, ``temperature``; validated at submission). An
+        untagged stream whose language a detection already found (a long file's first piece,
+        a socket's first segment with speech) is asked in that language: detected once, not
+        again for every piece."""
         task: Task = "translate" if self.tags.get("task") == "translate" else "transcribe"
         choice = self.tags.get("on_foreign")
         on_foreign: OnForeign = (
@@ -125,7 +126,12 @@ class StreamRow:
         language = self.language
         if language is None and self.language_probability is not None:
             language = self.heard_language
-        return Ask(language, task, on_foreign)
+        prompt = self.tags.get("prompt")
+        heat = self.tags.get("temperature")
+        temperature = float(heat) if isinstance(heat, int | float) and heat is not True else None
+        return Ask(
+            language, task, on_foreign, prompt if isinstance(prompt, str) else None, temperature
+        )
 
     @property
     def track(self) -> int | str | None:

@@ -207,11 +207,20 @@ class Admission:
                     parse_reserved_tag(name, spec.tags[name])
                 except ValueError as exc:
                     raise Refused(spec.id, 400, f"bad_{name}", f"{name}: {exc}") from None
+        info = self._engine_info()
+        for name in ("prompt", "temperature"):
+            if name in spec.tags and info.get("engine") != "whisper":
+                raise Refused(
+                    spec.id,
+                    400,
+                    f"{name}_unsupported",
+                    f"stream {spec.id} has a {name} tag, but svserver's engine "
+                    f"{info.get('engine')} has no {name}; only Whisper takes one",
+                )
         lang = spec.tags.get("language")
         translate = spec.tags.get("task") == "translate"
         if lang is None and not translate:
             return
-        info = self._engine_info()
         if info.get("multilingual", False) or (lang == "en" and not translate):
             return
         model = info.get("model", info.get("engine", "the model"))

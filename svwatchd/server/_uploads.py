@@ -4,6 +4,9 @@ An upload is written to ``uploads/<id>.part``, synced, then renamed to
 ``uploads/<id>``, so a stream never reads half an upload. The writes and the
 sync run in a worker thread: an upload may be gigabytes, and the event loop
 must go on answering meanwhile.
+
+:func:`probe_format` tells an upload's format from its bytes, for a request
+that sends a file without saying what it is (the OpenAI-compatible route).
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ from collections.abc import AsyncIterable
 from pathlib import Path
 from typing import BinaryIO
 
-from svwatchd.errors import EmptyUploadError, TooLargeError
+from svwatchd._audio import is_riff, probe_wav
+from svwatchd._media import probe_media
+from svwatchd.errors import AudioDecodeError, EmptyUploadError, TooLargeError
+from svwatchd.model.enums import Encoding
+from svwatchd.model.format import AudioFormat
 
-__all__ = ["WRITE_BYTES", "Uploads"]
+__all__ = ["WRITE_BYTES", "Uploads", "probe_format"]
 
 WRITE_BYTES = 1024 * 1024
 """Bytes gathered before one write in the worker thread (fewer thread hops)."""
@@ -70,3 +77,34 @@ def _finish(f: BinaryIO, rest: bytes) -> None:
     f.write(rest)
     f.flush()
     os.fsync(f.fileno())
+
+
+def probe_format(path: Path, name: str) -> AudioFormat:
+    """The format of an uploaded file, from its content (WAV or a known container; as the
+    client does it, the name does not matter), named ``name`` in errors.
+
+    Raises :class:`AudioDecodeError` for anything else (headerless audio cannot be told
+    apart from any other bytes), a broken header or a container without audio. Blocking:
+    call it in a worker thread.
+    """
+    try:
+        if is_riff(path):
+            return probe_wav(path).format
+        media = probe_media(str(path))
+        if media is not None:
+            track = media.choose()
+            return AudioFormat(
+                filetype=media.filetype,
+                encoding=Encoding.SPCM,  # what the codec decodes to
+                sampwidth=2,
+                samprate=track.samprate,
+                channels=track.channels,
+            )
+    except AudioDecodeError as exc:
+        raise AudioDecodeError(name, exc.problem) from None
+    except ValueError as exc:  # a track's rate or channels outside what svserver decodes
+        raise AudioDecodeError(name, str(exc)) from None
+    raise AudioDecodeError(
+        name,
+        "not WAV nor a known container (FLAC, OGG, MP3, M4A, MP4, MOV, MKV, WebM, WMA, ...)",
+    )

@@ -204,6 +204,18 @@ def test_a_failed_stream_may_be_sent_again_with_other_tags_only(
         assert err.value.status_code == 409 and "id_conflict" in str(err.value.detail)
 
 
+def test_pocketsphinx_refuses_a_prompt_or_a_temperature(
+    served: tuple[SvServer, Path], server: Server
+) -> None:
+    """Whisper's initial prompt and temperature (stream tags) mean nothing to pocketsphinx:
+    refused at submission, naming the tag, never accepted and ignored."""
+    _, root = served
+    for tag, value in (("prompt", "Ten of clubs."), ("temperature", 0.4)):
+        with pytest.raises(ServerRefusedError) as err:
+            server.decodestreams(Stream(root / "001.wav", **{tag: value}))
+        assert err.value.status_code == 400 and f"{tag}_unsupported" in str(err.value.detail)
+
+
 def test_getstreams_union_of_tags(served: tuple[SvServer, Path], server: Server) -> None:
     _, root = served
     a = Stream(root / "001.wav", team="a", prio=1)

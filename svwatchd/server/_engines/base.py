@@ -136,12 +136,22 @@ class EngineConfig:
 class Ask:
     """What is asked of one clip: the language spoken (None: the engine's setting, or
     detect it), the task (``translate``: Whisper's translation into English, multilingual
-    models only) and what an English-only model does with foreign speech (``on_foreign``:
-    decode it flagged, hold it undecoded, route it to a multilingual model)."""
+    models only), what an English-only model does with foreign speech (``on_foreign``:
+    decode it flagged, hold it undecoded, route it to a multilingual model), Whisper's
+    initial ``prompt`` and the first ``temperature`` of its fallback (None: greedy first).
+    A clip with a prompt or a temperature of its own is decoded alone, never packed with
+    clips that do not share them."""
 
     language: str | None = None
     task: Task = "transcribe"
     on_foreign: OnForeign = "decode"
+    prompt: str | None = None
+    temperature: float | None = None
+
+    @property
+    def own_decoding(self) -> bool:
+        """True when the clip asks for a prompt or a temperature (it is decoded alone)."""
+        return self.prompt is not None or self.temperature is not None
 
 
 def asks_for(languages: Sequence[str | None] | None, n: int) -> list[Ask]:

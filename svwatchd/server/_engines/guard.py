@@ -56,6 +56,7 @@ __all__ = [
     "NO_SPEECH_THRESHOLD",
     "Rule",
     "Screened",
+    "fallback_temperatures",
     "rejects",
     "screen",
 ]
@@ -140,3 +141,11 @@ def screen(segments: Iterable[Any]) -> Screened:
         else:
             out.dropped.append((segment, rule))
     return out
+
+
+def fallback_temperatures(first: float | None) -> tuple[float, ...]:
+    """The temperatures Whisper tries in turn while a window fails the thresholds above:
+    from ``first`` (None: 0, greedy) up to 1 in steps of 0.2, as the reference
+    implementation's ``--temperature`` does with its default increment."""
+    start = first or 0.0
+    return tuple(round(start + 0.2 * i, 3) for i in range(6) if start + 0.2 * i <= 1.0 + 1e-9)

@@ -55,6 +55,7 @@ from svwatchd.server._engines.guard import (
     COMPRESSION_RATIO_THRESHOLD,
     LOG_PROB_THRESHOLD,
     NO_SPEECH_THRESHOLD,
+    fallback_temperatures,
     screen,
 )
 from svwatchd.server._engines.model import (
@@ -246,18 +247,22 @@ class WhisperEngine(HearsMany):
         }
 
     def _segments(
-        self, audio: Audio, *, vad: bool, language: str | None = None, task: Task = "transcribe"
+        self, audio: Audio, *, vad: bool, language: str | None = None, ask: Ask | None = None
     ) -> tuple[list[Any], str | None, float | None]:
         """Whisper's raw segments, the language they are in (a multilingual model's, given
         or detected; None for English-only) and a detection's probability (None when the
-        language was given). The guard's thresholds drive the temperature fallback too."""
+        language was given). The guard's thresholds drive the temperature fallback too;
+        ``ask`` gives the task, the initial prompt and the fallback's first temperature."""
+        ask = ask or Ask()
         import ctranslate2
 
         ctranslate2.set_random_seed(SAMPLING_SEED)
         segments, info = self._model.transcribe(
             audio,
             language=language or self._language,
-            task=task if self._multilingual else "transcribe",
+            task=ask.task if self._multilingual else "transcribe",
+            initial_prompt=ask.prompt,
+            temperature=fallback_temperatures(ask.temperature),
             beam_size=BEAM_SIZE,
             vad_filter=vad,
             vad_parameters=self._vad_options,
@@ -286,10 +291,13 @@ class WhisperEngine(HearsMany):
         clip = as_audio(audio)
         return self._solo(clip).utterances
 
-    def _solo(self, clip: Audio, language: str | None = None, task: Task = "transcribe") -> Heard:
+    def _solo(self, clip: Audio, language: str | None = None, ask: Ask | None = None) -> Heard:
+        """One clip decoded alone, in ``language`` as ``ask`` says (task, prompt, temperature)."""
+        ask = ask or Ask()
+        task: Task = ask.task if self._multilingual else "transcribe"
         limit = len(clip) / SAMPLE_RATE
         out: list[Utterance] = []
-        segments, heard, probability = self._segments(clip, vad=True, language=language, task=task)
+        segments, heard, probability = self._segments(clip, vad=True, language=language, ask=ask)
         kept, _dropped = self._screen(segments)
         for segment in kept:
             words = [(w.word, w.start, w.end, w.probability) for w in segment.words or ()]
@@ -307,7 +315,8 @@ class WhisperEngine(HearsMany):
         utterances and are never decoded; clips with more than
         :data:`LONG_CLIP_S` of speech, clips left in a window of their own,
         and every clip when a multilingual model must detect the language
-        (one window must hold one language and one task) are decoded alone, as are clips
+        (one window must hold one language and one task), clips with a prompt or a
+        temperature of their own (:attr:`Ask.own_decoding`) are decoded alone, as are clips
         whose packed words fail the attribution check twice (the second time
         packed again among themselves, in the other order, with twice the gap).
         """
@@ -323,7 +332,11 @@ class WhisperEngine(HearsMany):
         tasks: list[Task] = [a.task if self._multilingual else "transcribe" for a in wanted]
         speech: list[list[tuple[int, int]]] = [[] for _ in audios]
         for lang, task in {(x, t) for x, t in zip(langs, tasks, strict=True) if x is not None}:
-            group = [i for i, x in enumerate(langs) if x == lang and tasks[i] == task]
+            group = [
+                i
+                for i, x in enumerate(langs)
+                if x == lang and tasks[i] == task and not wanted[i].own_decoding
+            ]
             if len(group) < 2:
                 continue
             for i in group:
@@ -339,7 +352,7 @@ class WhisperEngine(HearsMany):
             if r is None:
                 if speech[i]:
                     self.fallback_clips += 1  # it had speech, yet is decoded alone
-                results[i] = self._solo(audios[i], langs[i], tasks[i])
+                results[i] = self._solo(audios[i], langs[i], wanted[i])
         return [r if r is not None else Heard([]) for r in results]
 
     def _pack(
@@ -364,7 +377,7 @@ class WhisperEngine(HearsMany):
             if len(window) < 2:
                 continue
             decoded, heard, _given = self._segments(
-                window_audio(window, local), vad=False, language=language, task=task
+                window_audio(window, local), vad=False, language=language, ask=Ask(task=task)
             )
             kept, dropped = self._screen(decoded)
             per_clip, bad = attribute(window, _timed_words(kept))
