@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,13 +137,22 @@ class Rig:
         self.stop_daemon()
         self.server.stop()
 
-    def start_daemon(self, *, wait: bool = True) -> float:
-        """Start ``svwatchd run``; the seconds until it logged ``daemon.ready``."""
+    def start_daemon(self, *, wait: bool = True, under: Sequence[str] = ()) -> float:
+        """Start ``svwatchd run`` (``under`` a wrapper command such as strace, if given); the
+        seconds until it logged ``daemon.ready``."""
         began = time.monotonic()
         ready = self.log_text().count('"daemon.ready"')
         with open(self.log, "ab") as log:
             self.daemon = subprocess.Popen(
-                [sys.executable, "-m", "svwatchd.daemon._cli", "run", "--config", str(self.config)],
+                [
+                    *under,
+                    sys.executable,
+                    "-m",
+                    "svwatchd.daemon._cli",
+                    "run",
+                    "--config",
+                    str(self.config),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -165,6 +175,18 @@ class Rig:
             self._note_rss(self.daemon.pid)
             self.daemon.send_signal(signal.SIGTERM)
             self.daemon.wait(60)
+
+    def stop_traced(self) -> None:
+        """SIGTERM the daemon running under a wrapper (strace): to the daemon itself, so that
+        it stops as it would alone; the wrapper exits with it."""
+        if self.daemon is None or self.daemon.poll() is not None:
+            return
+        children = Path(f"/proc/{self.daemon.pid}/task/{self.daemon.pid}/children")
+        with contextlib.suppress(OSError):
+            for pid in children.read_text().split():
+                self._note_rss(int(pid))
+                os.kill(int(pid), signal.SIGTERM)
+        self.daemon.wait(60)
 
     def _note_rss(self, pid: int) -> None:
         with contextlib.suppress(OSError):

@@ -13,6 +13,9 @@ Scenarios (``--only`` picks some):
 - ``kill-loop``: the daemon killed with SIGKILL at random moments (0-2 s
   apart) while files are dropped at a steady pace and in bursts; restarted
   each time. Recovery: restart -> ``daemon.ready``.
+- ``crash-points``: the daemon killed at its Nth fsync / rename / pwrite64 /
+  sendto / connect (``strace --inject``), N swept across one file's life,
+  restarted after each. Recovery: restart -> ``daemon.ready``.
 - ``server-kill``: svserver killed with SIGKILL while the daemon submits a
   burst and while it decodes; restarted after 1 s. Recovery: restart -> every
   file settled.
@@ -32,6 +35,7 @@ import argparse
 import contextlib
 import os
 import random
+import shutil
 import signal
 import statistics
 import sys
@@ -43,7 +47,9 @@ from pathlib import Path
 from benchmarks._faultrig import Outcome, Rig, fresh
 
 __all__ = [
+    "CRASH_CALLS",
     "SCENARIOS",
+    "crash_points",
     "inotify_queue",
     "kill_loop",
     "main",
@@ -77,6 +83,55 @@ def kill_loop(base: Path, *, kills: int, files: int, engine: str) -> Outcome:
         rig.drop(files // 50, bad=True)  # bad input in the same run: an error each, not lost
         rig.wait_settled(SETTLE_TIMEOUT)
         return rig.judge("kill-loop", faults=kills, recovery=recovery)
+
+
+CRASH_CALLS = ("fdatasync", "fsync", "rename", "pwrite64", "sendto", "connect")
+"""The system calls a file's life goes through in the daemon: the journal's commits (SQLite's
+WAL writes, pwrite64, made durable with fdatasync), the outputs' fsyncs and renames, and
+HTTP (connect, sendto: the sender thread's submissions, the loop's refreshes)."""
+
+
+def crash_points(base: Path, *, calls: tuple[str, ...], points: range, engine: str) -> Outcome:
+    """For each system call and each N of ``points``: one new file, the daemon started under
+    ``strace --inject=CALL:signal=SIGKILL:when=N`` (the Nth such call of a thread kills
+    it), then started again plainly; the file must come out once. N past the file's life
+    (the daemon never hit it) ends that call's sweep."""
+    strace = shutil.which("strace")
+    if strace is None:
+        raise RuntimeError("strace is needed for the crash-point sweep (apt-get install strace)")
+    kills = 0
+    recovery: list[float] = []
+    swept: list[str] = []
+    with Rig(fresh(base), engine=engine) as rig:
+        rig.stop_daemon()
+        for call in calls:
+            for n in points:
+                rig.drop(1)
+                inject = f"inject={call}:signal=SIGKILL:when={n}"
+                rig.start_daemon(
+                    wait=False, under=[strace, "-f", "-qq", "-o", "/dev/null", "-e", inject]
+                )
+                assert rig.daemon is not None
+                began = time.monotonic()
+                while rig.daemon.poll() is None and not rig.settled():
+                    if time.monotonic() - began > 60:
+                        break
+                    time.sleep(0.05)
+                killed = rig.daemon.poll() is not None
+                if not killed:
+                    rig.stop_traced()
+                kills += killed
+                swept.append(f"{call}@{n}" + ("" if killed else " (not reached)"))
+                recovery.append(rig.start_daemon())
+                rig.wait_settled(SETTLE_TIMEOUT)
+                rig.stop_daemon()
+                if not killed:
+                    break  # this call's sweep has passed the file's whole life
+        rig.start_daemon()
+        rig.wait_settled(SETTLE_TIMEOUT)
+        outcome = rig.judge("crash-points", faults=kills, recovery=recovery)
+        outcome.notes.append("killed at: " + ", ".join(swept))
+        return outcome
 
 
 def server_kill(base: Path, *, rounds: int, files: int, engine: str) -> Outcome:
@@ -154,6 +209,12 @@ def inotify_queue(limit: int | None) -> Iterator[int]:
 Scenario = Callable[[Path, bool, str], Outcome]
 
 SCENARIOS: dict[str, Scenario] = {
+    "crash-points": lambda b, short, e: crash_points(
+        b,
+        calls=("fdatasync", "rename", "sendto") if short else CRASH_CALLS,
+        points=range(1, 30, 4) if short else range(1, 60),
+        engine=e,
+    ),
     "kill-loop": lambda b, short, e: kill_loop(
         b, kills=8 if short else 100, files=300 if short else 5000, engine=e
     ),

@@ -10,6 +10,8 @@ proved, and it is quicker); the full run uses the default, Whisper.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,17 @@ def test_inotify_overflow_is_found_by_the_rescan(tmp_path: Path) -> None:
         needs_privilege(f"cannot lower {QUEUE_KNOB} here (needs a writable /proc/sys)")
     outcome = _run("overflow", tmp_path)
     assert outcome.overflows >= 1  # the lost events were noticed and logged
+
+
+@pytest.mark.privileged
+def test_daemon_killed_at_each_crash_point(tmp_path: Path) -> None:
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed (scripts/test installs it from Debian)")
+    probe = subprocess.run([strace, "-qq", "-o", "/dev/null", "true"], capture_output=True)
+    if probe.returncode != 0:  # ptrace refused (a container's seccomp or Yama policy)
+        pytest.skip(f"strace cannot trace here: {probe.stderr.decode(errors='replace')[:200]}")
+    outcome = _run("crash-points", tmp_path)
+    killed = outcome.notes[-1]
+    for call in ("fdatasync", "rename", "sendto"):
+        assert f"{call}@1," in killed  # each call's sweep did kill the daemon
