@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 from svwatchd._logs import configure_logging
-from svwatchd.daemon._config import DaemonConfig, load_config, validate_config
+from svwatchd.daemon._collisions import output_collisions
+from svwatchd.daemon._config import DaemonConfig, WatchConfig, load_config, validate_config
 from svwatchd.daemon._journal_read import JournalReader
 from svwatchd.daemon._metadata import MetadataResolver
 from svwatchd.errors import ConfigError, SchemaVersionError, SvwatchdError
@@ -49,7 +50,8 @@ def metadata_file_errors(config: DaemonConfig) -> list[ConfigError]:
 def _check(path: Path) -> int:
     errors = validate_config(path)
     if not errors:
-        errors = metadata_file_errors(load_config(path))
+        config = load_config(path)
+        errors = metadata_file_errors(config) + output_collisions(config, str(path))
     for e in errors:
         print(e, file=sys.stderr)
     if errors:
@@ -60,7 +62,23 @@ def _check(path: Path) -> int:
     for watch in load_config(path).watches:
         exts = " ".join(f".{e.lstrip('.')}" for e in watch.selector.exts) or "every file"
         print(f"svwatchd: watch {watch.path} takes {exts}")
+        print(f"svwatchd:   writes {_writes(watch)}")
+        if watch.notify is not None and watch.notify.webhook is not None:
+            hook = watch.notify.webhook
+            print(f"svwatchd:   notifies {hook.url} on {', '.join(sorted(hook.events))}")
+        if watch.notify is not None and watch.notify.exec is not None:
+            run = watch.notify.exec
+            print(f"svwatchd:   runs {run.command[0]} on {', '.join(sorted(run.events))}")
     return 0
+
+
+def _writes(watch: WatchConfig) -> str:
+    """Where and how a watch's outputs are written, in one line."""
+    where = "beside the sources" if watch.output_same else f"under {watch.output_dir}"
+    extra = " if not there yet" if watch.skip_if_exists else ""
+    mode = f", mode {watch.output_mode:04o}" if watch.output_mode is not None else ""
+    formats = ", ".join(watch.formats)
+    return f"{watch.output_name.template} ({formats}) {where}{mode}{extra}"
 
 
 def _status(config: DaemonConfig) -> int:
