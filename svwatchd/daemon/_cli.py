@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -102,9 +103,20 @@ def _status(config: DaemonConfig) -> int:
                 {"path": r.path, "state": r.state, "error": r.last_error}
                 for r in journal.last_errors(10)
             ],
+            "notifications": _notifications(journal),
         }
     print(json.dumps(report, indent=2))
     return 0
+
+
+def _notifications(journal: JournalReader) -> dict[str, int]:
+    """Deliveries owed (PENDING), delivered (SENT) and given up (FAILED)."""
+    try:
+        rows = journal.read("SELECT state, COUNT(*) FROM deliveries GROUP BY state")
+    except sqlite3.OperationalError:  # a journal the daemon has not migrated to schema 3 yet
+        rows = []
+    found = {str(r[0]): int(r[1]) for r in rows}
+    return {state: found.get(state, 0) for state in ("PENDING", "SENT", "FAILED")}
 
 
 def main(argv: list[str] | None = None) -> int:

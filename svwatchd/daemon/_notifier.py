@@ -76,8 +76,11 @@ class Notifier:
 
     def step(self) -> None:
         """Record the outcomes that came back, then hand out what is due."""
-        for outcome in self._worker.outcomes():
+        outcomes = self._worker.outcomes()
+        for outcome in outcomes:  # released first, all: one that fails to apply (the journal's
+            # disk full) stays PENDING and is handed out again, never held back as if still out
             self._out.discard((outcome.job.delivery.id, outcome.job.delivery.channel))
+        for outcome in outcomes:
             self._apply(outcome)
         room = OUT_AT_ONCE - len(self._out)
         if room <= 0:
