@@ -178,6 +178,10 @@ class DeliveryLog:
             ).fetchall()
         return int(rows[0][0]) if rows else 0
 
+    def pending(self) -> int:
+        """How many deliveries are owed (the partial index's count: cheap every refresh)."""
+        return int(self.journal.read("SELECT COUNT(*) FROM deliveries WHERE state='PENDING'")[0][0])
+
     def counts(self) -> dict[str, int]:
         """Deliveries by state (PENDING, SENT, FAILED)."""
         rows = self.journal.read("SELECT state, COUNT(*) FROM deliveries GROUP BY state")

@@ -140,7 +140,7 @@ class Notifier:
 
     def pending(self) -> int:
         """Deliveries owed and not delivered yet (for the metrics)."""
-        return self.deliveries.counts()["PENDING"]
+        return self.deliveries.pending()
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the delivery thread after its attempt in progress and record what came back

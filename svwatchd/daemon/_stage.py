@@ -61,12 +61,13 @@ def existing_outputs(
     found: list[Path] = []
     for fmt in watch.formats:
         path = output_path(watch, source, fmt, lang)
-        if lang is not None and not watch.output_name.per_channel:
+        name = watch.output_name
+        if (lang is not None or "lang" not in name.fields) and not name.per_channel:
             if not path.is_file():
                 return None
             found.append(path)
             continue
-        pattern = watch.output_name.pattern((fmt,), source, lang)
+        pattern = name.pattern((fmt,), source, lang)  # one name per language or channel
         try:
             names = sorted(n for n in os.listdir(path.parent) if pattern.fullmatch(n))
         except OSError:
