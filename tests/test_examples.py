@@ -45,6 +45,7 @@ def test_production_example_is_valid_once_its_folders_exist(tmp_path: Path) -> N
     text = re.sub(r"(?<![\w.])/(srv|var|etc)/", lambda m: f"{tmp_path}/{m.group(1)}/", text)
     (tmp_path / "etc" / "svwatchd").mkdir(parents=True)
     (tmp_path / "etc" / "svwatchd" / "token").write_text("t0ken\n")
+    (tmp_path / "etc" / "svwatchd" / "hook.key").write_text("a shared secret\n")
     for watch in yaml.safe_load(text)["watches"]:
         Path(watch["path"]).mkdir(parents=True)
     config = tmp_path / "production.yaml"

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from pathlib import Path
 
 from svwatchd._logs import configure_logging
-from svwatchd.daemon._config import DaemonConfig, load_config, validate_config
+from svwatchd.daemon._collisions import output_collisions
+from svwatchd.daemon._config import DaemonConfig, WatchConfig, load_config, validate_config
 from svwatchd.daemon._journal_read import JournalReader
 from svwatchd.daemon._metadata import MetadataResolver
 from svwatchd.errors import ConfigError, SchemaVersionError, SvwatchdError
@@ -49,7 +51,8 @@ def metadata_file_errors(config: DaemonConfig) -> list[ConfigError]:
 def _check(path: Path) -> int:
     errors = validate_config(path)
     if not errors:
-        errors = metadata_file_errors(load_config(path))
+        config = load_config(path)
+        errors = metadata_file_errors(config) + output_collisions(config, str(path))
     for e in errors:
         print(e, file=sys.stderr)
     if errors:
@@ -60,7 +63,23 @@ def _check(path: Path) -> int:
     for watch in load_config(path).watches:
         exts = " ".join(f".{e.lstrip('.')}" for e in watch.selector.exts) or "every file"
         print(f"svwatchd: watch {watch.path} takes {exts}")
+        print(f"svwatchd:   writes {_writes(watch)}")
+        if watch.notify is not None and watch.notify.webhook is not None:
+            hook = watch.notify.webhook
+            print(f"svwatchd:   notifies {hook.url} on {', '.join(sorted(hook.events))}")
+        if watch.notify is not None and watch.notify.exec is not None:
+            run = watch.notify.exec
+            print(f"svwatchd:   runs {run.command[0]} on {', '.join(sorted(run.events))}")
     return 0
+
+
+def _writes(watch: WatchConfig) -> str:
+    """Where and how a watch's outputs are written, in one line."""
+    where = "beside the sources" if watch.output_same else f"under {watch.output_dir}"
+    extra = " if not there yet" if watch.skip_if_exists else ""
+    mode = f", mode {watch.output_mode:04o}" if watch.output_mode is not None else ""
+    formats = ", ".join(watch.formats)
+    return f"{watch.output_name.template} ({formats}) {where}{mode}{extra}"
 
 
 def _status(config: DaemonConfig) -> int:
@@ -84,9 +103,20 @@ def _status(config: DaemonConfig) -> int:
                 {"path": r.path, "state": r.state, "error": r.last_error}
                 for r in journal.last_errors(10)
             ],
+            "notifications": _notifications(journal),
         }
     print(json.dumps(report, indent=2))
     return 0
+
+
+def _notifications(journal: JournalReader) -> dict[str, int]:
+    """Deliveries owed (PENDING), delivered (SENT) and given up (FAILED)."""
+    try:
+        rows = journal.read("SELECT state, COUNT(*) FROM deliveries GROUP BY state")
+    except sqlite3.OperationalError:  # a journal the daemon has not migrated to schema 3 yet
+        rows = []
+    found = {str(r[0]): int(r[1]) for r in rows}
+    return {state: found.get(state, 0) for state in ("PENDING", "SENT", "FAILED")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,6 +49,15 @@ class Metrics(Protocol):
     def observe_refresh(self, seconds: float) -> None:
         """One refresh of the streams in flight took ``seconds``."""
 
+    def notify_sent(self, channel: str) -> None:
+        """A notification was delivered (2xx, or the command exited 0)."""
+
+    def notify_retry(self, channel: str) -> None:
+        """A notification attempt failed and will be tried again."""
+
+    def notify_failed(self, channel: str) -> None:
+        """A notification was given up (``retry_for`` is over)."""
+
 
 def file_log(log: Log, row: FileRecord) -> Log:
     """``log`` with the row's ``path`` and ``stream_id`` (None before submission) bound."""

@@ -28,10 +28,13 @@ from svwatchd.daemon._collaborators import Log, Metrics, file_log
 from svwatchd.daemon._config import Policy
 from svwatchd.daemon._isolation import WHOLE_STEP, Isolation, Once
 from svwatchd.daemon._journal import FileRecord, FileState, Journal
-from svwatchd.daemon._outputs import apply_after, output_base, write_transcripts
-from svwatchd.daemon._stage import Stage, audio_facts, output_record
+from svwatchd.daemon._outputnames import MIX, language_for_name
+from svwatchd.daemon._outputs import apply_after, write_transcripts
+from svwatchd.daemon._stage import Stage, audio_facts, output_path, output_record
+from svwatchd.daemon._watchconfig import WatchConfig
 from svwatchd.daemon._watches import Watches
 from svwatchd.model.enums import DecodeStatus
+from svwatchd.model.speechdata import Utterance
 
 __all__ = [
     "BATCH",
@@ -159,10 +162,17 @@ class Collector(Stage):
         watch = self.watch_of(row)
         assert watch is not None  # _handle checked
         utterances = stream.utterances()
-        base = output_base(Path(row.path), watch.path, watch.output_dir)
+        lang = language_for_name(row.metadata, stream.stats().get("language"))
+        targets = [
+            (output_path(watch, row.path, fmt, lang, channel), fmt, said)
+            for channel, said in _by_channel(watch, utterances).items()
+            for fmt in watch.formats
+        ]
+        if self._collides(row, [path for path, _, _ in targets]):
+            return
         record = {**output_record(row), **audio_facts(stream)}
-        written = write_transcripts(base, utterances, watch.formats, record=record)
-        self.journal.mark_done(row.id)
+        written = write_transcripts(targets, record=record, mode=watch.output_mode)
+        self.finished(row, watch, written, duration=stream.sourceseconds(), language=lang)
         self.metrics.done(row.watch)
         for path in written:
             log.info("output.written", path=str(path), source=row.path)
@@ -174,6 +184,22 @@ class Collector(Stage):
         else:
             if moved is not None:
                 log.info("file.moved", to=str(moved))
+
+    def _collides(self, row: FileRecord, paths: list[Path]) -> bool:
+        """True (and the file failed, naming both) when one of ``paths`` is an output that
+        another source's outputs still hold: two sources whose names give one output are
+        refused, never written over one another."""
+        owners = self.journal.output_owners(str(p) for p in paths)
+        for path, source in sorted(owners.items()):
+            if source != row.path and Path(path).exists():
+                self.fail(
+                    row,
+                    f"its output {path} is already written for {source}: output.name gives "
+                    "both files one name; change the template (e.g. add {ext} or {name}) or "
+                    "move one of them",
+                )
+                return True
+        return False
 
     # -- policy -------------------------------------------------------------------------
 
@@ -221,3 +247,14 @@ class Collector(Stage):
                     server.deletestreams(live)
                 self.journal.mark_cleaned([r.id for r in due])
                 self.log.info("policy.deleted", count=len(live))
+
+
+def _by_channel(watch: WatchConfig, utterances: list[Utterance]) -> dict[str, list[Utterance]]:
+    """The utterances of each output: one per channel label (``agent``, ``ch1``) when the
+    name has ``{channel}`` and the channels were decoded apart, else all of them (``mix``)."""
+    if not watch.output_name.per_channel or all(u.speaker is None for u in utterances):
+        return {MIX: list(utterances)}
+    out: dict[str, list[Utterance]] = {}
+    for u in utterances:
+        out.setdefault(u.speaker or MIX, []).append(u)
+    return out

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Literal, TypeAlias
 from urllib.parse import urlsplit
 
+from svwatchd.daemon._notifyconfig import NotifyConfig, parse_notify
 from svwatchd.daemon._schedule import PauseWindow, PauseWindows, load_zone
 from svwatchd.daemon._watchconfig import (
     DEFAULT_IGNORE,
@@ -155,6 +156,7 @@ class DaemonConfig:
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig | None = None
     policy: Policy = field(default_factory=Policy)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)  # each watch's is resolved
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -307,7 +309,8 @@ def _folders(d: YamlDoc, state_dir: Path, watches: Sequence[tuple[int, WatchConf
                 d.error(f"watches[{i}].path", f"{str(w.path)!r} {how} {where}; watch it once")
     folders = [("state_dir", state_dir)]
     for i, w in watches:
-        folders.append((f"watches[{i}].output.dir", w.output_dir))
+        if not w.output_same:  # beside the sources: the watch skips its output names instead
+            folders.append((f"watches[{i}].output.dir", w.output_dir))
         if isinstance(w.after, tuple):
             folders.append((f"watches[{i}].after", w.after[1]))
     for key, folder in folders:
@@ -327,7 +330,7 @@ def _excluded(watch: WatchConfig, folders: Sequence[Path]) -> tuple[Path, ...]:
 
 _TOP_KEYS = (
     "server", "state_dir", "refresh_interval", "rescan_interval", "log", "metrics", "policy",
-    "watches",
+    "notify", "watches",
 )  # fmt: skip
 
 
@@ -345,15 +348,20 @@ def _config(d: YamlDoc, value: object) -> DaemonConfig | None:
     found = [(i, parse_watch(d, item, f"watches[{i}]")) for i, item in enumerate(items)]
     watches = [(i, w) for i, w in found if w is not None]
     folders = _folders(d, state_dir, watches)
+    notify = parse_notify(d, m.get("notify"), "notify")
     config = DaemonConfig(
         state_dir=state_dir,
-        watches=tuple(replace(w, excluded_dirs=_excluded(w, folders)) for _, w in watches),
+        watches=tuple(
+            replace(w, excluded_dirs=_excluded(w, folders), notify=w.notify or notify)
+            for _, w in watches  # a watch's own notify (null: an empty one) wins
+        ),
         server=(_server(d, m["server"]) if "server" in m else None) or EmbeddedServer(),
         refresh_interval=d.get(m, "refresh_interval", "", d.positive, 5.0),
         rescan_interval=d.get(m, "rescan_interval", "", d.positive, 300.0),
         log=_log(d, m.get("log", {})),
         metrics=_metrics(d, m.get("metrics")),
         policy=_policy(d, m.get("policy", {})),
+        notify=notify,
     )
     return None if d.errors else config
 

@@ -27,7 +27,7 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -54,6 +54,7 @@ from svwatchd.errors import JournalWriteError
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Extra",
     "FileRecord",
     "FileState",
     "Journal",
@@ -62,6 +63,9 @@ __all__ = [
 
 _WRITE_CODES = (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
 _S = FileState
+Extra = Callable[[sqlite3.Connection], None]
+"""More writes for the transaction of a transition, made only if the row moved (the
+notifications a finished file owes, the outputs it claims)."""
 
 
 def _json(value: Mapping[str, object] | None) -> str | None:
@@ -241,10 +245,15 @@ class Journal(JournalReader):
     # -- transitions ------------------------------------------------------------------
 
     def _move(
-        self, to: FileState, rows: Iterable[tuple[int, Sequence[object]]], sets: str = ""
+        self,
+        to: FileState,
+        rows: Iterable[tuple[int, Sequence[object]]],
+        sets: str = "",
+        extra: Extra | None = None,
     ) -> list[int]:
         """Move each (id, args for ``sets``) row that is in a state `ALLOWED_FROM` allows to
-        ``to``, in one transaction; return the ids moved (others are left alone)."""
+        ``to``, in one transaction; return the ids moved (others are left alone). ``extra``
+        writes in the same transaction when a row moved."""
         allowed = sorted(ALLOWED_FROM[to])
         sql = (
             f"UPDATE files SET state=?, updated=?{sets} WHERE id=? "
@@ -255,6 +264,8 @@ class Journal(JournalReader):
             for file_id, args in rows:
                 if db.execute(sql, (to, time.time(), *args, file_id, *allowed)).rowcount:
                     moved.append(file_id)
+            if moved and extra is not None:
+                extra(db)
         return moved
 
     def mark_submitting(
@@ -286,14 +297,17 @@ class Journal(JournalReader):
         """The server acknowledged these SUBMITTING rows; returns how many moved."""
         return len(self._move(_S.INFLIGHT, ((i, ()) for i in ids)))
 
-    def mark_done(self, file_id: int) -> bool:
-        """Outputs are durably written (call only AFTER that): the version is DONE."""
-        return bool(self._move(_S.DONE, [(file_id, (time.time(),))], ", finished=?"))
+    def mark_done(self, file_id: int, *, extra: Extra | None = None) -> bool:
+        """Outputs are durably written (call only AFTER that): the version is DONE, and
+        ``extra`` (the notifications it owes, the outputs it claims) in one transaction."""
+        return bool(self._move(_S.DONE, [(file_id, (time.time(),))], ", finished=?", extra))
 
-    def mark_failed(self, file_id: int, reason: str) -> bool:
-        """Bad input or retries exhausted: FAILED with ``reason``; never retried by itself."""
+    def mark_failed(self, file_id: int, reason: str, *, extra: Extra | None = None) -> bool:
+        """Bad input or retries exhausted: FAILED with ``reason``; never retried by itself.
+        ``extra``: the notifications it owes, in the same transaction."""
         args = (time.time(), reason)
-        return bool(self._move(_S.FAILED, [(file_id, args)], ", finished=?, last_error=?"))
+        sets = ", finished=?, last_error=?"
+        return bool(self._move(_S.FAILED, [(file_id, args)], sets, extra))
 
     def mark_held(self, file_id: int, reason: str) -> bool:
         """Waiting for a valid metadata file, or held by svserver for its language
@@ -335,6 +349,19 @@ class Journal(JournalReader):
                 (time.time(), error, retries, file_id),
             ).fetchall()
         return int(rows[0][0]) if rows else 0
+
+    @staticmethod
+    def claim_outputs(paths: Iterable[str], file_id: int, source: str) -> Extra:
+        """Record (in a transition's transaction) that ``paths`` were written for ``source``:
+        another source whose output name is the same is refused, never written over."""
+        rows = [(p, file_id, source) for p in paths]
+
+        def claim(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT OR REPLACE INTO outputs (path, file_id, source) VALUES (?,?,?)", rows
+            )
+
+        return claim
 
     # -- rebuilding -------------------------------------------------------------------
 

@@ -160,6 +160,21 @@ class JournalReader:
             (finished_before, limit),
         )
 
+    def read(self, sql: str, args: Sequence[object] = ()) -> list[sqlite3.Row]:
+        """The rows of one query (for the journal's side tables: deliveries, outputs)."""
+        with self._lock:
+            return self._conn().execute(sql, args).fetchall()
+
+    def output_owners(self, paths: Iterable[str]) -> dict[str, str]:
+        """Output path -> the source it was written for, for those of ``paths`` recorded."""
+        out: dict[str, str] = {}
+        paths = list(paths)
+        for i in range(0, len(paths), CHUNK):
+            chunk = paths[i : i + CHUNK]
+            sql = f"SELECT path, source FROM outputs WHERE path IN ({marks(len(chunk))})"
+            out.update((str(r[0]), str(r[1])) for r in self.read(sql, chunk))
+        return out
+
     # -- counts -----------------------------------------------------------------------
 
     def counts_by_watch(self) -> dict[WatchId, dict[FileState, int]]:

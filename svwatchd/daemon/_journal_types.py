@@ -33,7 +33,7 @@ __all__ = [
     "RebuildReport",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Forward migrations: MIGRATIONS[v] takes a database from version v-1 to v.
 MIGRATIONS: dict[int, str] = {
@@ -62,6 +62,27 @@ CREATE INDEX files_errors ON files(updated) WHERE last_error IS NOT NULL;
 CREATE INDEX files_cleanup ON files(finished) WHERE cleaned IS NULL AND finished IS NOT NULL;
 """,
     2: "ALTER TABLE files DROP COLUMN tags",
+    3: """
+CREATE TABLE deliveries (            -- notifications owed (svwatchd.daemon._deliveries)
+    id TEXT NOT NULL,                -- stable: derived from the file version and the event
+    channel TEXT NOT NULL,           -- webhook | exec
+    watch TEXT NOT NULL,
+    file_id INTEGER NOT NULL,
+    event TEXT NOT NULL,             -- done | error
+    payload TEXT NOT NULL,           -- the JSON sent, the same on every retry
+    state TEXT NOT NULL,             -- PENDING | SENT | FAILED
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    created REAL NOT NULL, next_at REAL NOT NULL, finished REAL,
+    PRIMARY KEY (id, channel)
+);
+CREATE INDEX deliveries_due ON deliveries(next_at) WHERE state='PENDING';
+CREATE TABLE outputs (               -- which source an output path was written for
+    path TEXT PRIMARY KEY,
+    file_id INTEGER NOT NULL,
+    source TEXT NOT NULL
+);
+""",
 }
 
 

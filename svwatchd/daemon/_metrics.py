@@ -23,6 +23,10 @@ Metrics (``watch`` is the watch folder's absolute path, as in the journal):
   (NaN until the first attempt);
 - ``svwatchd_journal_rows``: rows in the journal;
 - ``svwatchd_refresh_seconds``: how long one refresh of the streams in flight took;
+- ``svwatchd_notify_sent_total{channel}``, ``svwatchd_notify_retries_total{channel}``,
+  ``svwatchd_notify_failed_total{channel}``: notifications delivered, attempts that
+  failed and will be tried again, notifications given up (``channel``: webhook, exec);
+- ``svwatchd_notify_pending``: notifications owed and not delivered yet;
 - ``process_*``: the process's CPU, memory and open files.
 """
 
@@ -93,6 +97,17 @@ class DaemonMetrics(Served):
             "Duration of one refresh of the streams in flight",
             buckets=REFRESH_BUCKETS,
             registry=r,
+        )
+        self._notify = {
+            what: Counter(f"svwatchd_notify_{what}", text, ["channel"], registry=r)
+            for what, text in (
+                ("sent", "Notifications delivered"),
+                ("retries", "Notification attempts that failed and will be tried again"),
+                ("failed", "Notifications given up after retry_for"),
+            )
+        }
+        self._notify_pending = Gauge(
+            "svwatchd_notify_pending", "Notifications owed and not delivered yet", registry=r
         )
         ProcessCollector(registry=r)
         self._lock = threading.Lock()
@@ -169,3 +184,19 @@ class DaemonMetrics(Served):
     def observe_refresh(self, seconds: float) -> None:
         """One refresh of the streams in flight took ``seconds``."""
         self._refresh.observe(max(0.0, seconds))
+
+    def notify_sent(self, channel: str) -> None:
+        """A notification was delivered (2xx, or the command exited 0)."""
+        self._notify["sent"].labels(channel=channel).inc()
+
+    def notify_retry(self, channel: str) -> None:
+        """A notification attempt failed and will be tried again."""
+        self._notify["retries"].labels(channel=channel).inc()
+
+    def notify_failed(self, channel: str) -> None:
+        """A notification was given up (``retry_for`` is over)."""
+        self._notify["failed"].labels(channel=channel).inc()
+
+    def set_notify_pending(self, n: int) -> None:
+        """Notifications owed and not delivered yet."""
+        self._notify_pending.set(n)

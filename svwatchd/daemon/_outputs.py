@@ -1,11 +1,15 @@
 """Transcript files: where they go, written atomically, and what happens to the source after.
 
-Output names keep the source's full name (``call.wav`` -> ``call.wav.txt``,
-``call.wav.json``; a failure -> ``call.wav.error.json``), mirroring the
-source's path relative to its watch under the output folder, so ``a.wav``
-and ``a.raw`` never collide. Every file is written to a temporary name in the
-same folder, fsynced, renamed over the final name and the folder fsynced:
-a crash leaves either the old file or the new one, never half of one.
+Outputs mirror the source's path relative to its watch under the output
+folder (`output_base`; ``output.dir: same``: the source's own folder), named
+by the watch's template (`svwatchd.daemon._outputnames`; by default the
+source's full name, ``call.wav`` -> ``call.wav.txt``, a failure ->
+``call.wav.error.json``, so ``a.wav`` and ``a.raw`` never collide). Every
+file is written to a temporary name in the same folder, fsynced, renamed over
+the final name and the folder fsynced: a crash leaves either the old file or
+the new one, never half of one. Its mode is what a plain write would give
+(0666 less the umask) or the watch's ``output.mode``: never the 0600 of a
+temporary file, so a media server or another user can read it.
 
 Each JSON output records the source's path, fingerprint and stream id, so a
 lost journal can be rebuilt from the outputs without decoding anything twice.
@@ -13,6 +17,7 @@ lost journal can be rebuilt from the outputs without decoding anything twice.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -24,16 +29,14 @@ from svwatchd.model import speechdata
 from svwatchd.model.speechdata import Utterance
 
 __all__ = [
-    "ERROR_SUFFIX",
     "apply_after",
     "atomic_write",
     "output_base",
     "read_output_records",
+    "umask",
     "write_error",
     "write_transcripts",
 ]
-
-ERROR_SUFFIX = ".error.json"
 
 
 def output_base(source: Path, watch_root: Path, output_dir: Path) -> Path:
@@ -41,14 +44,32 @@ def output_base(source: Path, watch_root: Path, output_dir: Path) -> Path:
     return output_dir / source.relative_to(watch_root)
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically and durably (temp file, fsync, rename, fsync dir).
+@functools.cache
+def umask() -> int:
+    """The process's umask, read without changing it (``/proc``), else by setting it back at
+    once; read once: the daemon never changes it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, text: str, *, mode: int | None = None) -> None:
+    """Write ``text`` to ``path`` atomically and durably (temp file, fsync, rename, fsync dir),
+    with ``mode``, or the mode a plain write would get (0666 less the umask).
 
     A failure (disk full, failed fsync) raises and leaves no partial file behind.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~umask() if mode is None else mode)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -65,33 +86,31 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def write_transcripts(
-    base: Path,
-    utterances: Sequence[Utterance],
-    formats: Iterable[str],
+    targets: Sequence[tuple[Path, str, Sequence[Utterance]]],
     *,
     record: Mapping[str, object],
+    mode: int | None = None,
 ) -> list[Path]:
-    """Write each format next to ``base`` (``base.txt``, ...); JSON carries ``record``.
+    """Write each (path, format, utterances); the JSON ones carry ``record``.
 
     ``record`` holds what a journal rebuild needs: ``source_path``, ``fingerprint``,
-    ``stream_id`` (and the metadata). A stale error file from an earlier attempt
-    is removed once the transcripts exist.
+    ``stream_id`` (and the metadata).
     """
     written = []
-    for fmt in formats:
-        path = base.with_name(f"{base.name}.{fmt}")
+    for path, fmt, utterances in targets:
         extra = dict(record) if fmt == "json" else {}
-        atomic_write(path, speechdata.render(utterances, fmt, **extra))
+        atomic_write(path, speechdata.render(utterances, fmt, **extra), mode=mode)
         written.append(path)
-    base.with_name(base.name + ERROR_SUFFIX).unlink(missing_ok=True)
     return written
 
 
-def write_error(base: Path, *, reason: str, record: Mapping[str, object]) -> Path:
-    """Write ``<name>.error.json`` saying why the file could not be transcribed."""
-    path = base.with_name(base.name + ERROR_SUFFIX)
+def write_error(
+    path: Path, *, reason: str, record: Mapping[str, object], mode: int | None = None
+) -> Path:
+    """Write the error file ``path`` (``<name>.error.json``) saying why the source could not
+    be transcribed."""
     doc = {"error": True, "reason": reason, **record}
-    atomic_write(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    atomic_write(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n", mode=mode)
     return path
 
 

@@ -2,8 +2,9 @@
 
 A thin loop around small steps, in this order each tick: take watch events,
 record settled files (ingest), submit what room allows, and every
-``refresh_interval`` collect finished streams and apply the policy; every
-``rescan_interval`` rescan the watches as a backstop. Each step's state is in
+``refresh_interval`` collect finished streams and apply the policy; write
+finished streams' outputs a slice at a time; hand due notifications to the
+delivery thread; every ``rescan_interval`` rescan the watches as a backstop. Each step's state is in
 the journal, so the loop itself holds nothing that a crash could lose.
 
 Signals: SIGTERM/SIGINT stop gracefully (journal consistent, observers and
@@ -34,6 +35,7 @@ from svwatchd.daemon._ingest import Ingest
 from svwatchd.daemon._journal import Journal
 from svwatchd.daemon._link import Reachability, ServerLink
 from svwatchd.daemon._metrics import DaemonMetrics
+from svwatchd.daemon._notifier import Notifier
 from svwatchd.daemon._outputs import read_output_records
 from svwatchd.daemon._submit import Submitter
 from svwatchd.daemon._watcher import Watcher
@@ -133,6 +135,9 @@ class Daemon:
             policy=lambda: self.config.policy,
             wallclock=self.wallclock,
         )
+        self.notifier = Notifier(
+            journal, self.watches, self.log, self.metrics, wakeup=self.watcher.wakeup.set
+        )
         self.metrics.init_watches(self.watches.ids)
         if self.config.metrics is not None:
             try:
@@ -149,6 +154,7 @@ class Daemon:
             self._rebuild()
         self._assign_watches()
         journal.release_held()  # held files are looked at again (a fix may have come since)
+        self.notifier.start()  # deliveries a previous run owed: due now
         self._watch()
         self.log.info("daemon.ready", watches=self.watches.ids, server=self.link.url)
         self.notify("READY=1")
@@ -158,6 +164,7 @@ class Daemon:
             self.notify("STOPPING=1")
             self.log.info("daemon.stopping")
             self.submitter.close()
+            self.notifier.close()
             self.metrics.close()
             self.watcher.stop()
             self.link.close()
@@ -202,6 +209,7 @@ class Daemon:
                     self._gauges()
                     self.ingest.forget_quiet_folders()
                 more = self.collector.drain(DRAIN_SECONDS) or more
+                self.notifier.step()  # never waits for a receiver: the thread does
                 if now >= next_rescan:
                     next_rescan = now + self.config.rescan_interval
                     self.ingest.rescan_all()
@@ -235,6 +243,7 @@ class Daemon:
         self.metrics.set_journal_rows(self.journal.size())
         self.metrics.set_file_states(self.journal.counts_by_watch())
         self.metrics.set_server_up(self.reach.reachable)
+        self.metrics.set_notify_pending(self.notifier.pending())
 
     def _release_held(self) -> None:
         assert self.journal is not None

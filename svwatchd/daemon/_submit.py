@@ -34,8 +34,9 @@ from svwatchd.daemon._isolation import WHOLE_STEP, Isolation, Once
 from svwatchd.daemon._journal import FileRecord, FileState, Journal
 from svwatchd.daemon._link import Reachability
 from svwatchd.daemon._metadata import Held
+from svwatchd.daemon._outputnames import language_for_name
 from svwatchd.daemon._sender import Batch, Sender, Sent
-from svwatchd.daemon._stage import Stage
+from svwatchd.daemon._stage import Stage, existing_outputs
 from svwatchd.daemon._watches import Watches
 from svwatchd.errors import (
     InvalidStreamError,
@@ -150,13 +151,31 @@ class Submitter(Stage):
                 moved += self.journal.mark_held(row.id, f"could not prepare it: {problem}")
                 continue
             moved += changed
-            if meta is not None:
+            if meta is not None and self._skip_if_exists(row, meta):
+                moved += 1
+            elif meta is not None:
                 ids.append(row.id)
                 sids.append(row.stream_id or stream_id_for(row.path, row.fingerprint))
                 metas.append(meta)
         if ids:
             moved += len(self.journal.mark_submitting(ids, sids, metas))
         return moved
+
+    def _skip_if_exists(self, row: FileRecord, meta: dict[str, object]) -> bool:
+        """``skip_if_exists``: a file whose outputs are all there already is DONE without
+        decoding (``file.skipped``; its ``done`` notification says ``skipped``)."""
+        watch = self.watch_of(row)
+        if watch is None or not watch.skip_if_exists:
+            return False
+        found = existing_outputs(watch, row.path, meta)
+        if found is None:
+            return False
+        language = language_for_name(meta)
+        if self.finished(row, watch, found, language=language, skipped=True):
+            file_log(self.log, row).info(
+                "file.skipped", reason="its outputs exist", outputs=[str(p) for p in found]
+            )
+        return True
 
     def _resolve(self, row: FileRecord) -> tuple[dict[str, object] | None, bool]:
         """The row's metadata to submit with (None: not now) and whether the row moved

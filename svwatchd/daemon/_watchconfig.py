@@ -15,7 +15,9 @@ from datetime import date
 from pathlib import Path
 from typing import Literal, NewType, TypeAlias
 
-from svwatchd.daemon._yamldoc import YamlDoc, YamlMap, join_key
+from svwatchd.daemon._notifyconfig import NotifyConfig, parse_notify
+from svwatchd.daemon._outputnames import OutputName
+from svwatchd.daemon._yamldoc import YamlDoc, YamlMap, abspath, join_key
 from svwatchd.errors import InvalidStreamError
 from svwatchd.model.contract import AUDIO_EXTENSIONS, OUTPUT_FORMATS
 from svwatchd.model.metadata import split_metadata
@@ -39,11 +41,6 @@ its absolute root path as text. Never its place in the config's list, which a re
 reorder; watches may not repeat or nest, so a path lies in at most one watch."""
 
 
-def abspath(text: str) -> Path:
-    """``text`` as an absolute path: ``~`` expanded, relative to the working directory."""
-    return Path(os.path.abspath(os.path.expanduser(text)))
-
-
 def _default_selector() -> FileSelector:
     return FileSelector.create(None, None, DEFAULT_IGNORE)
 
@@ -64,6 +61,11 @@ class WatchConfig:
     formats: tuple[str, ...] = OUTPUT_FORMATS
     after: After = "keep"
     excluded_dirs: tuple[Path, ...] = ()
+    output_same: bool = False  # output.dir: same -- outputs beside their sources
+    output_name: OutputName = field(default_factory=OutputName)
+    output_mode: int | None = None  # None: as the umask allows (a plain write's mode)
+    skip_if_exists: bool = False
+    notify: NotifyConfig | None = None  # None: the config's global notify section
 
     @property
     def id(self) -> WatchId:
@@ -76,14 +78,19 @@ class WatchConfig:
         if not path.startswith(self.id.rstrip("/") + "/"):
             return False
         p = Path(path)
-        if p.name == self.metadata_file:
+        if p.name == self.metadata_file or self.is_own_output(p.name):
             return False
         return not any(p == x or x in p.parents for x in self.excluded_dirs)
+
+    def is_own_output(self, name: str) -> bool:
+        """True when the file name ``name`` beside a source is one of this watch's outputs
+        (``output.dir: same``): the watch never takes what it writes for new input."""
+        return self.output_same and self.output_name.is_output(name, self.formats)
 
 
 _WATCH_KEYS = (
     "path", "recursive", "exts", "filters", "ignore", "settle", "poll", "metadata",
-    "metadata_file", "tags_from_path", "output", "after",
+    "metadata_file", "tags_from_path", "output", "after", "skip_if_exists", "notify",
 )  # fmt: skip
 
 
@@ -156,6 +163,29 @@ def _after(d: YamlDoc, value: object, key: str) -> After | None:
     return None
 
 
+_OUTPUT_KEYS = ("dir", "formats", "name", "mode")
+
+
+def _name(d: YamlDoc, value: object, key: str) -> OutputName | None:
+    text = d.text(value, key)
+    try:
+        return OutputName.parse(text) if text is not None else None
+    except ValueError as exc:
+        d.error(key, str(exc))
+        return None
+
+
+def _mode(d: YamlDoc, value: object, key: str) -> int | None:
+    """An octal file mode (``0644``, ``"640"``, ``0o664``) as written: YAML would read
+    ``0644`` as octal but ``644`` as decimal, so the text decides, always octal."""
+    text = d.raw.get(key, "") if isinstance(value, int | str) else ""
+    digits = text.strip().lower().removeprefix("0o")
+    if digits and all(c in "01234567" for c in digits) and int(digits, 8) <= 0o777:
+        return int(digits, 8)
+    d.error(key, f"{text or value!r} is not a file mode: write octal digits, e.g. 0644")
+    return None
+
+
 def parse_watch(d: YamlDoc, value: object, key: str) -> WatchConfig | None:
     """One watch; None when it has no usable path (its other keys are still checked)."""
     m = d.mapping(value, key, _WATCH_KEYS, ("path", "output"))
@@ -172,11 +202,13 @@ def parse_watch(d: YamlDoc, value: object, key: str) -> WatchConfig | None:
         d.error(f"{key}.metadata_file", f"{name!r} is not a plain file name")
     out: YamlMap = {}
     if "output" in m:
-        out = d.mapping(m["output"], f"{key}.output", ("dir", "formats"), ("dir",)) or {}
+        out = d.mapping(m["output"], f"{key}.output", _OUTPUT_KEYS, ("dir",)) or {}
     out_dir = d.get(out, "dir", f"{key}.output", d.text, "")
+    same = out_dir == "same"
+    okey = f"{key}.output"
     watch = WatchConfig(
         path=path,
-        output_dir=abspath(out_dir) if out_dir else path / "<missing output.dir>",
+        output_dir=path if same else abspath(out_dir) if out_dir else path / "<missing dir>",
         recursive=d.get(m, "recursive", key, d.boolean, True),
         selector=_selector(d, m, key),
         settle=d.get(m, "settle", key, d.duration, 2.0),
@@ -188,5 +220,10 @@ def parse_watch(d: YamlDoc, value: object, key: str) -> WatchConfig | None:
             out, "formats", f"{key}.output", lambda v, k: _formats(d, v, k), OUTPUT_FORMATS
         ),
         after=d.get(m, "after", key, lambda v, k: _after(d, v, k), "keep"),
+        output_same=same,
+        output_name=d.get(out, "name", okey, lambda v, k: _name(d, v, k), OutputName()),
+        output_mode=d.get(out, "mode", okey, lambda v, k: _mode(d, v, k), None, nullable=True),
+        skip_if_exists=d.get(m, "skip_if_exists", key, d.boolean, False),
+        notify=parse_notify(d, m["notify"], f"{key}.notify") if "notify" in m else None,
     )
     return watch if text else None

@@ -4,7 +4,8 @@ One observer per watch (inotify, or polling for network mounts), keyed by the
 watch's `WatchId` (its root path): a reload that reorders the watches touches
 no observer, and one that changes a watch restarts only that one. Events are
 filtered by the watch's ``FileSelector`` -- the same rules as
-``createdirstreams`` -- and by its excluded folders (outputs inside a watch).
+``createdirstreams`` -- by its excluded folders (outputs inside a watch) and
+by the names of the outputs it writes beside its sources (``output.dir: same``).
 A directory that appears (created or moved in) is queued too, so the daemon
 scans it: files moved in inside a directory raise no events of their own.
 
@@ -62,6 +63,13 @@ class WatchSpec:
     poll: bool = False
     excluded: tuple[Path, ...] = ()
     metadata_file: str | None = None
+    own_output: Callable[[str], bool] | None = None  # names it writes beside its sources
+
+    def skips(self, path: Path) -> bool:
+        """True for paths the watch never looks at: its excluded folders, its own outputs."""
+        if self.own_output is not None and self.own_output(path.name):
+            return True
+        return any(path == x or x in path.parents for x in self.excluded)
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,7 @@ class _Handler(FileSystemEventHandler):
     def _wanted(self, path: str) -> Change | None:
         spec = self.spec
         p = Path(path)
-        if any(p == x or x in p.parents for x in spec.excluded):
+        if spec.skips(p):
             return None
         if spec.metadata_file is not None and p.name == spec.metadata_file:
             return Change(spec.id, path, "changed", metadata=True)
@@ -124,8 +132,7 @@ class _Handler(FileSystemEventHandler):
 
     def _skipped(self, path: str) -> str | None:
         spec = self.spec
-        p = Path(path)
-        if any(p == x or x in p.parents for x in spec.excluded):
+        if spec.skips(Path(path)):
             return None
         if spec.selector.is_ignored(os.path.relpath(path, spec.root)):
             return None

@@ -79,7 +79,14 @@ class Watches:
         """What the watcher needs of each watch."""
         return [
             WatchSpec(
-                w.id, w.path, w.recursive, w.selector, w.poll, w.excluded_dirs, w.metadata_file
+                w.id,
+                w.path,
+                w.recursive,
+                w.selector,
+                w.poll,
+                w.excluded_dirs,
+                w.metadata_file,
+                w.is_own_output if w.output_same else None,
             )
             for w in self
         ]

@@ -14,6 +14,7 @@ not this module's.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,10 +25,15 @@ import yaml
 from svwatchd.daemon._durations import parse_duration
 from svwatchd.errors import ConfigError
 
-__all__ = ["YamlDoc", "YamlMap", "compose_file", "join_key", "yaml_problem"]
+__all__ = ["YamlDoc", "YamlMap", "abspath", "compose_file", "join_key", "yaml_problem"]
 
 YamlMap: TypeAlias = dict[str, object]
 _T = TypeVar("_T")
+
+
+def abspath(text: str) -> Path:
+    """``text`` as an absolute path: ``~`` expanded, relative to the working directory."""
+    return Path(os.path.abspath(os.path.expanduser(text)))
 
 
 def join_key(key: str, name: str) -> str:
