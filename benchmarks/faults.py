@@ -21,6 +21,12 @@ Scenarios (``--only`` picks some):
   file settled.
 - ``server-down``: svserver stopped for a while under a steady drop rate; the
   backlog waits in the journal. Recovery: server back -> every file settled.
+- ``damaged-state``: the journal truncated to half; the journal's ``-wal``
+  removed after a kill; svserver's database overwritten in its middle while
+  it is stopped. Recovery: restart -> ready (the journal), server back ->
+  every file settled (svserver).
+- ``second-owner``: a second daemon on the same state dir and a second svserver
+  on the same data dir: each must be refused, naming the dir.
 - ``overflow``: the daemon stopped (SIGSTOP) while more files are created than
   inotify queues (``fs.inotify.max_queued_events``), then continued: the
   rescan finds them. Recovery: SIGCONT -> every file settled.
@@ -38,6 +44,7 @@ import random
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,15 +52,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from benchmarks._faultrig import Outcome, Rig, fresh
+from tests.svserver import SvServer
 
 __all__ = [
     "CRASH_CALLS",
     "SCENARIOS",
     "crash_points",
+    "damaged_state",
     "inotify_queue",
     "kill_loop",
     "main",
     "overflow",
+    "second_owner",
     "server_down",
     "server_kill",
 ]
@@ -188,6 +198,89 @@ def overflow(base: Path, *, files: int, queue: int | None, engine: str) -> Outco
         return outcome
 
 
+def damaged_state(base: Path, *, files: int, engine: str) -> Outcome:
+    """The daemon's journal cut in half, its ``-wal`` removed after a kill, svserver's
+    database damaged: each detected (or survived), files decoded once."""
+    recovery: list[float] = []
+    with Rig(fresh(base), engine=engine) as rig:
+        journal = rig.state / "journal.db"
+        # 1. the journal truncated to half (a disk that lost the end of the file)
+        rig.drop(files)
+        rig.wait_settled(SETTLE_TIMEOUT)
+        rig.stop_daemon()
+        with open(journal, "r+b") as f:
+            f.truncate(journal.stat().st_size // 2)
+        rig.drop(files)
+        recovery.append(rig.start_daemon())
+        rig.wait_settled(SETTLE_TIMEOUT)
+        # 2. killed mid-burst, then the -wal removed: the last commits are gone
+        rig.drop(files)
+        time.sleep(0.3)
+        rig.kill_daemon()
+        Path(f"{journal}-wal").unlink(missing_ok=True)
+        recovery.append(rig.start_daemon())
+        rig.wait_settled(SETTLE_TIMEOUT)
+        # 3. svserver's database damaged while it is stopped, files in flight
+        rig.drop(files)
+        time.sleep(0.3)
+        rig.server.stop()
+        db = rig.server.data_dir / "svserver.db"
+        with open(db, "r+b") as f:
+            f.seek(db.stat().st_size // 2)
+            f.write(os.urandom(4096))
+        rig.server.start()
+        began = time.monotonic()
+        rig.wait_settled(SETTLE_TIMEOUT)
+        recovery.append(time.monotonic() - began)
+        outcome = rig.judge("damaged-state", faults=3, recovery=recovery)
+        moved = sorted(
+            x.name for d in (rig.state, rig.server.data_dir) for x in d.glob("*corrupt*")
+        )
+        outcome.notes.append(f"moved aside: {', '.join(moved) or 'nothing'}")
+        rebuilt = [e for e in rig.events() if e.get("event") == "journal.rebuilt"]
+        outcome.notes.append(f"journal.rebuilt logged {len(rebuilt)} time(s)")
+        return outcome
+
+
+def second_owner(base: Path, *, engine: str) -> Outcome:
+    """A second daemon on the same state dir, a second svserver on the same data dir:
+    each refused with an error that names the dir and the owner; the first runs on."""
+    with Rig(fresh(base), engine=engine) as rig:
+        rig.drop(5)
+        daemon = subprocess.run(
+            [sys.executable, "-m", "svwatchd.daemon._cli", "run", "--config", str(rig.config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        other = SvServer(rig.server.data_dir, engine=engine)
+        try:
+            other.start(timeout=60)
+            server_refused = False
+            server_said = "the second svserver started"
+        except RuntimeError as exc:
+            server_refused = True
+            said = [x for x in str(exc).splitlines() if str(rig.server.data_dir) in x]
+            server_said = said[-1] if said else str(exc).strip().splitlines()[-1]
+        finally:
+            other.kill()
+        rig.drop(5)
+        rig.wait_settled(SETTLE_TIMEOUT)
+        outcome = rig.judge("second-owner", faults=2, recovery=[])
+        daemon_said = (daemon.stdout + daemon.stderr).strip().splitlines()[-1:]
+        for refused, who, said in (
+            (
+                daemon.returncode != 0 and str(rig.state) in daemon.stdout + daemon.stderr,
+                "daemon",
+                " ".join(daemon_said),
+            ),
+            (server_refused and str(rig.server.data_dir) in server_said, "svserver", server_said),
+        ):
+            outcome.notes.append(f"second {who}: {'refused' if refused else 'NOT refused'}: {said}")
+            outcome.wrong += not refused
+        return outcome
+
+
 QUEUE_KNOB = Path("/proc/sys/fs/inotify/max_queued_events")
 
 
@@ -224,6 +317,8 @@ SCENARIOS: dict[str, Scenario] = {
     "server-down": lambda b, short, e: server_down(
         b, seconds=5.0 if short else 60.0, rate=20.0, engine=e
     ),
+    "damaged-state": lambda b, short, e: damaged_state(b, files=20 if short else 200, engine=e),
+    "second-owner": lambda b, short, e: second_owner(b, engine=e),
     "overflow": lambda b, short, e: overflow(
         b, files=0 if short else 20_000, queue=256 if short else None, engine=e
     ),

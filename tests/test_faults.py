@@ -65,3 +65,14 @@ def test_daemon_killed_at_each_crash_point(tmp_path: Path) -> None:
     killed = outcome.notes[-1]
     for call in ("fdatasync", "rename", "sendto"):
         assert f"{call}@1," in killed  # each call's sweep did kill the daemon
+
+
+def test_damaged_journal_and_server_database(tmp_path: Path) -> None:
+    outcome = _run("damaged-state", tmp_path)
+    moved = outcome.notes[0]
+    assert "journal.db.corrupt-" in moved and "svserver.db.corrupt-" in moved
+
+
+def test_a_second_daemon_and_a_second_server_are_refused(tmp_path: Path) -> None:
+    outcome = _run("second-owner", tmp_path)  # a second one that started is a wrong outcome
+    assert all(": refused: " in note for note in outcome.notes)

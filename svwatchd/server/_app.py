@@ -78,6 +78,13 @@ async def _open(
     """Make and connect every part of svserver; the scheduler is not started yet."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(config.data_dir / "svserver.db")
+    if store.corrupt_path is not None:
+        log.warning(
+            "store.damaged",
+            corrupt_copy=str(store.corrupt_path),
+            detail="the database failed its check and was moved aside; svserver starts empty "
+            "and clients submit again what they still need (their ids are theirs)",
+        )
     changes = Changes()
     lifecycle = Lifecycle(store, changes)
     requeued = lifecycle.requeue_interrupted()

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from svwatchd._sqlite import connect, immediate, lock_exclusively, migrate
+from svwatchd._sqlite import connect, immediate, lock_exclusively, migrate, open_checked
 from svwatchd.model.contract import LANGUAGE_AUTO, FileType, as_filetype
 from svwatchd.model.enums import DecodeStatus, Encoding, Endian
 from svwatchd.model.format import AudioFormat
@@ -187,7 +187,8 @@ class Store:
     """The server's SQLite database: one connection behind a lock.
 
     svserver calls it from its event loop thread; the lock is for the metrics
-    endpoint, whose scrape reads :meth:`counts` from its own thread.
+    endpoint, whose scrape reads :meth:`counts` from its own thread. A database that fails
+    its check at start is moved aside (``corrupt_path`` says where) and a fresh one used.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -197,7 +198,11 @@ class Store:
             lock, program="svserver", remedy="stop it or choose another --data-dir"
         )
         self._lock = threading.RLock()
-        self._db = connect(self.path, timeout=30)
+        # a damaged database is moved aside (corrupt_path), never served: queries on it
+        # would fail for ever, one 500 after another
+        self._db, self.corrupt_path = open_checked(
+            self.path, lambda: connect(self.path, timeout=30), "svserver.db"
+        )
         self._db.execute("PRAGMA foreign_keys=ON")
         with self.transaction() as db:
             migrate(
