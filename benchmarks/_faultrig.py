@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ import yaml
 from tests.conftest import TESTDATA
 from tests.svserver import SvServer
 
-__all__ = ["Outcome", "Rig"]
+__all__ = ["Outcome", "Rig", "fresh", "stop_wrapped"]
 
 CLIP = (TESTDATA / "001.wav").read_bytes()  # 1.1 s of speech: "ten of clubs"
 BAD = (TESTDATA / "bad.wav").read_bytes()  # not a RIFF/WAVE header: an .error.json
@@ -179,14 +179,8 @@ class Rig:
     def stop_traced(self) -> None:
         """SIGTERM the daemon running under a wrapper (strace): to the daemon itself, so that
         it stops as it would alone; the wrapper exits with it."""
-        if self.daemon is None or self.daemon.poll() is not None:
-            return
-        children = Path(f"/proc/{self.daemon.pid}/task/{self.daemon.pid}/children")
-        with contextlib.suppress(OSError):
-            for pid in children.read_text().split():
-                self._note_rss(int(pid))
-                os.kill(int(pid), signal.SIGTERM)
-        self.daemon.wait(60)
+        if self.daemon is not None:
+            stop_wrapped(self.daemon, self._note_rss)
 
     def _note_rss(self, pid: int) -> None:
         with contextlib.suppress(OSError):
@@ -200,6 +194,13 @@ class Rig:
             if self.daemon is not None and self.daemon.poll() is None:
                 self._note_rss(self.daemon.pid)
             time.sleep(0.5)
+
+    def server_sources(self) -> set[str]:
+        """The sources of the streams in svserver's database, read directly (read-only: the
+        server may be down)."""
+        db = self.server.data_dir / "svserver.db"
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            return {row[0] for row in conn.execute("SELECT source FROM streams")}
 
     def journal_depth(self) -> int:
         """Rows of the journal not finished (read-only: never in the daemon's way)."""
@@ -311,6 +312,21 @@ class Rig:
             return False
         seen = Counter((u["start"], u["text"]) for u in doc.get("utterances", []))
         return any(n > 1 for n in seen.values())
+
+
+def stop_wrapped(
+    proc: subprocess.Popen[bytes], before: Callable[[int], None] = lambda pid: None
+) -> None:
+    """SIGTERM the program a wrapper (strace) runs, so that it stops as it would alone (the
+    wrapper exits with it); ``before`` is called with its pid first."""
+    if proc.poll() is not None:
+        return
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    with contextlib.suppress(OSError):
+        for pid in children.read_text().split():
+            before(int(pid))
+            os.kill(int(pid), signal.SIGTERM)
+    proc.wait(60)
 
 
 def fresh(base: Path) -> Path:

@@ -19,6 +19,9 @@ Scenarios (``--only`` picks some):
 - ``server-kill``: svserver killed with SIGKILL while the daemon submits a
   burst and while it decodes; restarted after 1 s. Recovery: restart -> every
   file settled.
+- ``server-reply``: svserver killed at its Nth ``sendto`` (``strace --inject``),
+  N swept over its answers: some kills fall after a submission's commit and
+  before its reply. Recovery: restart -> every file settled.
 - ``server-down``: svserver stopped for a while under a steady drop rate; the
   backlog waits in the journal. Recovery: server back -> every file settled.
 - ``damaged-state``: the journal truncated to half; the journal's ``-wal``
@@ -51,7 +54,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from benchmarks._faultrig import Outcome, Rig, fresh
+from benchmarks._faultrig import Outcome, Rig, fresh, stop_wrapped
 from tests.svserver import SvServer
 
 __all__ = [
@@ -66,6 +69,7 @@ __all__ = [
     "second_owner",
     "server_down",
     "server_kill",
+    "server_reply",
 ]
 
 SETTLE_TIMEOUT = 600.0
@@ -156,6 +160,59 @@ def server_kill(base: Path, *, rounds: int, files: int, engine: str) -> Outcome:
             rig.server.start()
             recovery.append(rig.wait_settled(SETTLE_TIMEOUT))
         return rig.judge("server-kill", faults=rounds, recovery=recovery)
+
+
+def server_reply(base: Path, *, points: range, engine: str) -> Outcome:
+    """svserver killed as it answers: at its Nth ``sendto`` (``strace --inject``), N swept
+    over the answers to the daemon's submissions and refreshes, so some kills fall after a
+    submission's commit and before its reply. The daemon sends again under the same ids."""
+    strace = shutil.which("strace")
+    if strace is None:
+        raise RuntimeError("strace is needed (apt-get install strace)")
+    kills = 0
+    recovery: list[float] = []
+    swept: list[str] = []
+    unanswered = 0
+    with Rig(fresh(base), engine=engine) as rig:
+        for n in points:
+            rig.server.stop()
+            inject = f"inject=sendto:signal=SIGKILL:when={n}"
+            rig.server.wrap = [strace, "-f", "-qq", "-o", "/dev/null", "-e", inject]
+            try:
+                rig.server.start()
+            except RuntimeError:
+                swept.append(f"sendto@{n} (at start)")  # killed answering /healthz
+                kills += 1
+                rig.server.wrap = []
+                rig.server.start()
+                continue
+            dropped = {str(p) for p in rig.drop(5)}
+            proc = rig.server.proc
+            assert proc is not None
+            began = time.monotonic()
+            while proc.poll() is None and not rig.settled() and time.monotonic() - began < 60:
+                time.sleep(0.05)
+            killed = proc.poll() is not None
+            kills += killed
+            swept.append(f"sendto@{n}" + ("" if killed else " (not reached)"))
+            if killed:  # streams the server had committed, whose submission got no answer
+                answered = {
+                    e.get("path") for e in rig.events() if e.get("event") == "stream.submitted"
+                }
+                unanswered += len((rig.server_sources() & dropped) - answered)
+            if not killed:
+                stop_wrapped(proc)
+            rig.server.wrap = []
+            began = time.monotonic()
+            rig.server.start()
+            rig.wait_settled(SETTLE_TIMEOUT)
+            recovery.append(time.monotonic() - began)
+        outcome = rig.judge("server-reply", faults=kills, recovery=recovery)
+        outcome.notes.append("killed at: " + ", ".join(swept))
+        outcome.notes.append(
+            f"streams committed by svserver whose submission it never answered: {unanswered}"
+        )
+        return outcome
 
 
 def server_down(base: Path, *, seconds: float, rate: float, engine: str) -> Outcome:
@@ -313,6 +370,9 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "server-kill": lambda b, short, e: server_kill(
         b, rounds=2 if short else 6, files=200 if short else 2000, engine=e
+    ),
+    "server-reply": lambda b, short, e: server_reply(
+        b, points=range(2, 9) if short else range(2, 30), engine=e
     ),
     "server-down": lambda b, short, e: server_down(
         b, seconds=5.0 if short else 60.0, rate=20.0, engine=e

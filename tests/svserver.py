@@ -41,12 +41,14 @@ class SvServer:
         self.engine = engine
         self.args = list(args)
         self.workers = workers
+        self.wrap: list[str] = []  # a command to run svserver under (e.g. strace), if any
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"svserver-{self.port}.log"
 
     def start(self, timeout: float = 120.0) -> SvServer:
         """Start and wait until ``/healthz`` answers (raises with the log if it dies)."""
         cmd = [
+            *self.wrap,
             sys.executable,
             "-m",
             "svwatchd.server._cli",

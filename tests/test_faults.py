@@ -53,14 +53,18 @@ def test_inotify_overflow_is_found_by_the_rescan(tmp_path: Path) -> None:
     assert outcome.overflows >= 1  # the lost events were noticed and logged
 
 
-@pytest.mark.privileged
-def test_daemon_killed_at_each_crash_point(tmp_path: Path) -> None:
+def _needs_strace() -> None:
     strace = shutil.which("strace")
     if strace is None:
         pytest.skip("strace is not installed (scripts/test installs it from Debian)")
     probe = subprocess.run([strace, "-qq", "-o", "/dev/null", "true"], capture_output=True)
     if probe.returncode != 0:  # ptrace refused (a container's seccomp or Yama policy)
         pytest.skip(f"strace cannot trace here: {probe.stderr.decode(errors='replace')[:200]}")
+
+
+@pytest.mark.privileged
+def test_daemon_killed_at_each_crash_point(tmp_path: Path) -> None:
+    _needs_strace()
     outcome = _run("crash-points", tmp_path)
     killed = outcome.notes[-1]
     for call in ("fdatasync", "rename", "sendto"):
@@ -76,3 +80,10 @@ def test_damaged_journal_and_server_database(tmp_path: Path) -> None:
 def test_a_second_daemon_and_a_second_server_are_refused(tmp_path: Path) -> None:
     outcome = _run("second-owner", tmp_path)  # a second one that started is a wrong outcome
     assert all(": refused: " in note for note in outcome.notes)
+
+
+@pytest.mark.privileged
+def test_server_killed_as_it_answers(tmp_path: Path) -> None:
+    _needs_strace()
+    outcome = _run("server-reply", tmp_path)
+    assert outcome.faults >= 5  # the server was killed at most of the points swept
