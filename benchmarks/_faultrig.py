@@ -97,24 +97,9 @@ class Rig:
         )
         self.config = base / "svwatchd.yaml"
         self.log = base / "svwatchd.log"
-        self.config.write_text(
-            yaml.safe_dump(
-                {
-                    "server": {"url": self.server.url, "timeout": "10s"},
-                    "state_dir": str(self.state),
-                    "refresh_interval": "300ms",
-                    "rescan_interval": rescan,
-                    "log": {"format": "json", "level": "info"},
-                    "watches": [
-                        {
-                            "path": str(self.inbox),
-                            "settle": settle,
-                            "output": {"dir": str(self.out), "formats": ["txt", "json"]},
-                        }
-                    ],
-                }
-            )
-        )
+        self.server_url = self.server.url  # where the daemon sends (a proxy's, for network faults)
+        self._rescan = rescan
+        self._settle = settle
         self.manifest: dict[str, tuple[str, str]] = {}  # path -> (sha256, "transcript"|"error")
         self.daemon: subprocess.Popen[bytes] | None = None
         self.peak_rss_kb = 0
@@ -125,7 +110,28 @@ class Rig:
 
     # -- processes ----------------------------------------------------------------------
 
+    def _write_config(self) -> None:
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    "server": {"url": self.server_url, "timeout": "10s"},
+                    "state_dir": str(self.state),
+                    "refresh_interval": "300ms",
+                    "rescan_interval": self._rescan,
+                    "log": {"format": "json", "level": "info"},
+                    "watches": [
+                        {
+                            "path": str(self.inbox),
+                            "settle": self._settle,
+                            "output": {"dir": str(self.out), "formats": ["txt", "json"]},
+                        }
+                    ],
+                }
+            )
+        )
+
     def __enter__(self) -> Rig:
+        self._write_config()
         self.server.start()
         self.start_daemon()
         self._sampling.set()

@@ -22,6 +22,10 @@ Scenarios (``--only`` picks some):
 - ``server-reply``: svserver killed at its Nth ``sendto`` (``strace --inject``),
   N swept over its answers: some kills fall after a submission's commit and
   before its reply. Recovery: restart -> every file settled.
+- ``network``: a TCP proxy between daemon and server (``benchmarks/_proxy.py``)
+  resets requests mid-body, then throws away the server's answers (after it
+  committed), then holds every chunk 5 s, while files arrive. Recovery: the
+  network sound again -> every file settled.
 - ``server-down``: svserver stopped for a while under a steady drop rate; the
   backlog waits in the journal. Recovery: server back -> every file settled.
 - ``damaged-state``: the journal truncated to half; the journal's ``-wal``
@@ -55,6 +59,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from benchmarks._faultrig import Outcome, Rig, fresh, stop_wrapped
+from benchmarks._proxy import Mode, Proxy
 from tests.svserver import SvServer
 
 __all__ = [
@@ -65,6 +70,7 @@ __all__ = [
     "inotify_queue",
     "kill_loop",
     "main",
+    "network",
     "overflow",
     "second_owner",
     "server_down",
@@ -213,6 +219,29 @@ def server_reply(base: Path, *, points: range, engine: str) -> Outcome:
             f"streams committed by svserver whose submission it never answered: {unanswered}"
         )
         return outcome
+
+
+def network(base: Path, *, seconds: float, rate: float, engine: str) -> Outcome:
+    """Files arrive at ``rate`` while a proxy between daemon and server resets requests
+    mid-body, then throws away answers the server gave (after it committed), then holds
+    every chunk 5 s; ``seconds`` each, then the network is sound again."""
+    recovery: list[float] = []
+    rig = Rig(fresh(base), engine=engine)
+    with Proxy(("127.0.0.1", rig.server.port)) as proxy:
+        rig.server_url = proxy.url
+        with rig:
+            modes: tuple[Mode, ...] = ("reset", "drop", "slow")
+            for mode in modes:
+                proxy.mode = mode
+                began = time.monotonic()
+                while time.monotonic() - began < seconds:
+                    rig.drop(1)
+                    time.sleep(1.0 / rate)
+                proxy.mode = "pass"
+                recovery.append(rig.wait_settled(SETTLE_TIMEOUT))
+            outcome = rig.judge("network", faults=len(modes), recovery=recovery)
+            outcome.notes.append(f"chunks touched: {dict(proxy.count)}")
+            return outcome
 
 
 def server_down(base: Path, *, seconds: float, rate: float, engine: str) -> Outcome:
@@ -374,6 +403,7 @@ SCENARIOS: dict[str, Scenario] = {
     "server-reply": lambda b, short, e: server_reply(
         b, points=range(2, 9) if short else range(2, 30), engine=e
     ),
+    "network": lambda b, short, e: network(b, seconds=3.0 if short else 30.0, rate=10.0, engine=e),
     "server-down": lambda b, short, e: server_down(
         b, seconds=5.0 if short else 60.0, rate=20.0, engine=e
     ),

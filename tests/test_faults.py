@@ -87,3 +87,10 @@ def test_server_killed_as_it_answers(tmp_path: Path) -> None:
     _needs_strace()
     outcome = _run("server-reply", tmp_path)
     assert outcome.faults >= 5  # the server was killed at most of the points swept
+
+
+def test_network_faults_between_daemon_and_server(tmp_path: Path) -> None:
+    outcome = _run("network", tmp_path)
+    touched = outcome.notes[0]
+    for mode in ("reset", "drop", "slow"):
+        assert f"'{mode}'" in touched  # each fault did reach a connection
