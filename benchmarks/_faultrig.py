@@ -201,6 +201,16 @@ class Rig:
                 self._note_rss(self.daemon.pid)
             time.sleep(0.5)
 
+    def done_without_outputs(self) -> list[str]:
+        """Journal rows marked DONE whose transcript is not there (must be none)."""
+        db = self.state / "journal.db"
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+                done = [r[0] for r in conn.execute("SELECT path FROM files WHERE state='DONE'")]
+        except sqlite3.Error:
+            return []
+        return [p for p in done if p in self.manifest and self._finished(p) != "transcript"]
+
     def server_sources(self) -> set[str]:
         """The sources of the streams in svserver's database, read directly (read-only: the
         server may be down)."""

@@ -28,6 +28,9 @@ Scenarios (``--only`` picks some):
   network sound again -> every file settled.
 - ``server-down``: svserver stopped for a while under a steady drop rate; the
   backlog waits in the journal. Recovery: server back -> every file settled.
+- ``disk-full``: the disk under the journal, under the outputs and under
+  svserver's data dir full in turn (a tmpfs each, needs root), files arriving;
+  nothing marked DONE without its outputs. Recovery: space back -> settled.
 - ``damaged-state``: the journal truncated to half; the journal's ``-wal``
   removed after a kill; svserver's database overwritten in its middle while
   it is stopped. Recovery: restart -> ready (the journal), server back ->
@@ -55,11 +58,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from benchmarks._faultrig import Outcome, Rig, fresh, stop_wrapped
 from benchmarks._proxy import Mode, Proxy
+from tests.diskfull import fill, tiny_fs
 from tests.svserver import SvServer
 
 __all__ = [
@@ -67,6 +72,7 @@ __all__ = [
     "SCENARIOS",
     "crash_points",
     "damaged_state",
+    "disk_full",
     "inotify_queue",
     "kill_loop",
     "main",
@@ -284,6 +290,47 @@ def overflow(base: Path, *, files: int, queue: int | None, engine: str) -> Outco
         return outcome
 
 
+def disk_full(base: Path, *, files: int, engine: str) -> Outcome:
+    """The disk under the journal, then under the outputs, then under svserver's data dir
+    fills up (a small tmpfs each, filled to the last byte) while files arrive; after a few
+    seconds the space comes back. Nothing may be marked done without its outputs, nothing
+    stored by svserver may be answered as stored when it was not; all resumes."""
+    base = fresh(base)
+    recovery: list[float] = []
+    noted: list[str] = []
+    with contextlib.ExitStack() as mounts:
+        for name in ("state", "out", "svserver"):
+            mounts.enter_context(tiny_fs(base / name, "32m"))
+        with Rig(base, engine=engine) as rig:
+            for what, fs in (
+                ("journal", rig.state),
+                ("outputs", rig.out),
+                ("svserver", rig.server.data_dir),
+            ):
+                filler = fill(fs)
+                rig.drop(files)
+                time.sleep(4.0)
+                wrong = rig.done_without_outputs()
+                noted.append(f"{what} full: {len(wrong)} marked DONE without outputs")
+                filler.unlink()
+                (fs / "crumbs").unlink(missing_ok=True)
+                recovery.append(rig.wait_settled(SETTLE_TIMEOUT))
+            outcome = rig.judge("disk-full", faults=3, recovery=recovery)
+            counts = Counter(str(e.get("event")) for e in rig.events())
+            said = {
+                k: counts[k]
+                for k in ("journal.write_failed", "output.failed", "server.unreachable")
+            }
+            full = sum(
+                "failed with 507" in str(e.get("error", ""))
+                for e in rig.events()
+                if e.get("event") == "server.unreachable"
+            )
+            outcome.notes += [*noted, f"logged: {said}; svserver's 507 (disk full) seen: {full}"]
+            outcome.wrong += sum(int(n.split(": ")[1].split()[0]) for n in noted)
+            return outcome
+
+
 def damaged_state(base: Path, *, files: int, engine: str) -> Outcome:
     """The daemon's journal cut in half, its ``-wal`` removed after a kill, svserver's
     database damaged: each detected (or survived), files decoded once."""
@@ -407,6 +454,7 @@ SCENARIOS: dict[str, Scenario] = {
     "server-down": lambda b, short, e: server_down(
         b, seconds=5.0 if short else 60.0, rate=20.0, engine=e
     ),
+    "disk-full": lambda b, short, e: disk_full(b, files=10 if short else 100, engine=e),
     "damaged-state": lambda b, short, e: damaged_state(b, files=20 if short else 200, engine=e),
     "second-owner": lambda b, short, e: second_owner(b, engine=e),
     "overflow": lambda b, short, e: overflow(

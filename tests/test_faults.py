@@ -94,3 +94,9 @@ def test_network_faults_between_daemon_and_server(tmp_path: Path) -> None:
     touched = outcome.notes[0]
     for mode in ("reset", "drop", "slow"):
         assert f"'{mode}'" in touched  # each fault did reach a connection
+
+
+@pytest.mark.privileged
+def test_disks_full_under_journal_outputs_and_server(tmp_path: Path) -> None:
+    outcome = _run("disk-full", tmp_path)  # mounting skips (or fails in CI) where not allowed
+    assert "507 (disk full) seen: 0" not in outcome.notes[-1]  # svserver said its disk was full
