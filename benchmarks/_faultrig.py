@@ -7,8 +7,9 @@ bad on purpose), compared at the end with the outputs, the daemon's logs
 server's streams:
 
 - lost: a file with neither output when the scenario has settled;
-- decoded twice: a file version with more than one stream on the server, or
-  a transcript holding an utterance twice;
+- decoded twice: a path with more streams on the server than the contents it
+  had (each content is a version, decoded once), or a transcript holding an
+  utterance twice;
 - re-sent: ``stream.submitted`` logged again for a file (allowed: a resend
   under the same id after a crash; counted);
 - outputs rewritten: ``output.written`` again for a file (allowed: a crash
@@ -101,6 +102,7 @@ class Rig:
         self._rescan = rescan
         self._settle = settle
         self.manifest: dict[str, tuple[str, str]] = {}  # path -> (sha256, "transcript"|"error")
+        self.versions: Counter[str] = Counter()  # path -> contents it had (each may be decoded)
         self.daemon: subprocess.Popen[bytes] | None = None
         self.peak_rss_kb = 0
         self.peak_depth = 0
@@ -239,17 +241,32 @@ class Rig:
         """Write ``n`` files into the inbox (each distinct content), as a recorder would."""
         made = []
         for _ in range(n):
-            self._count += 1
-            path = self.inbox / f"f{self._count:06d}.wav"
-            salt = os.urandom(4)
-            data = BAD + salt if bad else CLIP[:44] + salt + CLIP[48:]
+            path = self.name()
+            data = self.content(bad=bad)
             path.write_bytes(data)
-            self.manifest[str(path)] = (
-                hashlib.sha256(data).hexdigest(),
-                "error" if bad else "transcript",
-            )
+            self.expect(path, data, bad=bad)
             made.append(path)
         return made
+
+    def name(self) -> Path:
+        """A new file name in the inbox."""
+        self._count += 1
+        return self.inbox / f"f{self._count:06d}.wav"
+
+    @staticmethod
+    def content(*, bad: bool = False) -> bytes:
+        """A clip's bytes, distinct from every other (or a bad header: an error)."""
+        salt = os.urandom(4)
+        return BAD + salt if bad else CLIP[:44] + salt + CLIP[48:]
+
+    def expect(self, path: Path, data: bytes, *, bad: bool = False) -> None:
+        """``data`` is ``path``'s content now (its last one, as far as the oracle knows: the
+        outcome it checks); each call counts one more version the path may be decoded in."""
+        self.versions[str(path)] += 1
+        self.manifest[str(path)] = (
+            hashlib.sha256(data).hexdigest(),
+            "error" if bad else "transcript",
+        )
 
     def _finished(self, path: str) -> str | None:
         out = self.out / Path(path).relative_to(self.inbox)
@@ -308,17 +325,28 @@ class Rig:
             if got != expect:
                 result.wrong += 1
                 result.notes.append(f"{path}: {got}, expected {expect}")
+            elif got == "transcript" and not self._of_final_content(path):
+                result.lost += 1  # the file's last content never got its transcript
+                result.notes.append(f"lost (transcript of an older content only): {path}")
             if got == "error":
                 result.errors += 1
-            twice = streams[path] > 1 or self._repeats(path)
+            twice = streams[path] > self.versions[path] or self._repeats(path)
             if twice:
                 result.twice += 1
                 result.notes.append(f"twice: {path} ({streams[path]} streams)")
-            result.resent += max(0, submitted[path] - 1)
-            result.rewritten += max(0, written[path] - 1)
+            result.resent += max(0, submitted[path] - self.versions[path])
+            result.rewritten += max(0, written[path] - self.versions[path])
         result.rss_mb = self.peak_rss_kb / 1024
         result.depth = self.peak_depth
         return result
+
+    def _of_final_content(self, path: str) -> bool:
+        out = self.out / Path(path).relative_to(self.inbox)
+        try:
+            doc = json.loads(Path(f"{out}.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return bool(doc.get("fingerprint") == "sha256:" + self.manifest[path][0])
 
     def _repeats(self, path: str) -> bool:
         out = self.out / Path(path).relative_to(self.inbox)

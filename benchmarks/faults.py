@@ -28,6 +28,9 @@ Scenarios (``--only`` picks some):
   network sound again -> every file settled.
 - ``server-down``: svserver stopped for a while under a steady drop rate; the
   backlog waits in the journal. Recovery: server back -> every file settled.
+- ``churn``: slow writers, files renamed in, truncated and rewritten, deleted
+  and replaced (inode reuse), the same bytes under two names, a file replaced
+  while it is hashed: each path's last content transcribed, none twice.
 - ``disk-full``: the disk under the journal, under the outputs and under
   svserver's data dir full in turn (a tmpfs each, needs root), files arriving;
   nothing marked DONE without its outputs. Recovery: space back -> settled.
@@ -70,6 +73,7 @@ from tests.svserver import SvServer
 __all__ = [
     "CRASH_CALLS",
     "SCENARIOS",
+    "churn",
     "crash_points",
     "damaged_state",
     "disk_full",
@@ -290,6 +294,70 @@ def overflow(base: Path, *, files: int, queue: int | None, engine: str) -> Outco
         return outcome
 
 
+def churn(base: Path, *, rounds: int, engine: str) -> Outcome:
+    """Files whose identity moves under the daemon, ``rounds`` of each kind: slow writers
+    (pauses longer than the settle time), renamed in from outside the watch, truncated and
+    rewritten in place, deleted and replaced by another file (which gets the freed inode),
+    the same bytes under two names, and a large file replaced while it is being hashed.
+    Each path's last content must get its transcript (older contents may have theirs too:
+    they were real versions), never twice."""
+    stage = fresh(base) / "staging"  # outside the watch
+    stage.mkdir()
+    with Rig(base, engine=engine, settle="1s") as rig:
+        for _ in range(rounds):
+            # slow writer: six writes 0.4 s apart (the settle time is 1 s), then closed
+            path, data = rig.name(), rig.content()
+            step = len(data) // 6 + 1
+            with open(path, "wb") as f:
+                for at in range(0, len(data), step):
+                    f.write(data[at : at + step])
+                    f.flush()
+                    time.sleep(0.4)
+            rig.expect(path, data)
+            # renamed in
+            path, data = rig.name(), rig.content()
+            (stage / path.name).write_bytes(data)
+            os.rename(stage / path.name, path)
+            rig.expect(path, data)
+            # truncated and rewritten in place (same inode), after the first was taken
+            path, first = rig.name(), rig.content()
+            path.write_bytes(first)
+            rig.expect(path, first)
+            rig.wait_settled(60)
+            data = rig.content()
+            with open(path, "r+b") as f:
+                f.truncate(0)
+                f.write(data)
+            rig.expect(path, data)
+            # deleted, and another file created at once (it gets the freed inode)
+            (gone,) = rig.drop(1)
+            rig.wait_settled(60)
+            inode = gone.stat().st_ino
+            gone.unlink()
+            (other,) = rig.drop(1)
+            reused = other.stat().st_ino == inode
+            # the same bytes under two names
+            data = rig.content()
+            for path in (rig.name(), rig.name()):
+                path.write_bytes(data)
+                rig.expect(path, data)
+            # a large file (30 s of audio) replaced while it is hashed
+            path, big = rig.name(), rig.content()
+            big = big[:44] + big[44:] * 27
+            (stage / "big").write_bytes(big)
+            os.rename(stage / "big", path)
+            rig.expect(path, big)  # it may be decoded too, if it was whole for long enough
+            data = rig.content()
+            (stage / "small").write_bytes(data)
+            time.sleep(0.005)
+            os.rename(stage / "small", path)
+            rig.expect(path, data)
+        rig.wait_settled(SETTLE_TIMEOUT)
+        outcome = rig.judge("churn", faults=rounds * 6, recovery=[])
+        outcome.notes.append(f"last freed inode reused by the next file: {reused}")
+        return outcome
+
+
 def disk_full(base: Path, *, files: int, engine: str) -> Outcome:
     """The disk under the journal, then under the outputs, then under svserver's data dir
     fills up (a small tmpfs each, filled to the last byte) while files arrive; after a few
@@ -454,6 +522,7 @@ SCENARIOS: dict[str, Scenario] = {
     "server-down": lambda b, short, e: server_down(
         b, seconds=5.0 if short else 60.0, rate=20.0, engine=e
     ),
+    "churn": lambda b, short, e: churn(b, rounds=2 if short else 10, engine=e),
     "disk-full": lambda b, short, e: disk_full(b, files=10 if short else 100, engine=e),
     "damaged-state": lambda b, short, e: damaged_state(b, files=20 if short else 200, engine=e),
     "second-owner": lambda b, short, e: second_owner(b, engine=e),

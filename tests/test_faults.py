@@ -100,3 +100,7 @@ def test_network_faults_between_daemon_and_server(tmp_path: Path) -> None:
 def test_disks_full_under_journal_outputs_and_server(tmp_path: Path) -> None:
     outcome = _run("disk-full", tmp_path)  # mounting skips (or fails in CI) where not allowed
     assert "507 (disk full) seen: 0" not in outcome.notes[-1]  # svserver said its disk was full
+
+
+def test_identity_churn(tmp_path: Path) -> None:
+    _run("churn", tmp_path)
