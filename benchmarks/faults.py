@@ -26,8 +26,10 @@ Scenarios (``--only`` picks some):
   resets requests mid-body, then throws away the server's answers (after it
   committed), then holds every chunk 5 s, while files arrive. Recovery: the
   network sound again -> every file settled.
-- ``server-down``: svserver stopped for a while under a steady drop rate; the
-  backlog waits in the journal. Recovery: server back -> every file settled.
+- ``server-down``, ``server-down-10m``: svserver stopped for 1 minute (at 20
+  files/s) and for 10 minutes (at 5 files/s); the backlog waits in the journal
+  (the daemon backs off 1, 2, 4 ... 60 s, jittered). Recovery: server back ->
+  every file settled.
 - ``churn``: slow writers, files renamed in, truncated and rewritten, deleted
   and replaced (inode reuse), the same bytes under two names, a file replaced
   while it is hashed: each path's last content transcribed, none twice.
@@ -254,7 +256,9 @@ def network(base: Path, *, seconds: float, rate: float, engine: str) -> Outcome:
             return outcome
 
 
-def server_down(base: Path, *, seconds: float, rate: float, engine: str) -> Outcome:
+def server_down(
+    base: Path, *, seconds: float, rate: float, engine: str, name: str = "server-down"
+) -> Outcome:
     """svserver stopped for ``seconds`` while files arrive at ``rate`` per second."""
     with Rig(fresh(base), engine=engine) as rig:
         rig.drop(int(rate * 2))
@@ -266,7 +270,7 @@ def server_down(base: Path, *, seconds: float, rate: float, engine: str) -> Outc
         depth = rig.journal_depth()
         rig.server.start()
         recovery = [rig.wait_settled(SETTLE_TIMEOUT)]
-        outcome = rig.judge("server-down", faults=1, recovery=recovery)
+        outcome = rig.judge(name, faults=1, recovery=recovery)
         outcome.notes.append(f"backlog in the journal when the server came back: {depth}")
         return outcome
 
@@ -521,6 +525,9 @@ SCENARIOS: dict[str, Scenario] = {
     "network": lambda b, short, e: network(b, seconds=3.0 if short else 30.0, rate=10.0, engine=e),
     "server-down": lambda b, short, e: server_down(
         b, seconds=5.0 if short else 60.0, rate=20.0, engine=e
+    ),
+    "server-down-10m": lambda b, short, e: server_down(
+        b, seconds=20.0 if short else 600.0, rate=5.0, engine=e, name="server-down-10m"
     ),
     "churn": lambda b, short, e: churn(b, rounds=2 if short else 10, engine=e),
     "disk-full": lambda b, short, e: disk_full(b, files=10 if short else 100, engine=e),
