@@ -16,6 +16,7 @@ reorders them changes nothing.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -51,6 +52,7 @@ from svwatchd.errors import (
 __all__ = [
     "DRAIN_SECONDS",
     "SLICE",
+    "STALL_HOOK",
     "TICK",
     "Daemon",
 ]
@@ -58,6 +60,10 @@ __all__ = [
 TICK = 0.2  # the longest the loop sleeps when nothing is left to do
 SLICE = 250  # settled files recorded per turn: a burst flows through in slices
 DRAIN_SECONDS = 0.1  # finished streams handled per turn, at most this long
+STALL_HOOK = "SVWATCHD_TEST_STALL"
+"""TEST-ONLY: the name of an environment variable holding a file path; while that file
+exists, the loop stalls before its next turn, as a hung step would (tests/test_watchdog.py
+proves that systemd's watchdog pings stop then). Never set it in production."""
 
 
 class Daemon:
@@ -97,6 +103,7 @@ class Daemon:
             stopping=lambda: self.stopping,
         )
         self.reach = Reachability(self.log)
+        self._stall = os.environ.get(STALL_HOOK)  # test-only (see STALL_HOOK)
 
     def _roots(self) -> list[Path]:
         return [w.path for w in self.watches]
@@ -228,6 +235,8 @@ class Daemon:
             except Exception:  # a bug must not stop the service: log it loudly, go on
                 self.log.exception("daemon.step_failed")
                 self._pause(1.0)
+            while self._stall and os.path.exists(self._stall) and not self.stopping:
+                time.sleep(0.05)  # test-only: a hung loop (STALL_HOOK)
             self.watchdog.kick()  # the loop turns: systemd's watchdog stays quiet
             if now >= next_status or not more:
                 next_status = now + 1.0
