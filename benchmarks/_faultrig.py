@@ -237,12 +237,12 @@ class Rig:
 
     # -- files --------------------------------------------------------------------------
 
-    def drop(self, n: int = 1, *, bad: bool = False) -> list[Path]:
+    def drop(self, n: int = 1, *, bad: bool = False, repeat: int = 1) -> list[Path]:
         """Write ``n`` files into the inbox (each distinct content), as a recorder would."""
         made = []
         for _ in range(n):
             path = self.name()
-            data = self.content(bad=bad)
+            data = self.content(bad=bad, repeat=repeat)
             path.write_bytes(data)
             self.expect(path, data, bad=bad)
             made.append(path)
@@ -254,10 +254,12 @@ class Rig:
         return self.inbox / f"f{self._count:06d}.wav"
 
     @staticmethod
-    def content(*, bad: bool = False) -> bytes:
-        """A clip's bytes, distinct from every other (or a bad header: an error)."""
+    def content(*, bad: bool = False, repeat: int = 1) -> bytes:
+        """A clip's bytes (``repeat`` times over), distinct from every other (or a bad
+        header: an error). The header's sizes are left as they are: readers take the
+        file's real length."""
         salt = os.urandom(4)
-        return BAD + salt if bad else CLIP[:44] + salt + CLIP[48:]
+        return BAD + salt if bad else CLIP[:44] + salt + CLIP[48:] + CLIP[44:] * (repeat - 1)
 
     def expect(self, path: Path, data: bytes, *, bad: bool = False) -> None:
         """``data`` is ``path``'s content now (its last one, as far as the oracle knows: the

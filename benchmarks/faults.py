@@ -19,6 +19,10 @@ Scenarios (``--only`` picks some):
 - ``server-kill``: svserver killed with SIGKILL while the daemon submits a
   burst and while it decodes; restarted after 1 s. Recovery: restart -> every
   file settled.
+- ``server-kill-upload``: svserver in its own mount namespace where the inbox
+  is hidden (as on another machine), so the daemon uploads every file; the
+  uploads slowed by a proxy and svserver killed in their middle. Recovery:
+  restart -> every file settled.
 - ``server-reply``: svserver killed at its Nth ``sendto`` (``strace --inject``),
   N swept over its answers: some kills fall after a submission's commit and
   before its reply. Recovery: restart -> every file settled.
@@ -79,6 +83,7 @@ __all__ = [
     "crash_points",
     "damaged_state",
     "disk_full",
+    "hidden",
     "inotify_queue",
     "kill_loop",
     "main",
@@ -87,6 +92,7 @@ __all__ = [
     "second_owner",
     "server_down",
     "server_kill",
+    "server_kill_upload",
     "server_reply",
 ]
 
@@ -178,6 +184,43 @@ def server_kill(base: Path, *, rounds: int, files: int, engine: str) -> Outcome:
             rig.server.start()
             recovery.append(rig.wait_settled(SETTLE_TIMEOUT))
         return rig.judge("server-kill", faults=rounds, recovery=recovery)
+
+
+def hidden(folder: Path) -> list[str]:
+    """A command prefix that runs a program in its own mount namespace with ``folder``
+    hidden under an empty tmpfs: a svserver that cannot see the daemon's files, as one on
+    another machine (the daemon then uploads them). Needs root (CAP_SYS_ADMIN)."""
+    mount = 'mount -t tmpfs tmpfs "$0" && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount, str(folder)]
+
+
+def server_kill_upload(base: Path, *, rounds: int, engine: str) -> Outcome:
+    """svserver killed while the daemon uploads: the server cannot see the inbox (its own
+    mount namespace hides it), so the daemon uploads every file; a proxy slows the uploads
+    (1 s a chunk) so that the kill falls in the middle of them; restarted at once."""
+    recovery: list[float] = []
+    partial = 0
+    rig = Rig(fresh(base), engine=engine)
+    rig.server.wrap = hidden(rig.inbox)
+    uploads = rig.server.data_dir / "uploads"
+    with Proxy(("127.0.0.1", rig.server.port), delay=1.0) as proxy:
+        rig.server_url = proxy.url
+        with rig:
+            for _ in range(rounds):
+                proxy.mode = "slow"
+                rig.drop(3, repeat=20)  # 22 s of audio, 700 kB each: a dozen chunks
+                began = time.monotonic()
+                while not any(uploads.glob("*")) and time.monotonic() - began < 30:
+                    time.sleep(0.05)
+                time.sleep(0.5)
+                partial += sum(1 for _ in uploads.glob("*"))
+                rig.server.kill()
+                proxy.mode = "pass"
+                rig.server.start()
+                recovery.append(rig.wait_settled(SETTLE_TIMEOUT))
+            outcome = rig.judge("server-kill-upload", faults=rounds, recovery=recovery)
+            outcome.notes.append(f"upload files on the server when it was killed: {partial}")
+            return outcome
 
 
 def server_reply(base: Path, *, points: range, engine: str) -> Outcome:
@@ -518,6 +561,9 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "server-kill": lambda b, short, e: server_kill(
         b, rounds=2 if short else 6, files=200 if short else 2000, engine=e
+    ),
+    "server-kill-upload": lambda b, short, e: server_kill_upload(
+        b, rounds=2 if short else 6, engine=e
     ),
     "server-reply": lambda b, short, e: server_reply(
         b, points=range(2, 9) if short else range(2, 30), engine=e

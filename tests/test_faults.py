@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks._faultrig import Outcome
-from benchmarks.faults import QUEUE_KNOB, SCENARIOS
+from benchmarks.faults import QUEUE_KNOB, SCENARIOS, hidden
 from tests.conftest import needs_privilege, speech_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -104,3 +104,12 @@ def test_disks_full_under_journal_outputs_and_server(tmp_path: Path) -> None:
 
 def test_identity_churn(tmp_path: Path) -> None:
     _run("churn", tmp_path)
+
+
+@pytest.mark.privileged
+def test_server_killed_mid_upload(tmp_path: Path) -> None:
+    probe = subprocess.run([*hidden(tmp_path), "true"], capture_output=True)
+    if probe.returncode != 0:
+        needs_privilege(f"cannot hide a folder in a mount namespace here: {probe.stderr!r}")
+    outcome = _run("server-kill-upload", tmp_path)
+    assert not outcome.notes[0].endswith(": 0")  # uploads were cut by the kill
