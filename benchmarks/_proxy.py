@@ -51,6 +51,7 @@ class Proxy:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="proxy", daemon=True)
         self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()  # both ends of every live connection
         self.port = 0
 
     def __enter__(self) -> Proxy:
@@ -74,21 +75,37 @@ class Proxy:
         self.port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
         self._loop.run_forever()
+        # stopped: close the listener and every connection still open, then the loop
+        self._server.close()
+        tasks = asyncio.all_tasks(self._loop)
+        for task in tasks:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        for writer in list(self._open):
+            writer.transport.abort()
+        self._loop.run_until_complete(self._server.wait_closed())
+        self._loop.close()
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
             server_r, server_w = await asyncio.open_connection(*self.target)
         except OSError:
             _reset(client_w)
+            await asyncio.sleep(0)
             return
         ends = (client_w, server_w)
+        self._open.update(ends)
         up = asyncio.ensure_future(self._pipe(client_r, server_w, ends, upstream=True))
         down = asyncio.ensure_future(self._pipe(server_r, client_w, ends, upstream=False))
-        await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
-        for task in (up, down):
-            task.cancel()
-        client_w.close()
-        server_w.close()
+        try:
+            await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (up, down):
+                task.cancel()
+            await asyncio.gather(up, down, return_exceptions=True)
+            for end in ends:
+                end.close()
+                self._open.discard(end)
 
     async def _pipe(
         self,
