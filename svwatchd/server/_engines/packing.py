@@ -39,13 +39,14 @@ These functions are pure (no model), so the rules are tested directly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 
-from svwatchd.server._engines.base import SAMPLE_RATE, Audio
+from svwatchd.model.speechdata import Utterance
+from svwatchd.server._engines.base import SAMPLE_RATE, Audio, make_utterance
 
 __all__ = [
     "EDGE_S",
@@ -56,7 +57,9 @@ __all__ = [
     "SpanWords",
     "TimedWord",
     "attribute",
+    "clip_utterances",
     "plan_windows",
+    "timed_words",
     "touched",
     "window_audio",
 ]
@@ -263,3 +266,23 @@ def touched(
         for start, end in spans
         for k in _spans_met(TimedWord("", start, end, 0.0, 0), bounds)[0]
     }
+
+
+def timed_words(segments: Iterable[Any]) -> list[TimedWord]:
+    """Whisper's words as (text, start, end, probability, segment number), in window time."""
+    return [
+        TimedWord(w.word, float(w.start), float(w.end), float(w.probability), n)
+        for n, segment in enumerate(segments)
+        for w in segment.words or ()
+    ]
+
+
+def clip_utterances(groups: SpanWords, clip_samples: int) -> list[Utterance]:
+    """One Utterance per Whisper segment of a clip's attributed words."""
+    limit = clip_samples / SAMPLE_RATE
+    out: list[Utterance] = []
+    for words in groups:
+        utterance = make_utterance([(w.text, w.start, w.end, w.p) for w in words], limit=limit)
+        if utterance is not None:
+            out.append(utterance)
+    return out

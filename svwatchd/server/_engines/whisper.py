@@ -66,10 +66,10 @@ from svwatchd.server._engines.packing import (
     LONG_CLIP_S,
     PACK_GAP_S,
     PACK_WINDOW_S,
-    SpanWords,
-    TimedWord,
     attribute,
+    clip_utterances,
     plan_windows,
+    timed_words,
     touched,
     window_audio,
 )
@@ -380,7 +380,7 @@ class WhisperEngine(HearsMany):
                 window_audio(window, local), vad=False, language=language, ask=Ask(task=task)
             )
             kept, dropped = self._screen(decoded)
-            per_clip, bad = attribute(window, _timed_words(kept))
+            per_clip, bad = attribute(window, timed_words(kept))
             bad |= touched(window, [(s.start, s.end) for s in dropped])
             for p in window:
                 clip = picked[p.index]
@@ -388,28 +388,8 @@ class WhisperEngine(HearsMany):
                     failed.append(clip)
                     continue
                 self.packed_clips += 1
-                utts = _utterances(per_clip[p.index], len(audios[clip]))
+                utts = clip_utterances(per_clip[p.index], len(audios[clip]))
                 results[clip] = Heard([replace(u, language=heard) for u in utts], heard, None, task)
             if bad:
                 log.debug("packed words failed the check for clips %s", bad)
         return failed
-
-
-def _timed_words(segments: Iterable[Any]) -> list[TimedWord]:
-    """Whisper's words as (text, start, end, probability, segment number), in window time."""
-    return [
-        TimedWord(w.word, float(w.start), float(w.end), float(w.probability), n)
-        for n, segment in enumerate(segments)
-        for w in segment.words or ()
-    ]
-
-
-def _utterances(groups: SpanWords, clip_samples: int) -> list[Utterance]:
-    """One Utterance per Whisper segment of a clip's attributed words."""
-    limit = clip_samples / SAMPLE_RATE
-    out: list[Utterance] = []
-    for words in groups:
-        utterance = make_utterance([(w.text, w.start, w.end, w.p) for w in words], limit=limit)
-        if utterance is not None:
-            out.append(utterance)
-    return out
