@@ -69,14 +69,19 @@ class Collector(Stage):
         self._output_problems = Once()  # output.failed: once per stream and problem
         self._errors = Isolation("collect", metrics)
 
-    def step(self) -> None:
-        """Refresh every stream in flight (one request, 2000 at most) and queue what finished.
+    def step(self) -> bool:
+        """Refresh every stream in flight (one request, 2000 at most) and queue what finished;
+        True when svserver was asked (and answered).
 
         Finished streams are handled by `drain`, a slice at a time, so writing
         a backlog of outputs never holds up the intake of new files.
         """
         rows = self.journal.by_state(FileState.INFLIGHT, limit=BATCH, watches=self.watches.ids)
         by_sid = {r.stream_id: r for r in rows if r.stream_id}
+        if not by_sid:
+            self.metrics.set_inflight(0)
+            self._policy_step(self._server(), [])
+            return False
         began = time.monotonic()
         server = self._server()
         if server is not self._refreshed_with:
@@ -94,6 +99,7 @@ class Collector(Stage):
             file_log(self.log, row).warning("stream.lost")
             self.journal.mark_submitting([row.id], [sid], [row.metadata])
         self._policy_step(server, streams)
+        return True
 
     def drain(self, budget: float = STEP_SECONDS) -> bool:
         """Handle finished streams for about ``budget`` seconds; True while some are left."""

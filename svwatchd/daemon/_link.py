@@ -22,6 +22,7 @@ from svwatchd.client.server import Server
 from svwatchd.daemon._collaborators import Log
 from svwatchd.daemon._config import EmbeddedServer, RemoteServer
 from svwatchd.daemon._embedded import EmbeddedServer as EmbeddedProcess
+from svwatchd.errors import ServerUnreachableError
 
 __all__ = ["Reachability", "ServerLink"]
 
@@ -128,13 +129,19 @@ class Reachability:
         self.reachable: bool | None = None
         self._failures = 0
         self._next_try = 0.0
+        self._silent = False  # the outage is svserver not answering at all (not a 5xx)
 
     def waiting(self) -> bool:
         """True while submissions back off."""
         return self._clock() < self._next_try
 
     def unreachable(self, exc: BaseException) -> None:
-        """svserver did not answer (or answered 5xx): log it once per outage, back off."""
+        """svserver did not answer (or answered 5xx): log it once per outage, back off.
+
+        Only an attempt made after the last wait counts towards the next, longer one: the
+        refreshes that fail meanwhile (every ``refresh_interval``) do not, or a short outage
+        would push submissions back by the whole 60 s cap.
+        """
         if self.reachable is not False:
             self._log.warning(
                 "server.unreachable",
@@ -142,7 +149,16 @@ class Reachability:
                 detail="files wait in the journal until it answers",
             )
         self.reachable = False
-        self.back_off()
+        self._silent = isinstance(exc, ServerUnreachableError)
+        if not self.waiting():
+            self.back_off()
+
+    def refreshed(self) -> None:
+        """svserver answered a refresh: an outage in which it did not answer at all is over
+        (submissions go again at once); one in which it answered 5xx (e.g. 507, disk full)
+        keeps its backoff until a submission is accepted."""
+        if self.reachable is False and self._silent:
+            self.answered()
 
     def back_off(self) -> None:
         """Wait longer before the next submission: 1, 2, 4 ... 60 s, plus up to 1 s of jitter."""
@@ -157,3 +173,4 @@ class Reachability:
         self.reachable = True
         self._failures = 0
         self._next_try = 0.0
+        self._silent = False

@@ -212,7 +212,8 @@ class Daemon:
                 more = self.submitter.step()
                 if now >= next_refresh:
                     next_refresh = now + self.config.refresh_interval
-                    self.collector.step()
+                    if self.collector.step():
+                        self.reach.refreshed()
                     self._gauges()
                     self.ingest.forget_quiet_folders()
                 more = self.collector.drain(DRAIN_SECONDS) or more
