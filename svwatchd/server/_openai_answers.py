@@ -21,13 +21,13 @@ segment's start in Whisper's 10 ms frames.
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Sequence
 
 from fastapi.responses import JSONResponse, Response
 
 from svwatchd.model.languages import language_name
 from svwatchd.model.speechdata import Utterance, render
+from svwatchd.server._engines.guard import compression_ratio
 from svwatchd.server._openai_form import Transcription
 from svwatchd.server._store import StreamRow
 
@@ -108,11 +108,6 @@ def _segment(index: int, u: Utterance, temperature: float) -> dict[str, object]:
         "tokens": [],
         "temperature": temperature,
         "avg_logprob": round(sum(logs) / len(logs), 4) if logs else 0.0,
-        "compression_ratio": round(_compression_ratio(text), 4),
+        "compression_ratio": round(compression_ratio(text), 4),
         "no_speech_prob": 0.0,
     }
-
-
-def _compression_ratio(text: str) -> float:
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data)) if data else 0.0

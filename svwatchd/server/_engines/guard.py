@@ -25,7 +25,10 @@ rewritten) when one of these holds:
 * **repetition loop**: the window's gzip ``compression_ratio`` is above
   :data:`COMPRESSION_RATIO_THRESHOLD` (2.4). faster-whisper treats this
   threshold as a reason to retry at higher temperatures; a text still above
-  it after every retry is a loop, not a transcript;
+  it after every retry is a loop, not a transcript. A window of packed clips
+  is not judged so (clips that say the same thing, "yes", "ten of clubs",
+  make a sound window compress like a loop, and every retry was wasted):
+  each clip's own text is, and a clip that loops is decoded again alone;
 * **no words**: the text holds no letter or digit ("." or "♪").
 
 Whisper reports ``no_speech_prob``, ``avg_logprob``, ``compression_ratio``
@@ -44,6 +47,7 @@ guard repeats the rule so that it holds whatever faster-whisper does.
 from __future__ import annotations
 
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -56,6 +60,7 @@ __all__ = [
     "NO_SPEECH_THRESHOLD",
     "Rule",
     "Screened",
+    "compression_ratio",
     "fallback_temperatures",
     "rejects",
     "screen",
@@ -84,15 +89,25 @@ def _has_words(text: str) -> bool:
     return _WORDLIKE.search(text.replace("_", "")) is not None
 
 
-def rejects(segment: Any, first_word_p: float) -> Rule | None:
+def compression_ratio(text: str) -> float:
+    """Whisper's measure of a repetition loop: the UTF-8 text's length over its zlib-compressed
+    length (0 for no text)."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def rejects(segment: Any, first_word_p: float, *, repetition: bool = True) -> Rule | None:
     """The rule that drops ``segment`` (a faster-whisper Segment), or None to keep it.
 
     ``first_word_p`` is the probability of the first word of the segment's
-    decoding window (1.0 when it has none).
+    decoding window (1.0 when it has none). ``repetition=False`` leaves the
+    window's repetition rule out: a window of packed clips that say the same
+    thing compresses like a loop although each clip is sound, so the engine
+    judges each clip's own text instead.
     """
     if not _has_words(segment.text):
         return "no_words"
-    if segment.compression_ratio > COMPRESSION_RATIO_THRESHOLD:
+    if repetition and segment.compression_ratio > COMPRESSION_RATIO_THRESHOLD:
         return "repetition"
     if segment.no_speech_prob > NO_SPEECH_THRESHOLD and (
         segment.avg_logprob < LOG_PROB_THRESHOLD
@@ -129,13 +144,14 @@ def _first_word_probability(segments: Iterable[Any]) -> dict[int, float]:
     return first
 
 
-def screen(segments: Iterable[Any]) -> Screened:
-    """Split decoded segments into those the guard keeps and those it drops."""
+def screen(segments: Iterable[Any], *, repetition: bool = True) -> Screened:
+    """Split decoded segments into those the guard keeps and those it drops (``repetition``:
+    see :func:`rejects`)."""
     listed = list(segments)
     first = _first_word_probability(listed)
     out = Screened()
     for segment in listed:
-        rule = rejects(segment, first.get(segment.seek, 1.0))
+        rule = rejects(segment, first.get(segment.seek, 1.0), repetition=repetition)
         if rule is None:
             out.kept.append(segment)
         else:

@@ -47,6 +47,7 @@ import numpy as np
 
 from svwatchd.model.speechdata import Utterance
 from svwatchd.server._engines.base import SAMPLE_RATE, Audio, make_utterance
+from svwatchd.server._engines.guard import COMPRESSION_RATIO_THRESHOLD, compression_ratio
 
 __all__ = [
     "EDGE_S",
@@ -58,6 +59,7 @@ __all__ = [
     "TimedWord",
     "attribute",
     "clip_utterances",
+    "loops",
     "plan_windows",
     "timed_words",
     "touched",
@@ -286,3 +288,14 @@ def clip_utterances(groups: SpanWords, clip_samples: int) -> list[Utterance]:
         if utterance is not None:
             out.append(utterance)
     return out
+
+
+def loops(per_clip: dict[int, SpanWords]) -> set[int]:
+    """The clips whose own attributed text compresses like a repetition loop (Whisper's
+    rule, applied to a clip instead of the packed window it shared)."""
+    return {
+        index
+        for index, groups in per_clip.items()
+        if compression_ratio("".join(w.text for words in groups for w in words))
+        > COMPRESSION_RATIO_THRESHOLD
+    }

@@ -68,6 +68,7 @@ from svwatchd.server._engines.packing import (
     PACK_WINDOW_S,
     attribute,
     clip_utterances,
+    loops,
     plan_windows,
     timed_words,
     touched,
@@ -247,12 +248,20 @@ class WhisperEngine(HearsMany):
         }
 
     def _segments(
-        self, audio: Audio, *, vad: bool, language: str | None = None, ask: Ask | None = None
+        self,
+        audio: Audio,
+        *,
+        vad: bool,
+        language: str | None = None,
+        ask: Ask | None = None,
+        packed: bool = False,
     ) -> tuple[list[Any], str | None, float | None]:
         """Whisper's raw segments, the language they are in (a multilingual model's, given
         or detected; None for English-only) and a detection's probability (None when the
         language was given). The guard's thresholds drive the temperature fallback too;
-        ``ask`` gives the task, the initial prompt and the fallback's first temperature."""
+        ``ask`` gives the task, the initial prompt and the fallback's first temperature.
+        A ``packed`` window is not retried for compressing like a loop (its clips may say
+        the same thing): each clip's own text is judged instead (see the guard)."""
         ask = ask or Ask()
         import ctranslate2
 
@@ -270,7 +279,7 @@ class WhisperEngine(HearsMany):
             condition_on_previous_text=False,
             no_speech_threshold=NO_SPEECH_THRESHOLD,
             log_prob_threshold=LOG_PROB_THRESHOLD,
-            compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
+            compression_ratio_threshold=None if packed else COMPRESSION_RATIO_THRESHOLD,
         )
         decoded = list(segments)
         if not self._multilingual:
@@ -278,9 +287,10 @@ class WhisperEngine(HearsMany):
         given = (language or self._language) is not None
         return decoded, str(info.language), None if given else float(info.language_probability)
 
-    def _screen(self, segments: list[Any]) -> tuple[list[Any], list[Any]]:
-        """The segments the guard keeps and drops; drops are counted, logged at debug only."""
-        screened = screen(segments)
+    def _screen(self, segments: list[Any], *, packed: bool = False) -> tuple[list[Any], list[Any]]:
+        """The segments the guard keeps and drops; drops are counted, logged at debug only.
+        A ``packed`` window's repetition is judged clip by clip, not here."""
+        screened = screen(segments, repetition=not packed)
         if screened.dropped:
             self.dropped_segments += len(screened.dropped)
             log.debug("guard dropped %s", [(s.text, rule) for s, rule in screened.dropped])
@@ -377,11 +387,16 @@ class WhisperEngine(HearsMany):
             if len(window) < 2:
                 continue
             decoded, heard, _given = self._segments(
-                window_audio(window, local), vad=False, language=language, ask=Ask(task=task)
+                window_audio(window, local),
+                vad=False,
+                language=language,
+                ask=Ask(task=task),
+                packed=True,
             )
-            kept, dropped = self._screen(decoded)
+            kept, dropped = self._screen(decoded, packed=True)
             per_clip, bad = attribute(window, timed_words(kept))
             bad |= touched(window, [(s.start, s.end) for s in dropped])
+            bad |= loops(per_clip)  # a clip whose own text loops is decoded alone
             for p in window:
                 clip = picked[p.index]
                 if p.index in bad:
