@@ -580,7 +580,10 @@ SCENARIOS: dict[str, Scenario] = {
     "damaged-state": lambda b, short, e: damaged_state(b, files=20 if short else 200, engine=e),
     "second-owner": lambda b, short, e: second_owner(b, engine=e),
     "overflow": lambda b, short, e: overflow(
-        b, files=0 if short else 20_000, queue=256 if short else None, engine=e
+        b,
+        files=0,
+        queue=256 if short else None,
+        engine=e,  # just past the queue
     ),
 }
 """Each scenario: (work dir, short form?, engine) -> its row."""
