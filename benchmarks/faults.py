@@ -40,6 +40,10 @@ Scenarios (``--only`` picks some):
 - ``disk-full``: the disk under the journal, under the outputs and under
   svserver's data dir full in turn (a tmpfs each, needs root), files arriving;
   nothing marked DONE without its outputs. Recovery: space back -> settled.
+- ``disk-full-injected``: the same where nothing can be mounted: strace attached
+  to the running daemon or svserver makes its ``pwrite64`` (SQLite: the
+  journal, the store) or ``fsync`` (the outputs) fail with ENOSPC until it
+  detaches. Recovery: detached -> settled.
 - ``damaged-state``: the journal truncated to half; the journal's ``-wal``
   removed after a kill; svserver's database overwritten in its middle while
   it is stopped. Recovery: restart -> ready (the journal), server back ->
@@ -83,6 +87,7 @@ __all__ = [
     "crash_points",
     "damaged_state",
     "disk_full",
+    "disk_full_injected",
     "hidden",
     "inotify_queue",
     "kill_loop",
@@ -431,19 +436,67 @@ def disk_full(base: Path, *, files: int, engine: str) -> Outcome:
                 (fs / "crumbs").unlink(missing_ok=True)
                 recovery.append(rig.wait_settled(SETTLE_TIMEOUT))
             outcome = rig.judge("disk-full", faults=3, recovery=recovery)
-            counts = Counter(str(e.get("event")) for e in rig.events())
-            said = {
-                k: counts[k]
-                for k in ("journal.write_failed", "output.failed", "server.unreachable")
-            }
-            full = sum(
-                "failed with 507" in str(e.get("error", ""))
-                for e in rig.events()
-                if e.get("event") == "server.unreachable"
-            )
-            outcome.notes += [*noted, f"logged: {said}; svserver's 507 (disk full) seen: {full}"]
-            outcome.wrong += sum(int(n.split(": ")[1].split()[0]) for n in noted)
+            _said_full(outcome, rig, noted)
             return outcome
+
+
+def _said_full(outcome: Outcome, rig: Rig, noted: list[str]) -> None:
+    """What the daemon logged while the disks were full; rows DONE without outputs count as
+    wrong outcomes."""
+    counts = Counter(str(e.get("event")) for e in rig.events())
+    said = {k: counts[k] for k in ("journal.write_failed", "output.failed", "server.unreachable")}
+    full = sum(
+        "failed with 507" in str(e.get("error", ""))
+        for e in rig.events()
+        if e.get("event") == "server.unreachable"
+    )
+    outcome.notes += [*noted, f"logged: {said}; svserver's 507 (disk full) seen: {full}"]
+    outcome.wrong += sum(int(n.split(": ")[1].split()[0]) for n in noted)
+
+
+def disk_full_injected(base: Path, *, files: int, engine: str) -> Outcome:
+    """The same three disks full, where nothing can be mounted: strace attached to the
+    running daemon or svserver (its main thread: the journal's and the store's SQLite,
+    the outputs) makes every ``pwrite64`` (SQLite's writes; the journal, svserver's store)
+    or ``fsync`` (the outputs') fail with ENOSPC, as a full disk does; detaching it is the
+    space coming back."""
+    strace = shutil.which("strace")
+    if strace is None:
+        raise RuntimeError("strace is needed (apt-get install strace)")
+    recovery: list[float] = []
+    noted: list[str] = []
+    with Rig(fresh(base), engine=engine) as rig:
+        assert rig.daemon is not None and rig.server.proc is not None
+        for what, pid, call in (
+            ("journal", rig.daemon.pid, "pwrite64"),
+            ("outputs", rig.daemon.pid, "fsync"),
+            ("svserver", rig.server.proc.pid, "pwrite64"),
+        ):
+            spy = subprocess.Popen(
+                [
+                    strace,
+                    "-qq",
+                    "-o",
+                    "/dev/null",
+                    "-p",
+                    str(pid),
+                    "-e",
+                    f"trace={call}",
+                    "-e",
+                    f"inject={call}:error=ENOSPC",
+                ],
+            )
+            time.sleep(0.5)  # attached
+            rig.drop(files)
+            time.sleep(4.0)
+            wrong = rig.done_without_outputs()
+            noted.append(f"{what} full: {len(wrong)} marked DONE without outputs")
+            spy.send_signal(signal.SIGINT)  # detached: the space is back
+            spy.wait(30)
+            recovery.append(rig.wait_settled(SETTLE_TIMEOUT))
+        outcome = rig.judge("disk-full-injected", faults=3, recovery=recovery)
+        _said_full(outcome, rig, noted)
+        return outcome
 
 
 def damaged_state(base: Path, *, files: int, engine: str) -> Outcome:
@@ -577,6 +630,9 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "churn": lambda b, short, e: churn(b, rounds=2 if short else 10, engine=e),
     "disk-full": lambda b, short, e: disk_full(b, files=10 if short else 100, engine=e),
+    "disk-full-injected": lambda b, short, e: disk_full_injected(
+        b, files=10 if short else 100, engine=e
+    ),
     "damaged-state": lambda b, short, e: damaged_state(b, files=20 if short else 200, engine=e),
     "second-owner": lambda b, short, e: second_owner(b, engine=e),
     "overflow": lambda b, short, e: overflow(

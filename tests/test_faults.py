@@ -113,3 +113,15 @@ def test_server_killed_mid_upload(tmp_path: Path) -> None:
         needs_privilege(f"cannot hide a folder in a mount namespace here: {probe.stderr!r}")
     outcome = _run("server-kill-upload", tmp_path)
     assert not outcome.notes[0].endswith(": 0")  # uploads were cut by the kill
+
+
+@pytest.mark.privileged
+def test_disks_full_by_injected_enospc(tmp_path: Path) -> None:
+    # the variant for machines that cannot mount: strace attached to the running processes
+    _needs_strace()
+    if os.geteuid() != 0:
+        needs_privilege("attaching strace to a running process needs root (CAP_SYS_PTRACE)")
+    outcome = _run("disk-full-injected", tmp_path)
+    said = outcome.notes[-1]
+    assert "'journal.write_failed': 0" not in said and "'output.failed': 0" not in said
+    assert "507 (disk full) seen: 0" not in said
