@@ -45,10 +45,11 @@ import yaml
 from tests.conftest import TESTDATA
 from tests.svserver import SvServer
 
-__all__ = ["Outcome", "Rig", "fresh", "stop_wrapped"]
+__all__ = ["SETTLE_TIMEOUT", "Outcome", "Rig", "fresh", "stop_wrapped"]
 
 CLIP = (TESTDATA / "001.wav").read_bytes()  # 1.1 s of speech: "ten of clubs"
 BAD = (TESTDATA / "bad.wav").read_bytes()  # not a RIFF/WAVE header: an .error.json
+SETTLE_TIMEOUT = 600.0  # the longest a scenario waits for every file's outcome
 
 
 @dataclass
