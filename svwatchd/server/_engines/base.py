@@ -42,6 +42,7 @@ __all__ = [
     "asks_for",
     "load_engine",
     "make_utterance",
+    "resolve_device",
 ]
 
 SAMPLE_RATE = 16000
@@ -152,6 +153,17 @@ class Ask:
     def own_decoding(self) -> bool:
         """True when the clip asks for a prompt or a temperature (it is decoded alone)."""
         return self.prompt is not None or self.temperature is not None
+
+
+def resolve_device(device: str, compute_type: str | None) -> tuple[str, str]:
+    """Turn ``auto`` into cpu or cuda and pick the compute type (int8 CPU, float16 CUDA)."""
+    if device == "auto":
+        import ctranslate2
+
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    if compute_type is None:
+        compute_type = "float16" if device == "cuda" else "int8"
+    return device, compute_type
 
 
 def asks_for(languages: Sequence[str | None] | None, n: int) -> list[Ask]:

@@ -49,6 +49,7 @@ from svwatchd.server._engines.base import (
     Task,
     as_audio,
     make_utterance,
+    resolve_device,
 )
 from svwatchd.server._engines.bundles import BUNDLES, TINY_EN, bundle_dir
 from svwatchd.server._engines.guard import (
@@ -76,7 +77,7 @@ from svwatchd.server._engines.packing import (
 )
 from svwatchd.server._engines.vad import VAD_NAME, load_vad, speech_chunks
 
-__all__ = ["BEAM_SIZE", "SAMPLING_SEED", "WhisperEngine", "resolve_device"]
+__all__ = ["BEAM_SIZE", "SAMPLING_SEED", "WhisperEngine"]
 
 log = logging.getLogger(__name__)
 
@@ -90,17 +91,6 @@ gives the same transcript on every run, worker and restart (a resumed file too).
 
 _REQUIRED_FILES = ("config.json", "model.bin", "tokenizer.json")
 """Files an operator's model directory must hold (the vocabulary comes in several forms)."""
-
-
-def resolve_device(device: str, compute_type: str | None) -> tuple[str, str]:
-    """Turn ``auto`` into cpu or cuda and pick the compute type (int8 CPU, float16 CUDA)."""
-    if device == "auto":
-        import ctranslate2
-
-        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-    if compute_type is None:
-        compute_type = "float16" if device == "cuda" else "int8"
-    return device, compute_type
 
 
 class WhisperEngine(HearsMany):
