@@ -142,15 +142,16 @@ def row(o: Outcome) -> str:
     """One line of the table."""
     rec = f"{statistics.median(o.recovery):.2f} / {max(o.recovery):.2f}" if o.recovery else "-"
     return (
-        f"| {o.name} | {o.faults} | {o.files} | {o.lost} | {o.twice} | {o.resent} | "
-        f"{o.rewritten} | {o.errors} | {o.wrong} | {rec} | {o.rss_mb:.0f} | {o.depth} |"
+        f"| {o.name} | {o.faults} | {o.files} | {o.lost} | {o.unfinished} | {o.twice} | "
+        f"{o.resent} | {o.rewritten} | {o.errors} | {o.wrong} | {rec} | {o.rss_mb:.0f} | "
+        f"{o.depth} |"
     )
 
 
 HEADER = (
-    "| scenario | faults | files | lost | decoded twice | re-sent | outputs rewritten | "
-    "expected errors | wrong outcome | recovery p50 / max (s) | daemon peak RSS (MB) | "
-    "journal depth |\n" + "| --- " * 12 + "|"
+    "| scenario | faults | files | lost | unfinished | decoded twice | re-sent | "
+    "outputs rewritten | expected errors | wrong outcome | recovery p50 / max (s) | "
+    "daemon peak RSS (MB) | journal depth |\n" + "| --- " * 13 + "|"
 )
 
 
