@@ -33,6 +33,7 @@ from svwatchd.daemon._outputs import apply_after, write_transcripts
 from svwatchd.daemon._stage import Stage, audio_facts, output_path, output_record
 from svwatchd.daemon._watchconfig import WatchConfig
 from svwatchd.daemon._watches import Watches
+from svwatchd.errors import ServerError
 from svwatchd.model.enums import DecodeStatus
 from svwatchd.model.speechdata import Utterance
 
@@ -66,6 +67,7 @@ class Collector(Stage):
         self._now = wallclock
         self._finished: dict[str, tuple[FileRecord, Stream]] = {}  # refreshed, not yet handled
         self._refreshed_with: Server | None = None  # the client the finished ones are bound to
+        self._engine_language: tuple[Server, str | None] | None = None  # sysinfo's, per client
         self._output_problems = Once()  # output.failed: once per stream and problem
         self._errors = Isolation("collect", metrics)
 
@@ -164,11 +166,26 @@ class Collector(Stage):
         elif status is DecodeStatus.DELETED:
             self.fail(row, "the stream was deleted on the server before its outputs were written")
 
+    def _only_language(self) -> str | None:
+        """The one language svserver's engine decodes (``en`` for tiny.en or pocketsphinx;
+        None when it detects), asked once per client: a stream an English-only model
+        decoded is English although no language was heard (``{lang}`` in output names)."""
+        server = self._server()
+        if self._engine_language is None or self._engine_language[0] is not server:
+            try:
+                said = server.sysinfo().get("engine", {}).get("language")
+            except ServerError:
+                return None  # asked again next time
+            self._engine_language = (server, said if isinstance(said, str) else None)
+        language = self._engine_language[1]
+        return None if language in (None, "detect") else language
+
     def _finish(self, row: FileRecord, stream: Stream, log: Log) -> None:
         watch = self.watch_of(row)
         assert watch is not None  # _handle checked
         utterances = stream.utterances()
-        lang = language_for_name(row.metadata, stream.stats().get("language"))
+        heard = stream.stats().get("language") or self._only_language()
+        lang = language_for_name(row.metadata, heard)
         targets = [
             (output_path(watch, row.path, fmt, lang, channel), fmt, said)
             for channel, said in _by_channel(watch, utterances).items()

@@ -9,8 +9,9 @@ failed). The default, ``{name}.{fmt}``, is the daemon's historic naming
 ``movie.en.srt`` beside ``movie.mkv``, the name Jellyfin and Plex pick up.
 
 ``{lang}`` is the stream's ``language`` tag when it names a language, else
-the language heard (the server's stats), else `UNKNOWN_LANGUAGE` (``und``,
-ISO 639-2's "undetermined"); a translation (``task: translate``) is English.
+the language heard (the server's stats, or the one language its engine
+decodes: the collector's), else `UNKNOWN_LANGUAGE` (``und``, ISO 639-2's
+"undetermined"); a translation (``task: translate``) is English.
 ``{channel}`` is a channel's speaker label (``agent``, ``ch1``) when channels
 are decoded apart (``split_channels``), which makes one output per channel and
 format; otherwise `MIX` (``mix``): one output of the mixed audio.

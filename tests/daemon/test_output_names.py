@@ -95,7 +95,9 @@ def test_subtitles_beside_the_video_with_the_umask_and_never_taken_as_input(
         again.stop()
 
 
-def test_language_heard_else_und_and_output_mode(area: tuple[SvServer, Path], work: Path) -> None:
+def test_the_engines_language_else_und_and_output_mode(
+    area: tuple[SvServer, Path], work: Path
+) -> None:
     srv, _ = area
     inbox, out = work / "inbox", work / "out"
     watch = {
@@ -108,8 +110,9 @@ def test_language_heard_else_und_and_output_mode(area: tuple[SvServer, Path], wo
     try:
         shutil.copy(TESTDATA / "001.wav", inbox / "call.wav")
         shutil.copy(TESTDATA / "bad.wav", inbox / "bad.wav")
-        # pocketsphinx hears no language and none is tagged: und (undetermined)
-        names = ["call.und.txt", "call.und.json", "call.und.srt", "call.und.vtt"]
+        # none is tagged or heard, but the server's engine decodes English only: en
+        # (Jellyfin and Plex find movie.en.srt); a file that failed was heard in nothing: und
+        names = ["call.en.txt", "call.en.json", "call.en.srt", "call.en.vtt"]
         wait_for(lambda: all((out / n).exists() for n in names), 60, "outputs", daemon.output)
         assert all(_mode(out / n) == 0o640 for n in names)  # output.mode, not the umask
         wait_for(lambda: (out / "bad.und.error.json").exists(), 60, "error file", daemon.output)
@@ -205,7 +208,7 @@ def test_skip_if_exists_records_done_without_decoding(
     try:
         wait_for(lambda: daemon.events("file.skipped"), 30, "the skip", daemon.output)
         shutil.copy(TESTDATA / "005.wav", inbox / "other.wav")
-        wait_for(lambda: (inbox / "other.und.srt").exists(), 60, "a decode", daemon.output)
+        wait_for(lambda: (inbox / "other.en.srt").exists(), 60, "a decode", daemon.output)
         (skipped,) = daemon.events("file.skipped")
         assert skipped["path"] == str(inbox / "movie.wav")
         assert skipped["outputs"] == [str(inbox / "movie.en.srt")]
