@@ -47,7 +47,15 @@ import yaml
 from tests.conftest import TESTDATA
 from tests.svserver import SvServer
 
-__all__ = ["SETTLE_TIMEOUT", "STALL_SECONDS", "Outcome", "Rig", "fresh", "stop_wrapped"]
+__all__ = [
+    "SETTLE_TIMEOUT",
+    "STALL_SECONDS",
+    "Outcome",
+    "Rig",
+    "fresh",
+    "need_strace",
+    "stop_wrapped",
+]
 
 CLIP = (TESTDATA / "001.wav").read_bytes()  # 1.1 s of speech: "ten of clubs"
 BAD = (TESTDATA / "bad.wav").read_bytes()  # not a RIFF/WAVE header: an .error.json
@@ -211,50 +219,33 @@ class Rig:
 
     def done_without_outputs(self) -> list[str]:
         """Journal rows marked DONE whose transcript is not there (must be none)."""
-        db = self.state / "journal.db"
-        try:
-            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-                done = [r[0] for r in conn.execute("SELECT path FROM files WHERE state='DONE'")]
-        except sqlite3.Error:
-            return []
+        done = [r[0] for r in self._journal("SELECT path FROM files WHERE state='DONE'")]
         return [p for p in done if p in self.manifest and self._finished(p) != "transcript"]
 
     def server_sources(self) -> set[str]:
         """The sources of the streams in svserver's database, read directly (read-only: the
         server may be down)."""
-        db = self.server.data_dir / "svserver.db"
-        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-            return {row[0] for row in conn.execute("SELECT source FROM streams")}
+        return {r[0] for r in _read_only(self.server.data_dir / "svserver.db", _SOURCES)}
 
     def journal_waiting(self) -> set[str]:
         """Paths whose rows wait in the journal (pending or in flight), read-only."""
-        db = self.state / "journal.db"
-        try:
-            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-                return {
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT path FROM files WHERE state IN "
-                        "('PENDING', 'HELD', 'SUBMITTING', 'INFLIGHT')"
-                    )
-                }
-        except sqlite3.Error:
-            return set()
+        return {r[0] for r in self._journal(f"SELECT path FROM files WHERE {_WAITING}")}
 
     def journal_depth(self) -> int:
         """Rows of the journal not finished (read-only: never in the daemon's way)."""
+        rows = self._journal(f"SELECT COUNT(*) FROM files WHERE {_WAITING}")
+        return int(rows[0][0]) if rows else 0
+
+    def _journal(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query of the daemon's journal (none while it cannot be read:
+        not made yet, or moved aside)."""
         db = self.state / "journal.db"
         if not db.exists():
-            return 0
+            return []
         try:
-            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-                row = conn.execute(
-                    "SELECT COUNT(*) FROM files WHERE state IN "
-                    "('PENDING', 'HELD', 'SUBMITTING', 'INFLIGHT')"
-                ).fetchone()
-                return int(row[0])
+            return _read_only(db, sql)
         except sqlite3.Error:
-            return 0
+            return []
 
     # -- files --------------------------------------------------------------------------
 
@@ -359,15 +350,16 @@ class Rig:
                 result.lost += 1
                 result.notes.append(f"lost: {path}")
                 continue
+            doc = self._transcript(path)
             if got != expect:
                 result.wrong += 1
                 result.notes.append(f"{path}: {got}, expected {expect}")
-            elif got == "transcript" and not self._of_final_content(path):
+            elif got == "transcript" and not _of_content(doc, self.manifest[path][0]):
                 result.lost += 1  # the file's last content never got its transcript
                 result.notes.append(f"lost (transcript of an older content only): {path}")
             if got == "error":
                 result.errors += 1
-            twice = streams[path] > self.versions[path] or self._repeats(path)
+            twice = streams[path] > self.versions[path] or _repeats(doc)
             if twice:
                 result.twice += 1
                 result.notes.append(f"twice: {path} ({streams[path]} streams)")
@@ -377,22 +369,46 @@ class Rig:
         result.depth = self.peak_depth
         return result
 
-    def _of_final_content(self, path: str) -> bool:
+    def _transcript(self, path: str) -> dict[str, Any] | None:
+        """The file's JSON output (None when there is none, or it does not parse)."""
         out = self.out / Path(path).relative_to(self.inbox)
         try:
             doc = json.loads(Path(f"{out}.json").read_text())
         except (OSError, ValueError):
-            return False
-        return bool(doc.get("fingerprint") == "sha256:" + self.manifest[path][0])
+            return None
+        return doc if isinstance(doc, dict) else None
 
-    def _repeats(self, path: str) -> bool:
-        out = self.out / Path(path).relative_to(self.inbox)
-        try:
-            doc = json.loads(Path(f"{out}.json").read_text())
-        except (OSError, ValueError):
-            return False
-        seen = Counter((u["start"], u["text"]) for u in doc.get("utterances", []))
-        return any(n > 1 for n in seen.values())
+
+def _of_content(doc: dict[str, Any] | None, sha256: str) -> bool:
+    """Whether the transcript was made from this content (its recorded fingerprint)."""
+    return doc is not None and doc.get("fingerprint") == "sha256:" + sha256
+
+
+def _repeats(doc: dict[str, Any] | None) -> bool:
+    """Whether the transcript holds an utterance twice (same start, same text)."""
+    if doc is None:
+        return False
+    seen = Counter((u["start"], u["text"]) for u in doc.get("utterances", []))
+    return any(n > 1 for n in seen.values())
+
+
+_WAITING = "state IN ('PENDING', 'HELD', 'SUBMITTING', 'INFLIGHT')"  # not finished yet
+_SOURCES = "SELECT source FROM streams"
+
+
+def _read_only(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Every row of ``sql`` on ``db``, through a read-only connection (never in the way of
+    the process that writes it)."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return list(conn.execute(sql))
+
+
+def need_strace() -> str:
+    """The strace command (the crash-point and ENOSPC scenarios inject faults with it)."""
+    found = shutil.which("strace")
+    if found is None:
+        raise RuntimeError("strace is needed for this scenario (apt-get install strace)")
+    return found
 
 
 def stop_wrapped(

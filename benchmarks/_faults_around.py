@@ -5,14 +5,20 @@ between them, the disks under both. Each returns its row of the table
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks._faultrig import SETTLE_TIMEOUT, Outcome, Rig, fresh, stop_wrapped
+from benchmarks._faultrig import (
+    SETTLE_TIMEOUT,
+    Outcome,
+    Rig,
+    fresh,
+    need_strace,
+    stop_wrapped,
+)
 from benchmarks._proxy import Mode, Proxy
 from tests.diskfull import fill, tiny_fs
 
@@ -83,9 +89,7 @@ def server_reply(base: Path, *, points: range, engine: str) -> Outcome:
     """svserver killed as it answers: at its Nth ``sendto`` (``strace --inject``), N swept
     over the answers to the daemon's submissions and refreshes, so some kills fall after a
     submission's commit and before its reply. The daemon sends again under the same ids."""
-    strace = shutil.which("strace")
-    if strace is None:
-        raise RuntimeError("strace is needed (apt-get install strace)")
+    strace = need_strace()
     kills = 0
     recovery: list[float] = []
     swept: list[str] = []
@@ -224,9 +228,7 @@ def disk_full_injected(base: Path, *, files: int, engine: str) -> Outcome:
     the outputs) makes every ``pwrite64`` (SQLite's writes; the journal, svserver's store)
     or ``fsync`` (the outputs') fail with ENOSPC, as a full disk does; detaching it is the
     space coming back."""
-    strace = shutil.which("strace")
-    if strace is None:
-        raise RuntimeError("strace is needed (apt-get install strace)")
+    strace = need_strace()
     recovery: list[float] = []
     noted: list[str] = []
     with Rig(fresh(base), engine=engine) as rig:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from benchmarks._faultrig import SETTLE_TIMEOUT, Outcome, Rig, fresh
+from benchmarks._faultrig import SETTLE_TIMEOUT, Outcome, Rig, fresh, need_strace
 from tests.svserver import SvServer
 
 __all__ = [
@@ -66,9 +65,7 @@ def crash_points(base: Path, *, calls: tuple[str, ...], points: range, engine: s
     ``strace --inject=CALL:signal=SIGKILL:when=N`` (the Nth such call of a thread kills
     it), then started again plainly; the file must come out once. N past the file's life
     (the daemon never hit it) ends that call's sweep."""
-    strace = shutil.which("strace")
-    if strace is None:
-        raise RuntimeError("strace is needed for the crash-point sweep (apt-get install strace)")
+    strace = need_strace()
     kills = 0
     recovery: list[float] = []
     swept: list[str] = []

@@ -43,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,20 +150,11 @@ def build_feed(count: int, rng: np.random.Generator) -> list[Piece]:
     """0.5 s silence, ``count`` clips (sense and card interleaved, looped) with 0.8-1.5 s
     of silence after each, then 2 s of silence."""
     order = [name for pair in zip(SENSE, CARDS, strict=True) for name in pair]
-    audio = {name: pcm16(load_clip(name)) for name in order}
-    pieces = [Piece(silence(0.5))]
-    position = 0.5
-    for k in range(count):
-        name = order[k % len(order)]
-        pcm = audio[name]
-        length = len(pcm) / BYTES_PER_SECOND
-        pieces.append(Piece(pcm, Clip(name, position, position + length)))
-        position += length
-        gap = silence(float(rng.uniform(0.8, 1.5)))
-        pieces.append(Piece(gap))
-        position += len(gap) / BYTES_PER_SECOND
-    pieces.append(Piece(silence(2.0)))
-    return pieces
+
+    def nth(k: int, _position: float) -> tuple[str, float] | None:
+        return (order[k % len(order)], float(rng.uniform(0.8, 1.5))) if k < count else None
+
+    return _feed(nth)
 
 
 def build_continuous(seconds: float, rng: np.random.Generator) -> list[Piece]:
@@ -170,21 +162,38 @@ def build_continuous(seconds: float, rng: np.random.Generator) -> list[Piece]:
     cycle, each followed by a short pause of 0.1-0.4 s (with the clips' own edges, 0.15-0.6 s
     between sentences, often shorter than the 0.5 s a segment waits for), until
     ``seconds`` of feed; 0.5 s of silence before, 2 s after."""
-    audio = {name: pcm16(load_clip(name)) for name in SENSE}
+    order: list[str] = []
+
+    def nth(_k: int, position: float) -> tuple[str, float] | None:
+        if position >= seconds:
+            return None
+        if not order:
+            order.extend(str(n) for n in rng.permutation(SENSE))
+        return order.pop(), float(rng.uniform(0.1, 0.4))
+
+    return _feed(nth)
+
+
+def _feed(nth: Callable[[int, float], tuple[str, float] | None]) -> list[Piece]:
+    """0.5 s of silence, then clip after clip, each followed by its pause in silence, while
+    ``nth(k, position)`` (the k-th clip, the stream time reached) names one and its pause;
+    then 2 s of silence. Each clip's place in the stream is recorded."""
+    audio: dict[str, bytes] = {}
     pieces = [Piece(silence(0.5))]
     position = 0.5
-    order: list[str] = []
-    while position < seconds:
-        if not order:
-            order = [str(n) for n in rng.permutation(SENSE)]
-        name = order.pop()
+    k = 0
+    while (chosen := nth(k, position)) is not None:
+        name, pause = chosen
+        if name not in audio:
+            audio[name] = pcm16(load_clip(name))
         pcm = audio[name]
         length = len(pcm) / BYTES_PER_SECOND
         pieces.append(Piece(pcm, Clip(name, position, position + length)))
         position += length
-        gap = silence(float(rng.uniform(0.1, 0.4)))
+        gap = silence(pause)
         pieces.append(Piece(gap))
         position += len(gap) / BYTES_PER_SECOND
+        k += 1
     pieces.append(Piece(silence(2.0)))
     return pieces
 

@@ -32,6 +32,8 @@ import soundfile as sf
 from svwatchd._sniff import HEAD_BYTES, Reader, mp3_truncation, sniff, webm_doctype
 from svwatchd.errors import AudioDecodeError
 from svwatchd.model.contract import FileType, as_filetype
+from svwatchd.model.enums import Encoding
+from svwatchd.model.format import AudioFormat
 from svwatchd.model.languages import same_language
 
 __all__ = [
@@ -100,6 +102,17 @@ class MediaInfo:
                 if same_language(t.language, language):
                     return t
         return next((t for t in self.tracks if t.default), self.tracks[0])
+
+    def decoded_format(self, track: Track) -> AudioFormat:
+        """The format a track decodes to: 16-bit signed PCM at its own rate and channels
+        (raises ``ValueError`` when those are outside what the contract allows)."""
+        return AudioFormat(
+            filetype=self.filetype,
+            encoding=Encoding.SPCM,  # what the codec decodes to
+            sampwidth=2,
+            samprate=track.samprate,
+            channels=track.channels,
+        )
 
     def describe_tracks(self) -> str:
         """The tracks in one phrase, for error messages."""

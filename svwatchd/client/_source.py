@@ -134,13 +134,7 @@ def _container(
     except ValueError as exc:
         raise InvalidStreamError(f"Stream {path}: {exc}", source=path, field="track") from None
     try:
-        audio = AudioFormat(
-            filetype=media.filetype,
-            encoding=Encoding.SPCM,  # what the codec decodes to
-            sampwidth=2,
-            samprate=track.samprate,
-            channels=track.channels,
-        )
+        audio = media.decoded_format(track)
     except ValueError as exc:
         raise InvalidStreamError(
             f"Stream {path}: the {media.filetype} file's audio track {track.number} is not "

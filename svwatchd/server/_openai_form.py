@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal, TypeAlias, get_args
+from typing import Final, Literal, TypeAlias, TypeVar, get_args
 
 from svwatchd.model.contract import LANGUAGE_AUTO, is_language
 from svwatchd.model.languages import LANGUAGES
@@ -43,8 +43,9 @@ DEFAULT_MODEL: Final = "whisper-1"
 ResponseFormat: TypeAlias = Literal["json", "text", "srt", "vtt", "verbose_json"]
 Granularity: TypeAlias = Literal["word", "segment"]
 
-_FORMATS: Final[tuple[str, ...]] = get_args(ResponseFormat)
-_GRANULARITIES: Final[tuple[str, ...]] = get_args(Granularity)
+_FORMATS: Final[tuple[ResponseFormat, ...]] = get_args(ResponseFormat)
+_GRANULARITIES: Final[tuple[Granularity, ...]] = get_args(Granularity)
+_Choice = TypeVar("_Choice", bound=str)
 _UNSUPPORTED: Final = (
     "include",
     "include[]",
@@ -108,9 +109,9 @@ class TranscriptionForm:
         elif name == "temperature":
             self.temperature = _temperature(value)
         elif name == "response_format":
-            self.response_format = _response_format(value)
+            self.response_format = _one_of(name, value, _FORMATS)
         elif name in ("timestamp_granularities[]", "timestamp_granularities"):
-            self.granularities.add(_granularity(name, value))
+            self.granularities.add(_one_of(name, value, _GRANULARITIES))
         elif name == "stream":
             if value.strip().lower() not in ("false", "0", ""):
                 raise FormError(
@@ -201,25 +202,13 @@ def _temperature(value: str) -> float:
     return number
 
 
-def _response_format(value: str) -> ResponseFormat:
-    for known in get_args(ResponseFormat):
+def _one_of(name: str, value: str, choices: tuple[_Choice, ...]) -> _Choice:
+    """``value`` as one of ``choices`` (the values of a Literal type), else a 400 naming them."""
+    for known in choices:
         if value == known:
-            chosen: ResponseFormat = known
-            return chosen
+            return known
     raise FormError(
-        f"response_format: {value!r} is not one of {', '.join(_FORMATS)}",
-        field="response_format",
-        code="invalid_value",
-    )
-
-
-def _granularity(name: str, value: str) -> Granularity:
-    for known in get_args(Granularity):
-        if value == known:
-            chosen: Granularity = known
-            return chosen
-    raise FormError(
-        f"{name}: {value!r} is not one of {', '.join(_GRANULARITIES)}",
+        f"{name}: {value!r} is not one of {', '.join(choices)}",
         field=name,
         code="invalid_value",
     )

@@ -20,7 +20,6 @@ from typing import BinaryIO
 from svwatchd._audio import is_riff, probe_wav
 from svwatchd._media import probe_media
 from svwatchd.errors import AudioDecodeError, EmptyUploadError, TooLargeError
-from svwatchd.model.enums import Encoding
 from svwatchd.model.format import AudioFormat
 
 __all__ = ["WRITE_BYTES", "Uploads", "probe_format"]
@@ -92,14 +91,7 @@ def probe_format(path: Path, name: str) -> AudioFormat:
             return probe_wav(path).format
         media = probe_media(str(path))
         if media is not None:
-            track = media.choose()
-            return AudioFormat(
-                filetype=media.filetype,
-                encoding=Encoding.SPCM,  # what the codec decodes to
-                sampwidth=2,
-                samprate=track.samprate,
-                channels=track.channels,
-            )
+            return media.decoded_format(media.choose())
     except AudioDecodeError as exc:
         raise AudioDecodeError(name, exc.problem) from None
     except ValueError as exc:  # a track's rate or channels outside what svserver decodes
