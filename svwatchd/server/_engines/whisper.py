@@ -10,7 +10,8 @@ Why it is built the way it is (measured on 2 CPU cores, tiny.en int8):
   as a 30 s one (about 6x real time on the card clips one by one).
   :meth:`WhisperEngine.transcribe_many` packs the speech of several short
   clips into shared windows with :data:`PACK_GAP_S` of digital silence
-  between them, decodes each window once and hands the words back to their
+  between them, decodes each window once (one encoder pass:
+  :mod:`~svwatchd.server._engines.onepass`) and hands the words back to their
   clips by their timestamps (about 4x the throughput). Packing is verified
   (:func:`svwatchd.server._engines.packing.attribute`); a clip that fails the
   check is decoded alone.
@@ -63,6 +64,7 @@ from svwatchd.server._engines.model import (
     digest_model_dir,
     verify_model,
 )
+from svwatchd.server._engines.onepass import OnePass
 from svwatchd.server._engines.packing import (
     LONG_CLIP_S,
     PACK_GAP_S,
@@ -85,12 +87,28 @@ BEAM_SIZE = 1
 """Greedy: on tiny.en/CPU beam 5 bought no accuracy on the test speech and cost ~10 %."""
 
 
+_DECODING: dict[str, Any] = {
+    "beam_size": BEAM_SIZE,
+    "word_timestamps": True,
+    "condition_on_previous_text": False,
+    "no_speech_threshold": NO_SPEECH_THRESHOLD,
+    "log_prob_threshold": LOG_PROB_THRESHOLD,
+}
+"""faster-whisper settings shared by clips decoded alone and packed windows."""
+
 SAMPLING_SEED = 0
 """Seed of the temperature fallback's sampling, set before every decode: the same audio
 gives the same transcript on every run, worker and restart (a resumed file too)."""
 
 _REQUIRED_FILES = ("config.json", "model.bin", "tokenizer.json")
 """Files an operator's model directory must hold (the vocabulary comes in several forms)."""
+
+
+def _seed() -> None:
+    """Seed the temperature fallback's sampling (:data:`SAMPLING_SEED`) before a decode."""
+    import ctranslate2
+
+    ctranslate2.set_random_seed(SAMPLING_SEED)
 
 
 class WhisperEngine(HearsMany):
@@ -170,6 +188,12 @@ class WhisperEngine(HearsMany):
             self._language: str | None = "en"
         else:
             self._language = config.language
+        self._onepass = OnePass(
+            self._model,
+            temperature=fallback_temperatures(None),
+            compression_ratio_threshold=None,  # a packed window is judged clip by clip
+            **_DECODING,
+        )
         self.packed_clips = 0
         self.fallback_clips = 0
         self.dropped_segments = 0
@@ -244,32 +268,23 @@ class WhisperEngine(HearsMany):
         vad: bool,
         language: str | None = None,
         ask: Ask | None = None,
-        packed: bool = False,
     ) -> tuple[list[Any], str | None, float | None]:
         """Whisper's raw segments, the language they are in (a multilingual model's, given
         or detected; None for English-only) and a detection's probability (None when the
         language was given). The guard's thresholds drive the temperature fallback too;
-        ``ask`` gives the task, the initial prompt and the fallback's first temperature.
-        A ``packed`` window is not retried for compressing like a loop (its clips may say
-        the same thing): each clip's own text is judged instead (see the guard)."""
+        ``ask`` gives the task, the initial prompt and the fallback's first temperature."""
         ask = ask or Ask()
-        import ctranslate2
-
-        ctranslate2.set_random_seed(SAMPLING_SEED)
+        _seed()
         segments, info = self._model.transcribe(
             audio,
             language=language or self._language,
             task=ask.task if self._multilingual else "transcribe",
             initial_prompt=ask.prompt,
             temperature=fallback_temperatures(ask.temperature),
-            beam_size=BEAM_SIZE,
             vad_filter=vad,
             vad_parameters=self._vad_options,
-            word_timestamps=True,
-            condition_on_previous_text=False,
-            no_speech_threshold=NO_SPEECH_THRESHOLD,
-            log_prob_threshold=LOG_PROB_THRESHOLD,
-            compression_ratio_threshold=None if packed else COMPRESSION_RATIO_THRESHOLD,
+            compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
+            **_DECODING,
         )
         decoded = list(segments)
         if not self._multilingual:
@@ -376,13 +391,9 @@ class WhisperEngine(HearsMany):
         for window in windows:
             if len(window) < 2:
                 continue
-            decoded, heard, _given = self._segments(
-                window_audio(window, local),
-                vad=False,
-                language=language,
-                ask=Ask(task=task),
-                packed=True,
-            )
+            _seed()
+            decoded = self._onepass.segments(window_audio(window, local), language, task)
+            heard = language if self._multilingual else None
             kept, dropped = self._screen(decoded, packed=True)
             per_clip, bad = attribute(window, timed_words(kept))
             bad |= touched(window, [(s.start, s.end) for s in dropped])
