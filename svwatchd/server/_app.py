@@ -37,7 +37,7 @@ from svwatchd.server._records import Listeners, Records
 from svwatchd.server._scheduler import Scheduler
 from svwatchd.server._service import StreamService
 from svwatchd.server._slots import Slots
-from svwatchd.server._store import Store
+from svwatchd.server._store import DB_NAME, Store
 from svwatchd.server._submission import Admission
 from svwatchd.server._uploads import Uploads
 
@@ -77,7 +77,7 @@ async def _open(
 ) -> tuple[_Parts, api.ApiState]:
     """Make and connect every part of svserver; the scheduler is not started yet."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(config.data_dir / "svserver.db")
+    store = Store(config.data_dir / DB_NAME)
     if store.corrupt_path is not None:
         log.warning(
             "store.damaged",

@@ -16,6 +16,7 @@ from svwatchd.errors import SvwatchdError
 from svwatchd.model.contract import DEFAULT_PORT, parse_hostport
 from svwatchd.server._config import ServerConfig
 from svwatchd.server._pieces import PIECE_SECONDS
+from svwatchd.server._store import DB_NAME, check_unlocked
 
 __all__ = [
     "STATUS_EVERY",
@@ -192,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_format, args.log_level)
     try:
         config = config_from_args(args)
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        check_unlocked(config.data_dir / DB_NAME)  # a second svserver: one line, then exit
     except (ValueError, OSError, SvwatchdError) as exc:
         print(f"svserver: {exc}", file=sys.stderr)
         return 2

@@ -31,12 +31,14 @@ from svwatchd.server._engines.base import Ask, OnForeign, Task
 from svwatchd.server._schema import MIGRATIONS, SCHEMA_VERSION, SqlValue
 
 __all__ = [
+    "DB_NAME",
     "SCHEMA_VERSION",
     "NewStream",
     "SqlValue",
     "Store",
     "StreamRow",
     "UtteranceRow",
+    "check_unlocked",
     "insert_utterances",
     "recount",
 ]
@@ -183,6 +185,24 @@ class UtteranceRow:
     skipped: bool
 
 
+DB_NAME = "svserver.db"
+"""svserver's database, in its data directory."""
+
+
+def _lock(db: Path) -> int:
+    """Take svserver's lock beside its database (see :func:`lock_exclusively`)."""
+    return lock_exclusively(
+        db.with_suffix(".lock"), program="svserver", remedy="stop it or choose another --data-dir"
+    )
+
+
+def check_unlocked(db: str | Path) -> None:
+    """Raise :class:`~svwatchd.errors.StateLockedError` when another svserver serves the
+    database ``db``: checked before start-up, so the operator reads one line, not a
+    traceback from the web server's start-up (the store takes the lock for good)."""
+    os.close(_lock(Path(db)))
+
+
 class Store:
     """The server's SQLite database: one connection behind a lock.
 
@@ -193,15 +213,12 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        lock = self.path.with_suffix(".lock")
-        self._lock_fd = lock_exclusively(
-            lock, program="svserver", remedy="stop it or choose another --data-dir"
-        )
+        self._lock_fd = _lock(self.path)
         self._lock = threading.RLock()
         # a damaged database is moved aside (corrupt_path), never served: queries on it
         # would fail for ever, one 500 after another
         self._db, self.corrupt_path = open_checked(
-            self.path, lambda: connect(self.path, timeout=30), "svserver.db"
+            self.path, lambda: connect(self.path, timeout=30), DB_NAME
         )
         self._db.execute("PRAGMA foreign_keys=ON")
         with self.transaction() as db:

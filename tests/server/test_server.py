@@ -480,8 +480,11 @@ def test_data_dir_is_locked_and_streams_by_id(
 ) -> None:
     srv, root = served
     second = SvServer(srv.data_dir, workers=1)
-    with pytest.raises(RuntimeError, match="Another svserver"):
+    with pytest.raises(RuntimeError, match="Another svserver") as refused:
         second.start(timeout=60)
+    # one line naming the lock and what to do, exit status 2: no start-up traceback
+    assert "svserver exited 2" in str(refused.value)
+    assert "--data-dir" in str(refused.value) and "Traceback" not in str(refused.value)
     s = Stream(root / "001.wav")
     server.decodestreams(s)
     found, missing = server.getstreamsbyid([s.id, "no-such-id"])
