@@ -525,6 +525,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=None, help="rounds per corpus (default 2, 1 with --quick)"
     )
+    parser.add_argument(
+        "--corpus",
+        action="append",
+        choices=["LONG", "SHORT", "HARDCUT"],
+        help="only this corpus (repeatable; default: all three)",
+    )
     args = parser.parse_args(argv)
     if args.repeat is None:
         args.repeat = 1 if args.quick else 2
@@ -551,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
                 build_short(corpus_dir, 100, rng),
                 build_hardcut(corpus_dir, 99, rng),
             ]
+        corpora = [c for c in corpora if not args.corpus or c.name in args.corpus]
         warmup = build_warmup(corpus_dir)
         engines = ["whisper", "pocketsphinx"] if args.engine == "both" else [args.engine]
         for engine in engines:
