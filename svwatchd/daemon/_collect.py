@@ -82,7 +82,7 @@ class Collector(Stage):
         by_sid = {r.stream_id: r for r in rows if r.stream_id}
         if not by_sid:
             self.metrics.set_inflight(0)
-            self._policy_step(self._server(), [])
+            self._policy_step(self._server(), [], {})
             return False
         began = time.monotonic()
         server = self._server()
@@ -100,7 +100,7 @@ class Collector(Stage):
             row = by_sid[sid]
             file_log(self.log, row).warning("stream.lost")
             self.journal.mark_submitting([row.id], [sid], [row.metadata])
-        self._policy_step(server, streams)
+        self._policy_step(server, streams, by_sid)
         return True
 
     def drain(self, budget: float = STEP_SECONDS) -> bool:
@@ -226,7 +226,9 @@ class Collector(Stage):
 
     # -- policy -------------------------------------------------------------------------
 
-    def _policy_step(self, server: Server, streams: list[Stream]) -> None:
+    def _policy_step(
+        self, server: Server, streams: list[Stream], rows: dict[str, FileRecord]
+    ) -> None:
         policy = self._policy()
         now = self._now()
         running = [
@@ -245,7 +247,8 @@ class Collector(Stage):
             if stale:
                 server.closestreams(stale)
                 for s in stale:
-                    self.log.warning(
+                    log = file_log(self.log, rows[s.id]) if s.id in rows else self.log
+                    log.warning(
                         "stream.closed",
                         stream_id=s.id,
                         reason=f"active longer than close_after ({policy.close_after:.0f} s)",

@@ -116,7 +116,8 @@ def test_delete_after_and_close_after(area: tuple[SvServer, Path], work: Path) -
         error = work / "out" / "long.wav.error.json"
         wait_for(error.exists, 90, "closed after 1 s", daemon.output)
         assert "closed" in json.loads(error.read_text())["reason"]
-        assert daemon.events("stream.closed")
+        (closed,) = daemon.events("stream.closed")
+        assert closed["path"] == str(work / "inbox" / "long.wav")  # which file, by name
     finally:
         daemon.stop()
 
