@@ -7,8 +7,11 @@ upload takes: the form's file is written to ``uploads/<id>`` as it arrives
 ``max_upload_bytes``), submitted as an upload stream tagged ``via: openai``
 (its id starts ``openai-``: ``svctl streams`` shows it), queued, packed and
 decoded by the scheduler like the rest, and the response waits for it
-(:meth:`~svwatchd.server._service.StreamService.finished`). A client that
-disconnects while it waits has its stream deleted. The bearer token and the
+(:meth:`~svwatchd.server._service.StreamService.finished`). Once it has
+finished, its audio is removed (the stream stays listed, with its transcript:
+the OpenAI API keeps nothing, and a server answering such requests all day
+must not fill its disk). A client that disconnects while it waits has its
+stream deleted. The bearer token and the
 size limits are the guards' (:mod:`~svwatchd.server._guards`), as for every
 ``/v1`` route; errors come in OpenAI's shape (:mod:`~svwatchd.server._httperrors`).
 """
@@ -126,7 +129,9 @@ async def transcriptions(request: Request) -> Response:
             field="file",
             code="transcription_failed",
         )
-    return respond(asked, row, service.utterances(stream_id), _language(asked, row))
+    answer = respond(asked, row, service.utterances(stream_id), _language(asked, row))
+    service.discard_upload(stream_id)  # the transcript is stored; the audio is not needed
+    return answer
 
 
 @asynccontextmanager

@@ -134,7 +134,8 @@ class StreamService:
         return self._uploads.path(stream_id)
 
     def discard_upload(self, stream_id: str) -> None:
-        """Remove an upload no stream was made of (its request was refused)."""
+        """Remove an upload no stream was made of (its request was refused), or one whose
+        stream has finished and whose audio is not kept (an OpenAI request's)."""
         self._uploads.discard(stream_id)
 
     # -- queries ------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import pytest
 import soundfile as sf
 
 from svwatchd._ctl import main as svctl
+from svwatchd.client import Server
 from tests.conftest import reference, speech_file
 from tests.media_files import write_format
 from tests.normalise import normalise
@@ -315,16 +316,19 @@ def test_the_token(served: SvServer) -> None:
 
 
 def test_a_stream_like_any_other(client: openai.OpenAI, served: SvServer) -> None:
-    """Each request is an upload stream tagged via=openai, listed by ``svctl streams``, its
-    file kept under the data dir as other uploads are."""
+    """Each request is an upload stream tagged via=openai, listed by ``svctl streams`` with
+    its transcript; its audio is not kept once answered (nothing piles up in uploads/)."""
     client.audio.transcriptions.create(model="whisper-1", file=speech_file(SENSE))
     streams = _openai_streams(served)
     assert streams and all(s["status"] == "DONE" for s in streams)
     newest = max(streams, key=lambda s: str(s["created"]))  # ISO 8601, UTC
     sid = str(newest["id"])
     assert sid.startswith("openai-") and newest["source"] == SENSE
-    kept = served.data_dir / "uploads" / sid
-    assert kept.read_bytes() == speech_file(SENSE).read_bytes()
+    assert not (served.data_dir / "uploads" / sid).exists()
+    assert not [p for p in (served.data_dir / "uploads").iterdir() if p.name.startswith("openai-")]
+    with Server(served.url, token=TOKEN) as server:
+        (stream,), _ = server.getstreamsbyid([sid])
+        assert "amiable" in " ".join(u.text for u in server.utterances(stream))
     out = StringIO()
     args = ["--server", served.url, "--token", TOKEN, "streams", "--tag", "via=openai"]
     with redirect_stdout(out):
