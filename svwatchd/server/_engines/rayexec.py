@@ -1,0 +1,391 @@
+"""svserver's decode workers as Ray actors: the executor seam filled across a cluster.
+
+The same seam as :class:`~svwatchd.server._engines.pool.WorkerPool`
+(``submit``, ``info``, ``close``): svserver keeps its API, SQLite, queue and
+packing on one node and hands each job to a :class:`DecodeActor` (one CPU,
+one warm engine) somewhere in the cluster. ``ray`` is imported here only when
+an executor is made, so svwatchd works without the ``ray`` extra.
+
+One feeding thread per actor takes jobs from a shared queue, so an actor has
+one call at a time and a free actor takes the next job, as the pool's
+processes do. Faults:
+
+- an actor killed mid-call: Ray restarts it (``max_restarts``) and re-runs
+  the call on it (``max_task_retries``); the future resolves once;
+- a node lost mid-call (its actor cannot come back while the node is gone):
+  the call is abandoned and the job goes back to the front of the queue for
+  another actor; its thread waits until its actor is back (Ray places it
+  again when a CPU frees) or makes a new one if Ray gave it up. A job is
+  failed (:class:`~svwatchd.errors.WorkerCrashedError`, as the pool fails
+  one whose worker died) only after it was lost :data:`MAX_LOSSES` times:
+  a clip that kills every worker it touches ends, the others never do;
+- results are committed by svserver only after the future resolves, so a
+  call run twice is never stored twice.
+
+An actor whose engine does not load (e.g. its node's model files differ from
+the recorded digests) is removed, logged (``ray.node_refused``, the node
+named) and listed in :meth:`RayExecutor.info`; the others work. If none
+loads, the executor does not start (:class:`~svwatchd.errors.WorkersRefusedError`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from svwatchd.errors import (
+    EngineError,
+    WorkerCrashedError,
+    WorkersRefusedError,
+)
+from svwatchd.server._engines.base import COUNTERS, Ask, Audio, EngineConfig, Heard, as_audio
+from svwatchd.server._engines.pool import default_workers_and_threads
+from svwatchd.server._engines.rayactor import DecodeActor, NodeFacts
+from svwatchd.server._engines.rayconnect import connect
+from svwatchd.server._engines.raysettings import RaySettings
+from svwatchd.server._engines.worker import JobOutcome, unpack_error
+
+__all__ = [
+    "MAX_LOSSES",
+    "RayExecutor",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_LOSSES = 3
+"""A job whose actor was lost this many times fails instead of running again."""
+
+_POLL = 1.0  # seconds between looks at a call's node while it runs
+_SETTLE = 10.0  # at start: how long to wait for the slower actors once one is ready
+
+
+@dataclass(order=True)
+class _Job:
+    """A submitted job; retried jobs sort first (``order``), then by submission."""
+
+    order: tuple[int, int]
+    clips: list[Audio] = field(compare=False)
+    asks: list[Ask] | None = field(compare=False)
+    future: Future[list[Heard]] = field(compare=False, default_factory=Future)
+    losses: int = field(compare=False, default=0)
+
+
+class _Lost(Exception):
+    """The call's actor or node went away before it answered."""
+
+
+@dataclass
+class _Slot:
+    """One actor and what svserver knows of it."""
+
+    actor: Any
+    facts: NodeFacts | None = None
+    info: dict[str, object] = field(default_factory=dict)
+
+
+class RayExecutor:
+    """Decode actors on a Ray cluster behind the executor seam; see the module docstring."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        settings: RaySettings,
+        data_dir: Path,
+        *,
+        start_timeout: float = 300.0,
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.restarts = 0
+        self.refused: dict[str, str] = {}
+        local_cpus = settings.workers or default_workers_and_threads()[0]
+        self._ray = connect(settings, data_dir, local_cpus)
+        self._queue: queue.PriorityQueue[_Job] = queue.PriorityQueue()
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._busy = 0
+        self._closed = False
+        self._nodes: list[dict[str, Any]] = []
+        self._nodes_at = 0.0
+        self._threads: list[threading.Thread] = []
+        try:
+            wanted = settings.workers or max(1, int(self._ray.cluster_resources().get("CPU", 1)))
+            self._slots = self._start(wanted, start_timeout)
+        except BaseException:
+            self._ray.shutdown()
+            raise
+        for n in range(len(self._slots)):
+            t = threading.Thread(target=self._serve, args=(n,), name=f"ray-slot-{n}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    # -- the seam ---------------------------------------------------------------------------
+
+    def submit(
+        self, clips: Sequence[Audio], asks: Sequence[Ask] | None = None
+    ) -> Future[list[Heard]]:
+        """Queue one job for the next free actor; the future has what each clip was heard as."""
+        checked = [as_audio(c, what=f"clip {i}") for i, c in enumerate(clips)]
+        with self._lock:
+            if self._closed:
+                raise EngineError("the Ray executor is closed")
+            self._seq += 1
+            job = _Job((1, self._seq), checked, list(asks) if asks is not None else None)
+        if not checked:
+            job.future.set_result([])
+            return job.future
+        job.future.set_running_or_notify_cancel()
+        self._queue.put(job)
+        return job.future
+
+    def info(self) -> dict[str, object]:
+        """The engine's facts plus the cluster's: workers (by node), busy, restarts, nodes."""
+        with self._lock:
+            slots = [s for s in self._slots if s.facts is not None]
+            busy = self._busy
+        info: dict[str, object] = dict(slots[0].info) if slots else {}
+        for counter in COUNTERS:
+            if counter in info:
+                info[counter] = sum(int(str(s.info.get(counter, 0))) for s in slots)
+        by_node: dict[str, int] = {}
+        for s in slots:
+            assert s.facts is not None
+            by_node[s.facts.node_id] = by_node.get(s.facts.node_id, 0) + 1
+        nodes = [
+            {
+                "node_id": n["NodeID"],
+                "address": n.get("NodeManagerAddress"),
+                "alive": bool(n.get("Alive")),
+                "cpus": int(n.get("Resources", {}).get("CPU", 0)),
+                "workers": by_node.get(n["NodeID"], 0),
+            }
+            for n in self._cluster_nodes()
+        ]
+        alive = [n for n in nodes if n["alive"]]
+        info.update(
+            executor="ray",
+            ray_address=self.settings.address,
+            workers=len(slots),
+            workers_waiting=len(self._slots) - len(slots),  # for a CPU, or a node to return
+            busy=busy,
+            queued=self._queue.qsize(),
+            restarts=self.restarts,
+            worker_pids=[s.facts.pid for s in slots if s.facts is not None],
+            cluster={"nodes": len(alive), "cpus": sum(int(str(n["cpus"])) for n in alive)},
+            nodes=nodes,
+            refused=dict(self.refused),
+        )
+        return info
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop: cancel queued jobs, give running calls ``timeout`` s, remove the actors and
+        leave the cluster (a private Ray stops with it)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        while True:
+            try:
+                self._queue.get_nowait().future.cancel()
+            except queue.Empty:
+                break
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        for s in self._slots:
+            with contextlib.suppress(Exception):
+                self._ray.kill(s.actor, no_restart=True)
+        self._ray.shutdown()
+
+    # -- start ------------------------------------------------------------------------------
+
+    def _spawn(self) -> Any:
+        remote = self._ray.remote(DecodeActor)
+        return remote.options(
+            num_cpus=1,
+            max_restarts=self.settings.max_restarts,
+            max_task_retries=self.settings.max_task_retries,
+            scheduling_strategy="SPREAD",
+        ).remote(self.config)
+
+    def _start(self, wanted: int, timeout: float) -> list[_Slot]:
+        """Make ``wanted`` actors and wait for them to load; keep those that did (or are
+        still waiting for a CPU), drop and report those that refused."""
+        ray = self._ray
+        slots = [_Slot(self._spawn()) for _ in range(wanted)]
+        pending = {s.actor.ready.remote(): s for s in slots}
+        deadline = time.monotonic() + timeout
+        first_ready: float | None = None
+        while pending and time.monotonic() < deadline:
+            if first_ready is not None and time.monotonic() > first_ready + _SETTLE:
+                break  # the rest wait for a CPU; their threads take them in when ready
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in done:
+                slot = pending.pop(ref)
+                if self._take_ready(slot, ray.get(ref)):
+                    first_ready = first_ready or time.monotonic()
+                else:
+                    slots.remove(slot)
+        if first_ready is None:
+            for s in slots:
+                ray.kill(s.actor, no_restart=True)
+            if self.refused:
+                raise WorkersRefusedError(
+                    "No decode actor could load the engine: "
+                    + "; ".join(f"on {node}: {why}" for node, why in self.refused.items()),
+                    address=self.settings.address,
+                    nodes=dict(self.refused),
+                )
+            raise EngineError(f"no decode actor was ready within {timeout:g} s")
+        log.info("ray executor ready: %d of %d actors loaded", wanted - len(pending), wanted)
+        return slots
+
+    def _take_ready(self, slot: _Slot, answer: tuple[JobOutcome, NodeFacts]) -> bool:
+        """Record an actor's ready answer; a refusal removes it (False)."""
+        (kind, payload), facts = answer
+        if kind == "error":
+            why = str(unpack_error(payload))
+            self.refused[facts.name] = why
+            log.error("ray.node_refused: the decode actor on %s did not start: %s", facts.name, why)
+            self._ray.kill(slot.actor, no_restart=True)
+            slot.facts = None
+            return False
+        self._note(slot, facts)
+        slot.info = dict(payload)
+        return True
+
+    # -- feeding threads --------------------------------------------------------------------
+
+    def _serve(self, n: int) -> None:
+        slot = self._slots[n]
+        if slot.facts is None and not self._recover(slot):
+            return
+        while not self._closed:
+            try:
+                job = self._queue.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+            if job.future.done():  # cancelled meanwhile
+                continue
+            with self._lock:
+                self._busy += 1
+            try:
+                self._run(slot, job)
+            except _Lost as lost:
+                self._lose(job, slot, lost)
+                if not self._recover(slot):
+                    return
+            except BaseException as exc:  # never let a feeding thread die silently
+                log.error("ray slot failed: %s", exc)
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            finally:
+                with self._lock:
+                    self._busy -= 1
+
+    def _run(self, slot: _Slot, job: _Job) -> None:
+        ref = slot.actor.decode.remote(job.clips, job.asks)
+        (kind, payload), facts = self._wait(slot, ref)
+        self._note(slot, facts)
+        if kind == "error":
+            job.future.set_exception(unpack_error(payload))
+            return
+        heard, engine_info = payload
+        slot.info = dict(engine_info)
+        job.future.set_result(heard)
+
+    def _wait(self, slot: _Slot, ref: Any) -> Any:
+        """The call's answer; _Lost when its actor dies for good or its node is gone."""
+        ray = self._ray
+        while True:
+            done, _ = ray.wait([ref], timeout=_POLL)
+            if done:
+                try:
+                    return ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    raise _Lost(f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+            if self._closed:
+                raise EngineError("the Ray executor was closed before the job finished")
+            node = slot.facts.node_id if slot.facts else None
+            if node is not None and not self._node_alive(node):
+                raise _Lost(f"Ray node {node[:12]} is gone")
+
+    def _lose(self, job: _Job, slot: _Slot, lost: _Lost) -> None:
+        """A call was lost: run the job again on another actor, or fail it at last."""
+        job.losses += 1
+        where = slot.facts.name if slot.facts else "a Ray node"
+        if job.losses >= MAX_LOSSES:
+            job.future.set_exception(
+                WorkerCrashedError(
+                    f"the decode actor on {where} was lost ({lost}) while decoding "
+                    f"{len(job.clips)} clip(s), for the {job.losses}th time; the job was not "
+                    "finished"
+                )
+            )
+            return
+        log.warning("ray.call_lost on %s (%s): the job runs again elsewhere", where, lost)
+        job.order = (0, job.order[1])
+        self._queue.put(job)
+
+    def _recover(self, slot: _Slot) -> bool:
+        """Wait until the slot's actor answers again (Ray restarts or re-places it), or make a
+        new one when Ray gave it up; False when closing or its engine no longer loads."""
+        ray = self._ray
+        while not self._closed:
+            ref = slot.actor.ready.remote()
+            if not self._settled(ref):
+                return False
+            try:
+                answer = ray.get(ref)
+            except ray.exceptions.RayError:
+                with contextlib.suppress(Exception):
+                    ray.kill(slot.actor, no_restart=True)
+                slot.actor = self._spawn()
+                slot.facts = None
+                with self._lock:
+                    self.restarts += 1
+                continue
+            return self._take_ready(slot, answer)
+        return False
+
+    def _settled(self, ref: Any) -> bool:
+        """Wait for a call to end (answer or error); False if the executor closes first."""
+        while not self._closed:
+            done, _ = self._ray.wait([ref], timeout=_POLL)
+            if done:
+                return True
+        return False
+
+    def _note(self, slot: _Slot, facts: NodeFacts) -> None:
+        """Count a restart when the actor answers from a new process."""
+        if slot.facts is not None and facts.pid != slot.facts.pid:
+            with self._lock:
+                self.restarts += 1
+            log.warning("ray.actor_restarted on %s (pid %d)", facts.name, facts.pid)
+        slot.facts = facts
+
+    # -- cluster view -----------------------------------------------------------------------
+
+    def _cluster_nodes(self) -> list[dict[str, Any]]:
+        """Ray's node table, read at most once a second."""
+        with self._lock:
+            if time.monotonic() - self._nodes_at < _POLL:
+                return self._nodes
+        try:
+            nodes = list(self._ray.nodes())
+        except Exception:  # the cluster is unreachable right now: the last view stands
+            return self._nodes
+        with self._lock:
+            self._nodes, self._nodes_at = nodes, time.monotonic()
+        return nodes
+
+    def _node_alive(self, node_id: str) -> bool:
+        return any(n["NodeID"] == node_id and n.get("Alive") for n in self._cluster_nodes())
