@@ -9,11 +9,12 @@ once, not after Ray's own long retries.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from svwatchd.errors import ClusterUnreachableError
 from svwatchd.model.contract import parse_hostport
@@ -24,7 +25,7 @@ __all__ = [
     "connect",
 ]
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("svserver.ray")
 
 NAMESPACE = "svserver"
 """Ray namespace svserver's actors live in (apart from other jobs on the cluster)."""
@@ -45,9 +46,9 @@ def connect(settings: RaySettings, data_dir: Path, cpus: int) -> Any:
         temp, shortened = ray_temp_dir(data_dir)
         if shortened:
             log.warning(
-                "Ray's temp dir is %s: under the data dir its unix socket paths would pass "
-                "107 bytes",
-                temp,
+                "ray.temp_dir_shortened",
+                temp_dir=str(temp),
+                detail="under the data dir, Ray's unix socket paths would pass 107 bytes",
             )
         temp.mkdir(parents=True, exist_ok=True)
         ray.init(

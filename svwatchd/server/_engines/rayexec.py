@@ -31,7 +31,6 @@ loads, the executor does not start (:class:`~svwatchd.errors.WorkersRefusedError
 from __future__ import annotations
 
 import contextlib
-import logging
 import queue
 import threading
 import time
@@ -40,6 +39,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from svwatchd.errors import (
     EngineError,
@@ -58,7 +59,7 @@ __all__ = [
     "RayExecutor",
 ]
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("svserver.ray")
 
 MAX_LOSSES = 3
 """A job whose actor was lost this many times fails instead of running again."""
@@ -245,7 +246,9 @@ class RayExecutor:
                     nodes=dict(self.refused),
                 )
             raise EngineError(f"no decode actor was ready within {timeout:g} s")
-        log.info("ray executor ready: %d of %d actors loaded", wanted - len(pending), wanted)
+        log.info(
+            "ray.ready", actors=wanted - len(pending), wanted=wanted, address=self.settings.address
+        )
         return slots
 
     def _take_ready(self, slot: _Slot, answer: tuple[JobOutcome, NodeFacts]) -> bool:
@@ -254,7 +257,13 @@ class RayExecutor:
         if kind == "error":
             why = str(unpack_error(payload))
             self.refused[facts.name] = why
-            log.error("ray.node_refused: the decode actor on %s did not start: %s", facts.name, why)
+            log.error(
+                "ray.node_refused",
+                node=facts.name,
+                node_id=facts.node_id,
+                error=why,
+                detail="its decode actor did not start; the other nodes' actors work",
+            )
             self._ray.kill(slot.actor, no_restart=True)
             slot.facts = None
             return False
@@ -284,7 +293,7 @@ class RayExecutor:
                 if not self._recover(slot):
                     return
             except BaseException as exc:  # never let a feeding thread die silently
-                log.error("ray slot failed: %s", exc)
+                log.exception("ray.slot_failed")
                 if not job.future.done():
                     job.future.set_exception(exc)
             finally:
@@ -331,7 +340,7 @@ class RayExecutor:
                 )
             )
             return
-        log.warning("ray.call_lost on %s (%s): the job runs again elsewhere", where, lost)
+        log.warning("ray.call_lost", node=where, error=str(lost), detail="the job runs again")
         job.order = (0, job.order[1])
         self._queue.put(job)
 
@@ -369,7 +378,7 @@ class RayExecutor:
         if slot.facts is not None and facts.pid != slot.facts.pid:
             with self._lock:
                 self.restarts += 1
-            log.warning("ray.actor_restarted on %s (pid %d)", facts.name, facts.pid)
+            log.warning("ray.actor_restarted", node=facts.name, pid=facts.pid)
         slot.facts = facts
 
     # -- cluster view -----------------------------------------------------------------------
