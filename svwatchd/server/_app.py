@@ -40,6 +40,7 @@ from svwatchd.server._slots import Slots
 from svwatchd.server._store import Store
 from svwatchd.server._submission import Admission
 from svwatchd.server._uploads import Uploads
+from svwatchd.server._workermetrics import WorkersCollector
 
 __all__ = ["Engine", "create_app"]
 
@@ -100,6 +101,7 @@ async def _open(
     )
     slots = Slots(maxactive=lambda: params["maxactive"], on_free=changes.changed)
     metrics = ServerMetrics(stream_counts=store.counts, workers_busy=slots.busy)
+    metrics.registry.register(WorkersCollector(engine.info))
     live = LiveSessions(
         store=store,
         lifecycle=lifecycle,

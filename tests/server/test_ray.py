@@ -182,11 +182,17 @@ def test_unreachable_cluster_is_a_clear_error_at_start(tmp_path: Path, root: Pat
 def test_two_nodes_decode_as_local_does(
     cluster: Any, root: Path, expected: dict[str, str], tmp_path: Path
 ) -> None:
-    srv = _ray_server(tmp_path, cluster.address, root).start()
+    port = free_port()
+    srv = _ray_server(tmp_path, cluster.address, root, "--metrics", f"127.0.0.1:{port}").start()
     try:
         info = _sysinfo(srv)
         assert info["executor"] == "ray" and info["cluster"] == {"nodes": 2, "cpus": 2}
         assert sorted(n["workers"] for n in info["nodes"]) == [1, 1]  # one actor per node
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        for n in info["nodes"]:
+            node = f"{n['address']}/{n['node_id'][:12]}"
+            assert f'svserver_decode_workers{{node="{node}"}} 1.0' in metrics
+        assert "svserver_cluster_nodes 2.0" in metrics and "svserver_cluster_cpus 2.0" in metrics
         got = _decode(srv, [root / f"1-{name}" for name in CLIPS], key=_clip)
         assert got == expected
         _done_once(srv, len(CLIPS))
