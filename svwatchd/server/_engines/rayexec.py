@@ -80,7 +80,13 @@ class _Job:
 
 
 class _Lost(Exception):
-    """The call's actor or node went away before it answered."""
+    """The call's actor or node went away before it answered; ``crash``: the actor died on
+    a node that is still up (the job itself may be at fault), not with its node or the
+    cluster (never the job's fault)."""
+
+    def __init__(self, message: str, *, crash: bool) -> None:
+        super().__init__(message)
+        self.crash = crash
 
 
 @dataclass
@@ -314,22 +320,26 @@ class RayExecutor:
     def _wait(self, slot: _Slot, ref: Any) -> Any:
         """The call's answer; _Lost when its actor dies for good or its node is gone."""
         ray = self._ray
+        node = slot.facts.node_id if slot.facts else None
         while True:
             done, _ = ray.wait([ref], timeout=_POLL)
             if done:
                 try:
                     return ray.get(ref)
                 except ray.exceptions.RayError as exc:
-                    raise _Lost(f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+                    crash = node is not None and self._node_alive(node, fresh=True)
+                    why = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+                    raise _Lost(why, crash=crash) from None
             if self._closed:
                 raise EngineError("the Ray executor was closed before the job finished")
-            node = slot.facts.node_id if slot.facts else None
             if node is not None and not self._node_alive(node):
-                raise _Lost(f"Ray node {node[:12]} is gone")
+                raise _Lost(f"Ray node {node[:12]} is gone", crash=False)
 
     def _lose(self, job: _Job, slot: _Slot, lost: _Lost) -> None:
-        """A call was lost: run the job again on another actor, or fail it at last."""
-        job.losses += 1
+        """A call was lost: run the job again on another actor; fail it only when actors
+        crashed under it :data:`MAX_LOSSES` times (a lost node or cluster never counts)."""
+        if lost.crash:
+            job.losses += 1
         where = slot.facts.name if slot.facts else "a Ray node"
         if job.losses >= MAX_LOSSES:
             job.future.set_exception(
@@ -383,18 +393,20 @@ class RayExecutor:
 
     # -- cluster view -----------------------------------------------------------------------
 
-    def _cluster_nodes(self) -> list[dict[str, Any]]:
-        """Ray's node table, read at most once a second."""
+    def _cluster_nodes(self, *, fresh: bool = False) -> list[dict[str, Any]]:
+        """Ray's node table, read at most once a second (``fresh``: read now); empty when
+        the cluster does not answer and was never read."""
         with self._lock:
-            if time.monotonic() - self._nodes_at < _POLL:
+            if not fresh and time.monotonic() - self._nodes_at < _POLL:
                 return self._nodes
         try:
             nodes = list(self._ray.nodes())
-        except Exception:  # the cluster is unreachable right now: the last view stands
-            return self._nodes
+        except Exception:  # the cluster is unreachable right now
+            return [] if fresh else self._nodes
         with self._lock:
             self._nodes, self._nodes_at = nodes, time.monotonic()
         return nodes
 
-    def _node_alive(self, node_id: str) -> bool:
-        return any(n["NodeID"] == node_id and n.get("Alive") for n in self._cluster_nodes())
+    def _node_alive(self, node_id: str, *, fresh: bool = False) -> bool:
+        nodes = self._cluster_nodes(fresh=fresh)
+        return any(n["NodeID"] == node_id and n.get("Alive") for n in nodes)
