@@ -31,6 +31,8 @@ __all__ = [
 
 ExecutorInfo = Callable[[], Mapping[str, object]]
 
+_WAITING = "Decode workers waiting for a CPU or for their node to return"
+
 
 def workers_by_node(info: Mapping[str, object]) -> dict[str, int]:
     """Workers per node (``address/node id``), from an executor's info."""
@@ -69,30 +71,25 @@ class WorkersCollector(Collector):
         for node, n in sorted(workers_by_node(info).items()):
             workers.add_metric([node], float(n))
         yield workers
-        yield GaugeMetricFamily(
-            "svserver_decode_workers_waiting",
-            "Decode workers waiting for a CPU or for their node to return",
-            value=float(_int(info.get("workers_waiting"))),
-        )
-        yield GaugeMetricFamily(
-            "svserver_decode_jobs_running",
-            "Jobs the decode workers are running now",
-            value=float(_int(info.get("busy"))),
-        )
+        cluster = info.get("cluster")
+        counts = cluster if isinstance(cluster, dict) else {}
+        gauges = [
+            ("svserver_decode_workers_waiting", _WAITING, info.get("workers_waiting")),
+            (
+                "svserver_decode_jobs_running",
+                "Jobs the decode workers are running now",
+                info.get("busy"),
+            ),
+        ]
+        if counts:
+            gauges += [
+                ("svserver_cluster_nodes", "Alive nodes of the cluster", counts.get("nodes")),
+                ("svserver_cluster_cpus", "CPUs of the cluster's alive nodes", counts.get("cpus")),
+            ]
+        for name, text, value in gauges:
+            yield GaugeMetricFamily(name, text, value=float(_int(value)))
         yield CounterMetricFamily(
             "svserver_decode_worker_restarts",
             "Decode workers that came back in a new process since svserver started",
             value=float(_int(info.get("restarts"))),
         )
-        cluster = info.get("cluster")
-        if isinstance(cluster, dict):
-            yield GaugeMetricFamily(
-                "svserver_cluster_nodes",
-                "Alive nodes of the cluster",
-                value=float(_int(cluster.get("nodes"))),
-            )
-            yield GaugeMetricFamily(
-                "svserver_cluster_cpus",
-                "CPUs of the cluster's alive nodes",
-                value=float(_int(cluster.get("cpus"))),
-            )

@@ -30,8 +30,8 @@ from types import TracebackType
 from typing import Any
 
 from svwatchd.errors import EngineError, WorkerCrashedError
-from svwatchd.server._engines.base import COUNTERS, Ask, Audio, EngineConfig, Heard, as_audio
-from svwatchd.server._engines.worker import Worker, WorkerGoneError, spawn_worker
+from svwatchd.server._engines.base import Ask, Audio, EngineConfig, Heard, as_audio
+from svwatchd.server._engines.worker import Worker, WorkerGoneError, merged_info, spawn_worker
 
 __all__ = [
     "Result",
@@ -163,14 +163,9 @@ class WorkerPool:
 
     def info(self) -> dict[str, object]:
         """The engine's facts (from a worker) plus the pool's: workers, busy, restarts."""
-        info = dict(self._engine_info)
         with self._lock:
             latest = list(self._latest.values())
-        for counter in COUNTERS:  # each worker's since its start, as its last job left it
-            if counter in info:
-                info[counter] = sum(int(str(i.get(counter, 0))) for i in latest)
-        if latest and "language_check" in info:  # e.g. base loaded by some workers only
-            info["language_check"] = "; ".join(sorted({str(i["language_check"]) for i in latest}))
+        info = merged_info(self._engine_info, latest)
         info.update(
             workers=self.workers,
             busy=self.busy,

@@ -47,12 +47,13 @@ from svwatchd.errors import (
     WorkerCrashedError,
     WorkersRefusedError,
 )
-from svwatchd.server._engines.base import COUNTERS, Ask, Audio, EngineConfig, Heard, as_audio
+from svwatchd.server._engines.base import Ask, Audio, EngineConfig, Heard, as_audio
 from svwatchd.server._engines.pool import default_workers_and_threads
 from svwatchd.server._engines.rayactor import DecodeActor, NodeFacts
 from svwatchd.server._engines.rayconnect import connect
+from svwatchd.server._engines.raynodes import ClusterView
 from svwatchd.server._engines.raysettings import RaySettings
-from svwatchd.server._engines.worker import JobOutcome, unpack_error
+from svwatchd.server._engines.worker import JobOutcome, merged_info, unpack_error
 
 __all__ = [
     "MAX_LOSSES",
@@ -120,8 +121,7 @@ class RayExecutor:
         self._seq = 0
         self._busy = 0
         self._closed = False
-        self._nodes: list[dict[str, Any]] = []
-        self._nodes_at = 0.0
+        self._view = ClusterView(self._ray)
         self._threads: list[threading.Thread] = []
         try:
             wanted = settings.workers or max(1, int(self._ray.cluster_resources().get("CPU", 1)))
@@ -158,25 +158,12 @@ class RayExecutor:
         with self._lock:
             slots = [s for s in self._slots if s.facts is not None]
             busy = self._busy
-        info: dict[str, object] = dict(slots[0].info) if slots else {}
-        for counter in COUNTERS:
-            if counter in info:
-                info[counter] = sum(int(str(s.info.get(counter, 0))) for s in slots)
+        info = merged_info(slots[0].info if slots else {}, [s.info for s in slots])
         by_node: dict[str, int] = {}
         for s in slots:
             assert s.facts is not None
             by_node[s.facts.node_id] = by_node.get(s.facts.node_id, 0) + 1
-        nodes = [
-            {
-                "node_id": n["NodeID"],
-                "address": n.get("NodeManagerAddress"),
-                "alive": bool(n.get("Alive")),
-                "cpus": int(n.get("Resources", {}).get("CPU", 0)),
-                "workers": by_node.get(n["NodeID"], 0),
-            }
-            for n in self._cluster_nodes()
-        ]
-        alive = [n for n in nodes if n["alive"]]
+        nodes, cluster = self._view.describe(by_node)
         info.update(
             executor="ray",
             ray_address=self.settings.address,
@@ -186,7 +173,7 @@ class RayExecutor:
             queued=self._queue.qsize(),
             restarts=self.restarts,
             worker_pids=[s.facts.pid for s in slots if s.facts is not None],
-            cluster={"nodes": len(alive), "cpus": sum(int(str(n["cpus"])) for n in alive)},
+            cluster=cluster,
             nodes=nodes,
             refused=dict(self.refused),
         )
@@ -327,12 +314,12 @@ class RayExecutor:
                 try:
                     return ray.get(ref)
                 except ray.exceptions.RayError as exc:
-                    crash = node is not None and self._node_alive(node, fresh=True)
+                    crash = node is not None and self._view.alive(node, fresh=True)
                     why = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
                     raise _Lost(why, crash=crash) from None
             if self._closed:
                 raise EngineError("the Ray executor was closed before the job finished")
-            if node is not None and not self._node_alive(node):
+            if node is not None and not self._view.alive(node):
                 raise _Lost(f"Ray node {node[:12]} is gone", crash=False)
 
     def _lose(self, job: _Job, slot: _Slot, lost: _Lost) -> None:
@@ -390,23 +377,3 @@ class RayExecutor:
                 self.restarts += 1
             log.warning("ray.actor_restarted", node=facts.name, pid=facts.pid)
         slot.facts = facts
-
-    # -- cluster view -----------------------------------------------------------------------
-
-    def _cluster_nodes(self, *, fresh: bool = False) -> list[dict[str, Any]]:
-        """Ray's node table, read at most once a second (``fresh``: read now); empty when
-        the cluster does not answer and was never read."""
-        with self._lock:
-            if not fresh and time.monotonic() - self._nodes_at < _POLL:
-                return self._nodes
-        try:
-            nodes = list(self._ray.nodes())
-        except Exception:  # the cluster is unreachable right now
-            return [] if fresh else self._nodes
-        with self._lock:
-            self._nodes, self._nodes_at = nodes, time.monotonic()
-        return nodes
-
-    def _node_alive(self, node_id: str, *, fresh: bool = False) -> bool:
-        nodes = self._cluster_nodes(fresh=fresh)
-        return any(n["NodeID"] == node_id and n.get("Alive") for n in nodes)

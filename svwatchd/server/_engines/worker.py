@@ -27,7 +27,14 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from svwatchd.errors import EngineError
-from svwatchd.server._engines.base import Ask, Audio, Engine, EngineConfig, load_engine
+from svwatchd.server._engines.base import (
+    COUNTERS,
+    Ask,
+    Audio,
+    Engine,
+    EngineConfig,
+    load_engine,
+)
 
 __all__ = [
     "JobOutcome",
@@ -35,6 +42,7 @@ __all__ = [
     "Worker",
     "WorkerGoneError",
     "load_warm",
+    "merged_info",
     "pack_error",
     "run_job",
     "spawn_worker",
@@ -114,6 +122,19 @@ def run_job(engine: Engine, clips: list[Audio], asks: list[Ask] | None) -> JobOu
         return "ok", (heard, engine.info())  # its counters move with each job
     except Exception as exc:
         return "error", pack_error(exc)
+
+
+def merged_info(first: dict[str, object], latest: list[dict[str, object]]) -> dict[str, object]:
+    """Several workers' engine facts as one: ``first``'s, with each counter summed over
+    ``latest`` (every worker's since its start, as its last job left it) and the workers'
+    language checks listed (e.g. base loaded by some workers only)."""
+    info = dict(first)
+    for counter in COUNTERS:
+        if counter in info:
+            info[counter] = sum(int(str(i.get(counter, 0))) for i in latest)
+    if latest and "language_check" in info:
+        info["language_check"] = "; ".join(sorted({str(i["language_check"]) for i in latest}))
+    return info
 
 
 def _main(config: EngineConfig, conn: Connection) -> None:
