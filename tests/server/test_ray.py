@@ -12,11 +12,14 @@ stream over every run of that svserver (its log is appended across restarts).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import socket
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -196,6 +199,46 @@ def test_two_nodes_decode_as_local_does(
         got = _decode(srv, [root / f"1-{name}" for name in CLIPS], key=_clip)
         assert got == expected
         _done_once(srv, len(CLIPS))
+    finally:
+        srv.stop()
+
+
+def test_live_socket_keeps_its_slot_behind_a_backlog(
+    cluster: Any, root: Path, tmp_path: Path
+) -> None:
+    """Decode slots are svserver's, whatever the executor: one stays for live audio, so a
+    socket stream connects and is heard while a file backlog is still waiting."""
+    speech = (TESTDATA / "goforward.raw").read_bytes() + b"\0" * 64000
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def feed() -> None:
+        conn, _ = listener.accept()
+        with conn, contextlib.suppress(OSError):
+            for i in range(0, len(speech), 3200):
+                conn.sendall(speech[i : i + 3200])
+                time.sleep(0.05)
+        listener.close()
+
+    threading.Thread(target=feed, daemon=True).start()
+    args = ("--allow-socket", "127.0.0.1")
+    srv = _ray_server(tmp_path, cluster.address, root, *args).start()
+    try:
+        files = [Stream(str(f)) for f in sorted(root.iterdir())]
+        live = Stream(("127.0.0.1", port), samprate=16000, encoding="SPCM", sampwidth=2)
+        with Server(srv.url) as server:
+            server.decodestreams(files)
+            server.decodestreams(live)
+            deadline = time.monotonic() + 60
+            while not live.utterances():
+                assert time.monotonic() < deadline, srv.output()[-3000:]
+                time.sleep(0.2)
+            server.refreshstreams(files)
+            assert not all(f.isdone() for f in files)  # heard before the backlog ended
+            assert normalise(" ".join(u.text for u in live.utterances())) == (
+                "go forward ten meters"
+            )
+            _finish(srv, server, files)
     finally:
         srv.stop()
 

@@ -188,9 +188,11 @@ class RayExecutor:
             self._closed = True
         while True:
             try:
-                self._queue.get_nowait().future.cancel()
+                job = self._queue.get_nowait()
             except queue.Empty:
                 break
+            if not job.future.done():  # running from its submission on: failed, not cancelled
+                job.future.set_exception(EngineError("the Ray executor closed before the job ran"))
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
@@ -275,7 +277,7 @@ class RayExecutor:
                 job = self._queue.get(timeout=_POLL)
             except queue.Empty:
                 continue
-            if job.future.done():  # cancelled meanwhile
+            if job.future.done():  # failed by close() meanwhile
                 continue
             with self._lock:
                 self._busy += 1
