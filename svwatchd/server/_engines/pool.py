@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from svwatchd.errors import EngineError, WorkerCrashedError
 from svwatchd.server._engines.base import Ask, Audio, EngineConfig, Heard, as_audio
@@ -37,11 +37,14 @@ __all__ = [
     "Result",
     "WorkerPool",
     "default_workers_and_threads",
+    "drained",
 ]
 
 log = logging.getLogger(__name__)
 
 Result = list[Heard]
+
+_T = TypeVar("_T")
 
 
 def default_workers_and_threads(cores: int | None = None) -> tuple[int, int]:
@@ -61,6 +64,16 @@ def default_workers_and_threads(cores: int | None = None) -> tuple[int, int]:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
         cores = cores or os.cpu_count() or 1
     return max(1, cores), 1
+
+
+def drained(jobs: queue.SimpleQueue[_T] | queue.Queue[_T]) -> list[_T]:
+    """Everything waiting in ``jobs``, taken out (what a closing executor must settle)."""
+    taken: list[_T] = []
+    while True:
+        try:
+            taken.append(jobs.get_nowait())
+        except queue.Empty:
+            return taken
 
 
 @dataclass
@@ -181,11 +194,7 @@ class WorkerPool:
             if self._closed and not self._threads:
                 return
             self._closed = True
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
+        for job in drained(self._queue):
             if job is not None:
                 job.future.cancel()
         for _ in self._threads:

@@ -48,7 +48,7 @@ from svwatchd.errors import (
     WorkersRefusedError,
 )
 from svwatchd.server._engines.base import Ask, Audio, EngineConfig, Heard, as_audio
-from svwatchd.server._engines.pool import default_workers_and_threads
+from svwatchd.server._engines.pool import default_workers_and_threads, drained
 from svwatchd.server._engines.rayactor import DecodeActor, NodeFacts
 from svwatchd.server._engines.rayconnect import connect
 from svwatchd.server._engines.raynodes import ClusterView
@@ -186,11 +186,7 @@ class RayExecutor:
             if self._closed:
                 return
             self._closed = True
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
+        for job in drained(self._queue):
             if not job.future.done():  # running from its submission on: failed, not cancelled
                 job.future.set_exception(EngineError("the Ray executor closed before the job ran"))
         deadline = time.monotonic() + timeout
