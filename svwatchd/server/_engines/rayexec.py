@@ -15,10 +15,12 @@ processes do. Faults:
 - a node lost mid-call (its actor cannot come back while the node is gone):
   the call is abandoned and the job goes back to the front of the queue for
   another actor; its thread waits until its actor is back (Ray places it
-  again when a CPU frees) or makes a new one if Ray gave it up. A job is
-  failed (:class:`~svwatchd.errors.WorkerCrashedError`, as the pool fails
-  one whose worker died) only after it was lost :data:`MAX_LOSSES` times:
-  a clip that kills every worker it touches ends, the others never do;
+  again when a CPU frees) or makes a new one if Ray gave it up;
+- a job is failed (:class:`~svwatchd.errors.WorkerCrashedError`, as the pool
+  fails one whose worker died) only after actors crashed under it, on nodes
+  that stayed up, :data:`MAX_LOSSES` times: a clip that kills every worker it
+  touches ends; a job whose node or cluster went away runs again however
+  often, its streams ACTIVE meanwhile (never ERROR for that);
 - results are committed by svserver only after the future resolves, so a
   call run twice is never stored twice.
 
@@ -63,7 +65,8 @@ __all__ = [
 log = structlog.get_logger("svserver.ray")
 
 MAX_LOSSES = 3
-"""A job whose actor was lost this many times fails instead of running again."""
+"""A job under which actors crashed this many times (on nodes that stayed up, each after
+Ray's own retries) fails instead of running again."""
 
 _POLL = 1.0  # seconds between looks at a call's node while it runs
 _SETTLE = 10.0  # at start: how long to wait for the slower actors once one is ready
