@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import socket
 import sys
@@ -202,6 +203,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 def _ray_settings(args: argparse.Namespace) -> RaySettings | None:
     """``--executor ray``'s settings, or None for the local pool (Ray options then refused)."""
     if args.executor == "ray":
+        if importlib.util.find_spec("ray") is None:
+            raise ValueError("--executor ray needs Ray: pip install 'svwatchd[ray]'")
         return RaySettings(address=args.ray_address, workers=args.ray_workers)
     if args.ray_address != LOCAL or args.ray_workers is not None:
         raise ValueError("--ray-address and --ray-workers need --executor ray")

@@ -31,7 +31,10 @@ import jiwer
 import pytest
 
 from svwatchd.client import DecodeStatus, Server, Stream
-from svwatchd.server._engines.raysettings import MAX_TEMP_DIR, ray_temp_dir
+from svwatchd.errors import ConfigError
+from svwatchd.server._cli import build_parser, config_from_args
+from svwatchd.server._config import ServerConfig
+from svwatchd.server._engines.raysettings import MAX_TEMP_DIR, RaySettings, ray_temp_dir
 from tests.conftest import TESTDATA, reference, speech_file
 from tests.normalise import normalise
 from tests.svserver import SvServer, free_port
@@ -174,6 +177,22 @@ def test_temp_dir_stays_short_enough_for_rays_sockets(tmp_path: Path) -> None:
     deep = tmp_path / ("d" * 60)
     temp, shortened = ray_temp_dir(deep)
     assert shortened and len(str(temp)) <= MAX_TEMP_DIR and temp == ray_temp_dir(deep)[0]
+
+
+def test_serve_options_choose_the_executor(tmp_path: Path) -> None:
+    def config(*args: str) -> ServerConfig:
+        return config_from_args(
+            build_parser().parse_args(["serve", "--data-dir", str(tmp_path), *args])
+        )
+
+    assert config().ray is None  # the local pool
+    assert config("--executor", "ray").ray == RaySettings(address="local")
+    joined = config("--executor", "ray", "--ray-address", "10.0.0.1:6379", "--ray-workers", "8")
+    assert joined.ray == RaySettings(address="10.0.0.1:6379", workers=8)
+    with pytest.raises(ValueError, match="need --executor ray"):
+        config("--ray-address", "10.0.0.1:6379")
+    with pytest.raises(ConfigError, match="at least 1"):
+        config("--executor", "ray", "--ray-workers", "0")
 
 
 def test_unreachable_cluster_is_a_clear_error_at_start(tmp_path: Path, root: Path) -> None:
