@@ -26,7 +26,10 @@
     │   │   └── ServerFailedError: the server answered 5xx, e.g. 507 disk full (``status_code``)
     │   └── ServerRefusedError: the server answered 4xx (``status_code``, ``detail``)
     ├── EngineError: a speech engine or its worker failed (not the caller's input)
-    │   └── WorkerCrashedError: a worker process died mid-job; the job may run again
+    │   ├── WorkerCrashedError: a worker process died mid-job; the job may run again
+    │   └── ClusterError: svserver's Ray cluster cannot run its decode workers (``address``)
+    │       ├── ClusterUnreachableError: no Ray cluster answers at that address
+    │       └── WorkersRefusedError: no actor could load the engine (``nodes``: node -> why)
     ├── FileChangedError: a file changed while it was being hashed (``path``, ``detail``)
     ├── StateLockedError: another process uses this state directory (``lock_path``, ``pid``)
     ├── SchemaVersionError: a database was written by a newer version (``path``, ``found``)
@@ -44,6 +47,8 @@ from collections.abc import Sequence
 __all__ = [
     "AudioDecodeError",
     "ClientClosedError",
+    "ClusterError",
+    "ClusterUnreachableError",
     "ConfigError",
     "ConfigErrors",
     "EmptyUploadError",
@@ -73,6 +78,7 @@ __all__ = [
     "UnauthorizedError",
     "UnknownParameterError",
     "WorkerCrashedError",
+    "WorkersRefusedError",
 ]
 
 
@@ -290,6 +296,27 @@ class EngineError(SvwatchdError):
 
 class WorkerCrashedError(EngineError):
     """A worker process died before finishing a job; the job may be submitted again."""
+
+
+class ClusterError(EngineError):
+    """svserver's decode workers cannot run on its Ray cluster (``address``: the cluster's)."""
+
+    def __init__(self, message: str, *, address: str) -> None:
+        super().__init__(message)
+        self.address = address
+
+
+class ClusterUnreachableError(ClusterError):
+    """No Ray cluster answers at ``address``: start it (``ray start --head``) or fix the address."""
+
+
+class WorkersRefusedError(ClusterError):
+    """No decode actor could start: each node's refusal (e.g. its model files differ) is in
+    ``nodes`` (node name -> the actor's error message)."""
+
+    def __init__(self, message: str, *, address: str, nodes: dict[str, str]) -> None:
+        super().__init__(message, address=address)
+        self.nodes = nodes
 
 
 # -- files and durable state --------------------------------------------------------------------

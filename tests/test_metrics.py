@@ -287,6 +287,9 @@ def test_svserver_serves_metrics(tmp_path: Path) -> None:
         assert value(s, "svserver_streams", state="QUEUED") == 0
         assert value(s, "svserver_streams", state="DONE") == 0
         assert value(s, "svserver_workers_busy") == 0
+        assert value(s, "svserver_decode_workers", node=socket.gethostname()) == 1
+        assert value(s, "svserver_decode_jobs_running") == 0
+        assert value(s, "svserver_decode_worker_restarts_total") == 0
         assert value(s, "svserver_decode_seconds_count") == 0
         assert value(s, "process_resident_memory_bytes") > 0
         # uvicorn re-raises the SIGTERM it caught once it has shut down cleanly; systemd

@@ -33,6 +33,7 @@ from svwatchd.daemon._config import load_config
 ROOT = Path(__file__).resolve().parents[1]
 UNITS = ROOT / "systemd"
 NAMES = ("svwatchd.service", "svserver.service")
+RAY_NAMES = ("svserver-ray-head.service", "svserver-ray-worker.service")  # docs/ray.md
 INSTALL_BIN = "/opt/svwatchd/bin/"
 MAX_EXPOSURE = 2.0
 
@@ -78,7 +79,7 @@ def runnable_copy(name: str, folder: Path) -> Path:
 
 
 @needs_analyze
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + RAY_NAMES)
 def test_verify(name: str, tmp_path: Path) -> None:
     copy = runnable_copy(name, tmp_path)
     result = analyze("verify", "--man=no", str(copy))
@@ -99,7 +100,7 @@ def test_verify_would_catch_a_mistake(tmp_path: Path) -> None:
 
 
 @needs_analyze
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + RAY_NAMES)
 def test_security_exposure(name: str) -> None:
     result = analyze("security", "--offline=true", "--no-pager", str(UNITS / name))
     output = result.stdout + result.stderr
@@ -153,6 +154,22 @@ def test_svserver_unit() -> None:
     assert d["StateDirectory"] == ["svserver"]
     assert "ReadWritePaths" not in d  # it reads the audio, never writes it
     assert "ExecReload" not in d
+
+
+def test_ray_units() -> None:
+    """The head and worker Ray nodes: light settings, in the foreground, restarted, the
+    head where svserver's example joins it."""
+    head, worker = (directives(name) for name in RAY_NAMES)
+    (head_cmd,) = head["ExecStart"]
+    (worker_cmd,) = worker["ExecStart"]
+    assert head_cmd.startswith(f"{INSTALL_BIN}ray start --head --block ")
+    assert "--port 6379" in head_cmd and "--include-dashboard=false" in head_cmd
+    assert worker_cmd.startswith(f"{INSTALL_BIN}ray start --block --address ${{RAY_HEAD}}")
+    for d, cmd in ((head, head_cmd), (worker, worker_cmd)):
+        assert "--disable-usage-stats" in cmd and "--object-store-memory" in cmd
+        assert d["User"] == ["svwatchd"] and d["NoNewPrivileges"] == ["yes"]
+        assert d["Restart"] in (["on-failure"], ["always"])
+    assert "--ray-address 127.0.0.1:6379" in (UNITS / RAY_NAMES[0]).read_text()
 
 
 def test_example_config_is_valid(tmp_path: Path) -> None:

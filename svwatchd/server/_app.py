@@ -40,6 +40,7 @@ from svwatchd.server._slots import Slots
 from svwatchd.server._store import DB_NAME, Store
 from svwatchd.server._submission import Admission
 from svwatchd.server._uploads import Uploads
+from svwatchd.server._workermetrics import WorkersCollector
 
 __all__ = ["Engine", "create_app"]
 
@@ -91,14 +92,16 @@ async def _open(
     if requeued:
         log.info("server.requeued", count=len(requeued))
     engine = await asyncio.to_thread(engine_factory, config)
+    workers = _workers(config, engine)
     params = Params(
         store,
-        fixed={"engine": config.engine.name, "workers": config.workers, "models": _models(engine)},
-        defaults={"maxactive": config.maxactive or config.workers, "pack_max": 8},
+        fixed={"engine": config.engine.name, "workers": workers, "models": _models(engine)},
+        defaults={"maxactive": config.maxactive or workers, "pack_max": 8},
         on_change=changes.changed,
     )
     slots = Slots(maxactive=lambda: params["maxactive"], on_free=changes.changed)
     metrics = ServerMetrics(stream_counts=store.counts, workers_busy=slots.busy)
+    metrics.registry.register(WorkersCollector(engine.info))
     live = LiveSessions(
         store=store,
         lifecycle=lifecycle,
@@ -190,9 +193,20 @@ def create_app(
 
 
 def _default_engine(config: ServerConfig) -> Engine:
+    """The executor svserver was started with: the local worker pool, or Ray actors."""
+    if config.ray is not None:
+        from svwatchd.server._engines.rayexec import RayExecutor
+
+        return RayExecutor(config.engine, config.ray, config.data_dir)
     from svwatchd.server._engines import WorkerPool
 
     return WorkerPool(config.engine, workers=config.workers)
+
+
+def _workers(config: ServerConfig, engine: Engine) -> int:
+    """How many decode workers the executor runs (it may differ from ``--workers``)."""
+    told = engine.info().get("workers")
+    return told if isinstance(told, int) and told > 0 else config.workers
 
 
 def _status(store: Store, slots: Slots, scheduler: Scheduler, started: float) -> dict[str, object]:
@@ -218,7 +232,7 @@ def _sysinfo(config: ServerConfig, engine: Engine, started: float) -> dict[str, 
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cores": os.cpu_count(),
-        "workers": config.workers,
+        "workers": _workers(config, engine),
         "engine": engine.info(),
         "uptime": time.time() - started,
         "started": started,

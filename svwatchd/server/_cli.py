@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import socket
 import sys
@@ -15,6 +16,7 @@ from svwatchd._notify import Watchdog, notify
 from svwatchd.errors import SvwatchdError
 from svwatchd.model.contract import DEFAULT_PORT, parse_hostport
 from svwatchd.server._config import ServerConfig
+from svwatchd.server._engines.raysettings import LOCAL, RaySettings
 from svwatchd.server._pieces import PIECE_SECONDS
 from svwatchd.server._store import DB_NAME, check_unlocked
 
@@ -97,6 +99,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="long files are decoded in pieces of at most this many seconds, spread over the "
         f"workers and committed one by one (default {PIECE_SECONDS:.0f}; 10..600)",
     )
+    serve.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="where the decode workers run: local processes, or Ray actors (svwatchd[ray])",
+    )
+    serve.add_argument(
+        "--ray-address",
+        default=LOCAL,
+        metavar="HOST:PORT|local",
+        help="the Ray cluster's head (GCS) address to join; local (the default) starts a "
+        "private one-node Ray",
+    )
+    serve.add_argument(
+        "--ray-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="decode actors, one CPU each (default: one per CPU of the cluster at start)",
+    )
     serve.add_argument("--token-file", default=None, metavar="FILE")
     serve.add_argument("--engine", choices=["whisper", "pocketsphinx"], default="whisper")
     serve.add_argument(
@@ -175,7 +197,19 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         maxactive=args.maxactive,
         piece_seconds=args.piece_seconds,
         metrics=_metrics_address(args.metrics),
+        ray=_ray_settings(args),
     )
+
+
+def _ray_settings(args: argparse.Namespace) -> RaySettings | None:
+    """``--executor ray``'s settings, or None for the local pool (Ray options then refused)."""
+    if args.executor == "ray":
+        if importlib.util.find_spec("ray") is None:
+            raise ValueError("--executor ray needs Ray: pip install 'svwatchd[ray]'")
+        return RaySettings(address=args.ray_address, workers=args.ray_workers)
+    if args.ray_address != LOCAL or args.ray_workers is not None:
+        raise ValueError("--ray-address and --ray-workers need --executor ray")
+    return None
 
 
 def _metrics_address(text: str | None) -> tuple[str, int] | None:

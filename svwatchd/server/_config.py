@@ -10,6 +10,7 @@ from pathlib import Path
 from svwatchd.errors import ConfigError, PathNotAllowedError, SocketNotAllowedError
 from svwatchd.model.contract import DEFAULT_PORT
 from svwatchd.server._engines.base import EngineConfig
+from svwatchd.server._engines.raysettings import RaySettings
 from svwatchd.server._pieces import PIECE_SECONDS
 
 __all__ = [
@@ -34,6 +35,7 @@ class ServerConfig:
     maxactive: int | None = None
     piece_seconds: float = PIECE_SECONDS  # a long file is decoded in pieces this long at most
     metrics: tuple[str, int] | None = None  # where /metrics listens (Prometheus), if anywhere
+    ray: RaySettings | None = None  # decode workers as Ray actors (--executor ray); None: local
 
     def __post_init__(self) -> None:
         if not 10 <= self.piece_seconds <= 600:

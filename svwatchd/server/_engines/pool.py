@@ -27,21 +27,24 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from svwatchd.errors import EngineError, WorkerCrashedError
-from svwatchd.server._engines.base import COUNTERS, Ask, Audio, EngineConfig, Heard, as_audio
-from svwatchd.server._engines.worker import Worker, WorkerGoneError, spawn_worker
+from svwatchd.server._engines.base import Ask, Audio, EngineConfig, Heard, as_audio
+from svwatchd.server._engines.worker import Worker, WorkerGoneError, merged_info, spawn_worker
 
 __all__ = [
     "Result",
     "WorkerPool",
     "default_workers_and_threads",
+    "drained",
 ]
 
 log = logging.getLogger(__name__)
 
 Result = list[Heard]
+
+_T = TypeVar("_T")
 
 
 def default_workers_and_threads(cores: int | None = None) -> tuple[int, int]:
@@ -61,6 +64,16 @@ def default_workers_and_threads(cores: int | None = None) -> tuple[int, int]:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
         cores = cores or os.cpu_count() or 1
     return max(1, cores), 1
+
+
+def drained(jobs: queue.SimpleQueue[_T] | queue.Queue[_T]) -> list[_T]:
+    """Everything waiting in ``jobs``, taken out (what a closing executor must settle)."""
+    taken: list[_T] = []
+    while True:
+        try:
+            taken.append(jobs.get_nowait())
+        except queue.Empty:
+            return taken
 
 
 @dataclass
@@ -163,14 +176,9 @@ class WorkerPool:
 
     def info(self) -> dict[str, object]:
         """The engine's facts (from a worker) plus the pool's: workers, busy, restarts."""
-        info = dict(self._engine_info)
         with self._lock:
             latest = list(self._latest.values())
-        for counter in COUNTERS:  # each worker's since its start, as its last job left it
-            if counter in info:
-                info[counter] = sum(int(str(i.get(counter, 0))) for i in latest)
-        if latest and "language_check" in info:  # e.g. base loaded by some workers only
-            info["language_check"] = "; ".join(sorted({str(i["language_check"]) for i in latest}))
+        info = merged_info(self._engine_info, latest)
         info.update(
             workers=self.workers,
             busy=self.busy,
@@ -186,11 +194,7 @@ class WorkerPool:
             if self._closed and not self._threads:
                 return
             self._closed = True
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
+        for job in drained(self._queue):
             if job is not None:
                 job.future.cancel()
         for _ in self._threads:

@@ -27,13 +27,24 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from svwatchd.errors import EngineError
-from svwatchd.server._engines.base import Ask, Audio, EngineConfig, load_engine
+from svwatchd.server._engines.base import (
+    COUNTERS,
+    Ask,
+    Audio,
+    Engine,
+    EngineConfig,
+    load_engine,
+)
 
 __all__ = [
+    "JobOutcome",
     "PackedError",
     "Worker",
     "WorkerGoneError",
+    "load_warm",
+    "merged_info",
     "pack_error",
+    "run_job",
     "spawn_worker",
     "unpack_error",
 ]
@@ -91,13 +102,46 @@ def unpack_error(packed: PackedError) -> BaseException:
     return exc
 
 
+def load_warm(config: EngineConfig) -> Engine:
+    """Load a worker's engine (models verified) at the worker's niceness: what every
+    kind of decode worker (a pool process, a Ray actor) does once when it starts."""
+    if config.nice:
+        os.nice(config.nice)  # bulk work: the server's own process comes first
+    return load_engine(config)
+
+
+JobOutcome = tuple[str, Any]
+"""``("ok", (heard, engine info))`` or ``("error", packed error)``: plain data for the wire."""
+
+
+def run_job(engine: Engine, clips: list[Audio], asks: list[Ask] | None) -> JobOutcome:
+    """Decode one job on a warm engine; its outcome as plain data, never raised (the
+    engine's error crosses the process boundary packed, with its class and message)."""
+    try:
+        heard = engine.hear_many(clips, asks)
+        return "ok", (heard, engine.info())  # its counters move with each job
+    except Exception as exc:
+        return "error", pack_error(exc)
+
+
+def merged_info(first: dict[str, object], latest: list[dict[str, object]]) -> dict[str, object]:
+    """Several workers' engine facts as one: ``first``'s, with each counter summed over
+    ``latest`` (every worker's since its start, as its last job left it) and the workers'
+    language checks listed (e.g. base loaded by some workers only)."""
+    info = dict(first)
+    for counter in COUNTERS:
+        if counter in info:
+            info[counter] = sum(int(str(i.get(counter, 0))) for i in latest)
+    if latest and "language_check" in info:
+        info["language_check"] = "; ".join(sorted({str(i["language_check"]) for i in latest}))
+    return info
+
+
 def _main(config: EngineConfig, conn: Connection) -> None:
     """Child process: load the engine once, then decode jobs until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
     try:
-        if config.nice:
-            os.nice(config.nice)  # bulk work: the server's own process comes first
-        engine = load_engine(config)
+        engine = load_warm(config)
         conn.send(("ready", engine.info()))
     except BaseException as exc:
         conn.send(("error", pack_error(exc)))
@@ -109,12 +153,7 @@ def _main(config: EngineConfig, conn: Connection) -> None:
             return  # the server went away
         if kind != "job":
             return
-        try:
-            clips, asks = payload
-            heard = engine.hear_many(clips, asks)
-            conn.send(("ok", (heard, engine.info())))  # its counters move with each job
-        except Exception as exc:
-            conn.send(("error", pack_error(exc)))
+        conn.send(run_job(engine, *payload))
 
 
 def _describe_exit(code: int | None) -> str:
