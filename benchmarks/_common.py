@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import soundfile as sf
 
 from svwatchd.client import Stream
 from svwatchd.client.server import Server
+from svwatchd.server._engines.worker import NATIVE_THREAD_VARS
 from tests.conftest import TESTDATA
 from tests.normalise import normalise
 
@@ -30,6 +32,7 @@ __all__ = [
     "load_clip",
     "loadavg",
     "memory_line",
+    "native_threads",
     "proc_memory",
     "reference",
     "wait_done",
@@ -59,6 +62,23 @@ _CARD_REFS = {
 }
 
 Pcm = npt.NDArray[np.float32]
+
+
+@contextmanager
+def native_threads(threads: int) -> Iterator[None]:
+    """Processes started inside run their native libraries' thread pools (numpy's
+    OpenBLAS, OpenMP) on ``threads`` threads, as svserver's workers do: a baseline
+    oversubscribing the cores would flatter svserver."""
+    saved = {name: os.environ.get(name) for name in NATIVE_THREAD_VARS}
+    os.environ.update(dict.fromkeys(NATIVE_THREAD_VARS, str(threads)))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def cores() -> int:

@@ -79,6 +79,7 @@ from benchmarks._common import (
     load_clip,
     loadavg,
     memory_line,
+    native_threads,
     proc_memory,
     reference,
     wait_done,
@@ -312,7 +313,14 @@ def sphinx_worker(mode: str, warmup: str, jobs: Any, results: Any) -> None:
 class Pool:
     """Baseline worker processes (spawned, warm) fed from one shared queue."""
 
-    def __init__(self, label: str, target: Callable[..., None], args: tuple[Any, ...], n: int):
+    def __init__(
+        self,
+        label: str,
+        target: Callable[..., None],
+        args: tuple[Any, ...],
+        n: int,
+        threads: int = 1,
+    ):
         ctx = mp.get_context("spawn")
         self.label = label
         self.jobs: Any = ctx.Queue()
@@ -321,8 +329,9 @@ class Pool:
             ctx.Process(target=target, args=(*args, self.jobs, self.results), daemon=True)
             for _ in range(n)
         ]
-        for p in self.procs:
-            p.start()
+        with native_threads(threads):  # each process's numpy/OpenMP on its own threads
+            for p in self.procs:
+                p.start()
         self.memory: dict[int, tuple[float, float]] = {}
 
     def _get(self, timeout: float = 900.0) -> tuple[Any, ...]:
@@ -444,6 +453,7 @@ def bench_engine(
                     whisper_worker,
                     ("batched", model_dir, n, str(warmup)),
                     1,
+                    threads=n,
                 )
             else:
                 for mode in ("whole", "endpointer"):
