@@ -27,6 +27,7 @@ from svwatchd.model.enums import DecodeStatus
 from svwatchd.server import _api as api
 from svwatchd.server._changes import Changes
 from svwatchd.server._config import ServerConfig
+from svwatchd.server._datadir import DB_NAME
 from svwatchd.server._executor import Executor
 from svwatchd.server._lifecycle import Lifecycle
 from svwatchd.server._live import LiveSessions
@@ -37,7 +38,7 @@ from svwatchd.server._records import Listeners, Records
 from svwatchd.server._scheduler import Scheduler
 from svwatchd.server._service import StreamService
 from svwatchd.server._slots import Slots
-from svwatchd.server._store import DB_NAME, Store
+from svwatchd.server._store import Store
 from svwatchd.server._submission import Admission
 from svwatchd.server._uploads import Uploads
 from svwatchd.server._workermetrics import WorkersCollector

@@ -16,9 +16,9 @@ from svwatchd._notify import Watchdog, notify
 from svwatchd.errors import SvwatchdError
 from svwatchd.model.contract import DEFAULT_PORT, parse_hostport
 from svwatchd.server._config import ServerConfig
+from svwatchd.server._datadir import DB_NAME, check_unlocked
 from svwatchd.server._engines.raysettings import LOCAL, RaySettings
 from svwatchd.server._pieces import PIECE_SECONDS
-from svwatchd.server._store import DB_NAME, check_unlocked
 
 __all__ = [
     "STATUS_EVERY",

@@ -20,25 +20,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from svwatchd._sqlite import connect, immediate, lock_exclusively, migrate, open_checked
+from svwatchd._sqlite import connect, immediate, migrate, open_checked
 from svwatchd.model.contract import LANGUAGE_AUTO, FileType, as_filetype
 from svwatchd.model.enums import DecodeStatus, Encoding, Endian
 from svwatchd.model.format import AudioFormat
 from svwatchd.model.metadata import TagValue
 from svwatchd.model.record import SourceKind
 from svwatchd.model.speechdata import Utterance, Word
+from svwatchd.server._datadir import DB_NAME, lock
 from svwatchd.server._engines.base import Ask, OnForeign, Task
 from svwatchd.server._schema import MIGRATIONS, SCHEMA_VERSION, SqlValue
 
 __all__ = [
-    "DB_NAME",
     "SCHEMA_VERSION",
     "NewStream",
     "SqlValue",
     "Store",
     "StreamRow",
     "UtteranceRow",
-    "check_unlocked",
     "insert_utterances",
     "recount",
 ]
@@ -185,24 +184,6 @@ class UtteranceRow:
     skipped: bool
 
 
-DB_NAME = "svserver.db"
-"""svserver's database, in its data directory."""
-
-
-def _lock(db: Path) -> int:
-    """Take svserver's lock beside its database (see :func:`lock_exclusively`)."""
-    return lock_exclusively(
-        db.with_suffix(".lock"), program="svserver", remedy="stop it or choose another --data-dir"
-    )
-
-
-def check_unlocked(db: str | Path) -> None:
-    """Raise :class:`~svwatchd.errors.StateLockedError` when another svserver serves the
-    database ``db``: checked before start-up, so the operator reads one line, not a
-    traceback from the web server's start-up (the store takes the lock for good)."""
-    os.close(_lock(Path(db)))
-
-
 class Store:
     """The server's SQLite database: one connection behind a lock.
 
@@ -213,7 +194,7 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._lock_fd = _lock(self.path)
+        self._lock_fd = lock(self.path)
         self._lock = threading.RLock()
         # a damaged database is moved aside (corrupt_path), never served: queries on it
         # would fail for ever, one 500 after another
