@@ -39,6 +39,7 @@ from benchmarks.decode_throughput import (
     build_long,
     build_short,
     build_warmup,
+    full_corpora,
     warm_server,
     wer,
 )
@@ -76,11 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         audio = base / "audio"
         audio.mkdir()
-        corpora = [
-            build_long(audio, 3 if args.quick else 6, 60, 90, rng),
-            build_short(audio, 40 if args.quick else 100, rng),
-            build_hardcut(audio, 30 if args.quick else 99, rng),
-        ]
+        if args.quick:
+            corpora = [build_long(audio, 3, 60, 90, rng), build_short(audio, 40, rng)]
+            corpora.append(build_hardcut(audio, 30, rng))
+        else:
+            corpora = full_corpora(audio, rng)
         warmup = build_warmup(audio)
         cache = base / "models"
         common = ["--allow-root", str(audio), "--model-cache", str(cache)]

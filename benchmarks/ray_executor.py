@@ -49,6 +49,7 @@ from benchmarks.decode_throughput import (
     build_long,
     build_short,
     build_warmup,
+    full_corpora,
     server_run,
     warm_server,
     wer,
@@ -238,10 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick:
             corpora = [build_long(corpus_dir, 2, 40.0, 45.0, rng), build_short(corpus_dir, 20, rng)]
         else:
-            corpora = [
-                build_long(corpus_dir, 6, 60.0, 90.0, rng),
-                build_short(corpus_dir, 100, rng),
-            ]
+            corpora = [c for c in full_corpora(corpus_dir, rng) if c.name != "HARDCUT"]
         warmup = build_warmup(corpus_dir)
         best = throughput(args.engine, corpora, base, warmup, repeat)
         overhead(args.engine, base, 100 if args.quick else 300)
