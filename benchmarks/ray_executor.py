@@ -9,12 +9,12 @@
    >= 0.95 on both corpora. Each server is warm first (every worker decodes
    the warm-up file once).
 2. Memory: the Ray svserver's process tree from /proc, split into svserver,
-   its decode actors, and Ray's own processes (GCS, raylet with its object
+   its Ray driver process, its decode actors, and Ray's own processes (GCS, raylet with its object
    store, agents, idle workers Ray keeps started); the local pool's workers for
    comparison. RSS, so shared pages count in each process.
 3. Per-call overhead: the same executor classes in this process (a
-   ``RayExecutor`` on a private Ray, a ``WorkerPool``), 2 workers each, one
-   call at a time of 0.5 s of silence (the engine's VAD finds nothing, so the
+   ``RayDriver``, its driver process on a private Ray, and a ``WorkerPool``),
+   2 workers each, one call at a time of 0.5 s of silence (the engine's VAD finds nothing, so the
    call is nearly all transport): latency p50/p99 of each and the difference.
 4. Scale on paper (:mod:`benchmarks._headcost`): svserver's own per-stream
    cost with a STAND-IN engine that returns at once, as streams/s the head
@@ -97,6 +97,8 @@ def ray_memory(server_pid: int) -> dict[str, tuple[int, float]]:
             role = "svserver"
         elif "DecodeActor" in cmd:
             role = "decode actors"
+        elif "spawn_main" in cmd:
+            role = "svserver's Ray driver"
         else:
             role = "Ray's own"
         n, mib = roles.get(role, (0, 0.0))
@@ -114,9 +116,9 @@ def overhead(engine: str, base: Path, calls: int) -> None:
         results["local"] = _latencies(pool.submit, clip, calls)
     finally:
         pool.close()
-    from svwatchd.server._engines.rayexec import RayExecutor
+    from svwatchd.server._engines.raydriver import RayDriver
 
-    ray = RayExecutor(config, RaySettings(workers=WORKERS), base / "overhead")
+    ray = RayDriver(config, RaySettings(workers=WORKERS), base / "overhead")
     try:
         results["ray"] = _latencies(ray.submit, clip, calls)
     finally:

@@ -14,7 +14,16 @@ from typing import Any, Literal
 
 import structlog
 
-__all__ = ["configure_logging"]
+__all__ = [
+    "LogFormat",
+    "configure_logging",
+    "logging_settings",
+]
+
+LogFormat = Literal["json", "console"]
+"""The two ways a log line is written."""
+
+_settings: tuple[LogFormat, str] = ("json", "info")
 
 
 def _timestamp(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -22,11 +31,13 @@ def _timestamp(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def configure_logging(fmt: Literal["json", "console"] = "json", level: str = "info") -> None:
+def configure_logging(fmt: LogFormat = "json", level: str = "info") -> None:
     """Set up structlog (and the stdlib root logger, for libraries) for this process."""
+    global _settings
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}")
+    _settings = (fmt, level)
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -45,3 +56,9 @@ def configure_logging(fmt: Literal["json", "console"] = "json", level: str = "in
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr)
+
+
+def logging_settings() -> tuple[LogFormat, str]:
+    """The format and level this process was configured with, for a child process that
+    must log the same way (a spawned process starts unconfigured)."""
+    return _settings

@@ -34,6 +34,7 @@ class SvServer:
         engine: str = "pocketsphinx",
         args: Sequence[str] = (),
         workers: int = 2,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
@@ -41,6 +42,7 @@ class SvServer:
         self.engine = engine
         self.args = list(args)
         self.workers = workers
+        self.env = env  # added to this process's environment, if given
         self.wrap: list[str] = []  # a command to run svserver under (e.g. strace), if any
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"svserver-{self.port}.log"
@@ -66,7 +68,8 @@ class SvServer:
             *self.args,
         ]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            env = {**os.environ, **self.env} if self.env else None
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

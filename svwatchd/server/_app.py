@@ -196,9 +196,9 @@ def create_app(
 def _default_engine(config: ServerConfig) -> Engine:
     """The executor svserver was started with: the local worker pool, or Ray actors."""
     if config.ray is not None:
-        from svwatchd.server._engines.rayexec import RayExecutor
+        from svwatchd.server._engines.raydriver import RayDriver
 
-        return RayExecutor(config.engine, config.ray, config.data_dir)
+        return RayDriver(config.engine, config.ray, config.data_dir)
     from svwatchd.server._engines import WorkerPool
 
     return WorkerPool(config.engine, workers=config.workers)

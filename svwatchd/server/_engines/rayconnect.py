@@ -64,12 +64,45 @@ def connect(settings: RaySettings, data_dir: Path, cpus: int) -> Any:
     try:
         ray.init(address=settings.address, **common)
     except (ConnectionError, RuntimeError, TimeoutError) as exc:
+        if _refused_token(exc):
+            token = _token_source()
+            held = f"{token} is not its token" if token else "svserver sent none"
+            raise ClusterUnreachableError(
+                f"The Ray cluster at {settings.address} refused svserver: it requires Ray's "
+                f"auth token and {held}. Start svserver with RAY_AUTH_MODE=token and "
+                "RAY_AUTH_TOKEN_PATH naming a file that holds the cluster's token (the one "
+                "every node has; `ray get-auth-token` on the head prints it)",
+                address=settings.address,
+            ) from None
         raise ClusterUnreachableError(
             f"Joining the Ray cluster at {settings.address} failed ({exc}); start its head "
             "node (ray start --head) or fix --ray-address",
             address=settings.address,
         ) from None
     return ray
+
+
+def _token_source() -> str | None:
+    """Where Ray's client takes svserver's auth token from, or None when it sends none.
+    Ray sends a token only with ``RAY_AUTH_MODE=token``, which must match the cluster's
+    (Ray 2.59 on: a head ``ray start`` makes requires one), so it is the operator's to set."""
+    if os.environ.get("RAY_AUTH_MODE") != "token":
+        return None
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "the token in RAY_AUTH_TOKEN"
+    if os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return f"the token in {os.environ['RAY_AUTH_TOKEN_PATH']} (RAY_AUTH_TOKEN_PATH)"
+    return f"the token in {Path.home() / '.ray' / 'auth_token'}"
+
+
+def _refused_token(exc: BaseException) -> bool:
+    """Whether joining failed on Ray's token check (the cause Ray wraps in its error)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _probe(address: str) -> None:

@@ -85,8 +85,8 @@ def _picklable(value: object) -> bool:
     return True
 
 
-def unpack_error(packed: PackedError) -> BaseException:
-    """Rebuild the worker's exception: same class and message where possible."""
+def unpack_error(packed: PackedError, where: str = "a decode worker process") -> BaseException:
+    """Rebuild the exception raised in ``where``: same class and message where possible."""
     name, message, data, attrs, tb = packed
     exc: BaseException | None = None
     if data is not None:
@@ -100,7 +100,7 @@ def unpack_error(packed: PackedError) -> BaseException:
             exc.__dict__.update(attrs)
     if exc is None:
         exc = EngineError(f"{name.rpartition(':')[2]}: {message}")
-    exc.add_note("raised in a decode worker process:\n" + tb.rstrip())
+    exc.add_note(f"raised in {where}:\n" + tb.rstrip())
     return exc
 
 
