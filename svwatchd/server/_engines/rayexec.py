@@ -55,7 +55,12 @@ from svwatchd.server._engines.rayactor import DecodeActor, NodeFacts
 from svwatchd.server._engines.rayconnect import connect
 from svwatchd.server._engines.raynodes import ClusterView
 from svwatchd.server._engines.raysettings import RaySettings
-from svwatchd.server._engines.worker import JobOutcome, merged_info, unpack_error
+from svwatchd.server._engines.worker import (
+    JobOutcome,
+    merged_info,
+    native_thread_env,
+    unpack_error,
+)
 
 __all__ = [
     "MAX_LOSSES",
@@ -209,6 +214,9 @@ class RayExecutor:
             max_restarts=self.settings.max_restarts,
             max_task_retries=self.settings.max_task_retries,
             scheduling_strategy="SPREAD",
+            # numpy's OpenBLAS would start a thread per core in every actor: capped, as the
+            # local workers are (env_vars only: no packages, no working dir shipped)
+            runtime_env={"env_vars": native_thread_env(self.config.threads)},
         ).remote(self.config)
 
     def _start(self, wanted: int, timeout: float) -> list[_Slot]:

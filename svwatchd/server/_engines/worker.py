@@ -44,6 +44,7 @@ __all__ = [
     "WorkerGoneError",
     "load_warm",
     "merged_info",
+    "native_thread_env",
     "native_threads",
     "pack_error",
     "run_job",
@@ -251,15 +252,21 @@ NATIVE_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREAD
 matrix products) starts one thread per core in every worker, so two workers on two cores
 ran four busy threads. Measured (99 clips of 4-6 s through svserver, 2 workers, tiny.en):
 capped at the worker's threads, 12.7-13.0 s instead of 16.1-18.2 s, the workers' CPU 24 s
-instead of 30 s (OpenBLAS's cap alone gave the same). Ray caps its actors the same way."""
+instead of 30 s (OpenBLAS's cap alone gave the same). Ray sets only OMP_NUM_THREADS for
+its actors: they get the others with their start (``runtime_env``)."""
+
+
+def native_thread_env(threads: int) -> dict[str, str]:
+    """The native thread caps for a worker of ``threads`` threads; a value the operator
+    set stands."""
+    return {name: os.environ.get(name, str(threads)) for name in NATIVE_THREAD_VARS}
 
 
 def native_threads(threads: int) -> None:
     """Size the native thread pools of the worker processes started from now on to
-    ``threads``; a value the operator set stands. (A spawned process inherits the
-    environment; svserver's own, already loaded, libraries keep theirs.)"""
-    for name in NATIVE_THREAD_VARS:
-        os.environ.setdefault(name, str(threads))
+    ``threads`` (:func:`native_thread_env`). (A spawned process inherits the environment;
+    svserver's own, already loaded, libraries keep theirs.)"""
+    os.environ.update(native_thread_env(threads))
 
 
 def spawn_worker(config: EngineConfig, slot: int) -> Worker:
