@@ -39,6 +39,7 @@ from svwatchd.server._engines import (
 from svwatchd.server._engines.base import as_audio
 from svwatchd.server._engines.model import sha256_file
 from svwatchd.server._engines.packing import (
+    GAP_DROP_P,
     Placed,
     TimedWord,
     attribute,
@@ -378,6 +379,14 @@ def test_attribute_rules() -> None:
     assert attribute(window, straddle)[1] == {0, 1}
     orphan = [*ok, TimedWord(" five", 1.6, 2.4, 0.5, 1)]
     assert attribute(window, orphan)[1] == {0, 1}
+    # an unsure word there is dropped instead (invented, or a cut word far into the gap)
+    unsure = [*ok, TimedWord(" five", 1.6, 2.4, GAP_DROP_P - 0.01, 1)]
+    words, bad = attribute(window, unsure)
+    assert bad == set() and [w.text for g in words.values() for s in g for w in s] == [
+        " ten",
+        " clubs.",
+        " go",
+    ]
     # clips cut from continuous speech: a word timed just past its clip's edge is its own
     cut = [
         TimedWord(" ten", 0.1, 0.4, 0.9, 0),
