@@ -62,6 +62,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -418,6 +419,23 @@ def server_run(server: Server, corpus: Corpus) -> tuple[float, list[str], str]:
     return wall, texts, how
 
 
+def moved_words(texts: Sequence[str], per_file: Sequence[str]) -> int:
+    """Words (4+ letters, normalised) in clip k's ``texts`` but not in its ``per_file``
+    text, that ``per_file`` has in clip k-1 or k+1 and ``texts`` does not there: words
+    packing gave the wrong clip (packed neighbours are neighbours in submission order).
+    Two per-file decodes compared the same way give the count chance alone makes."""
+    bags = [Counter(w for w in normalise(t).split() if len(w) >= 4) for t in texts]
+    own = [Counter(w for w in normalise(t).split() if len(w) >= 4) for t in per_file]
+    moved = 0
+    for k, bag in enumerate(bags):
+        for word in bag - own[k]:
+            for j in (k - 1, k + 1):
+                if 0 <= j < len(bags) and (own[j] - bags[j])[word] > 0:
+                    moved += 1
+                    break
+    return moved
+
+
 def warm_server(server: Server, warmup: Path, workers: int) -> None:
     """Each worker decodes the warm-up file once (long files go one per job)."""
     streams = [Stream(warmup, bench="warmup") for _ in range(workers)]
@@ -505,9 +523,11 @@ def bench_corpus(
     refs = [i.reference for i in corpus.items]
     print(f"{tag}: {len(corpus.items)} files, {audio:.1f} s of audio, load {loadavg()}")
     best: dict[str, float] = {}
+    heard: dict[str, list[str]] = {}  # the last round's texts of each contender
     for round_ in range(1, repeat + 1):
         run = f"{tag} round {round_}/{repeat}"
         wall, texts, how = server_run(server, corpus)
+        heard["server"] = texts
         x = audio / wall
         best["server"] = max(best.get("server", 0.0), x)
         print(
@@ -516,6 +536,7 @@ def bench_corpus(
         )
         for name, pool in pools.items():
             wall, texts = pool.run(corpus.paths)
+            heard[name] = texts
             x = audio / wall
             best[name] = max(best.get(name, 0.0), x)
             print(
@@ -523,6 +544,13 @@ def bench_corpus(
                 f"WER {wer(refs, texts):.3f}"
             )
     print(memory_line(f"{tag} server worker memory", pids))
+    if engine == "whisper" and {"procs", "batched"} <= heard.keys():
+        print(
+            f"{tag} attribution: {moved_words(heard['server'], heard['procs'])} word(s) of 4+ "
+            "letters in a clip's server text that the per-file decode (procs) gave a "
+            "neighbour and not that clip; by chance (batched against procs, both per file): "
+            f"{moved_words(heard['batched'], heard['procs'])}"
+        )
     server_x = best.pop("server")
     best_name = max(best, key=lambda k: best[k])
     best_x = best[best_name]
