@@ -419,21 +419,52 @@ def server_run(server: Server, corpus: Corpus) -> tuple[float, list[str], str]:
     return wall, texts, how
 
 
-def moved_words(texts: Sequence[str], per_file: Sequence[str]) -> int:
+@dataclass(frozen=True)
+class Moved:
+    """A word packing put in clip ``clip`` that the per-file decode heard in ``neighbour``."""
+
+    clip: int
+    neighbour: int
+    word: str
+    at_edge: bool  # among the clip's first or last two words (a word cut in two by the cut)
+    reference_agrees: bool  # the clip's reference has it (the per-file side was the wrong one)
+
+
+def moved_words(
+    texts: Sequence[str], per_file: Sequence[str], refs: Sequence[str] | None = None
+) -> list[Moved]:
     """Words (4+ letters, normalised) in clip k's ``texts`` but not in its ``per_file``
     text, that ``per_file`` has in clip k-1 or k+1 and ``texts`` does not there: words
-    packing gave the wrong clip (packed neighbours are neighbours in submission order).
-    Two per-file decodes compared the same way give the count chance alone makes."""
-    bags = [Counter(w for w in normalise(t).split() if len(w) >= 4) for t in texts]
-    own = [Counter(w for w in normalise(t).split() if len(w) >= 4) for t in per_file]
-    moved = 0
-    for k, bag in enumerate(bags):
-        for word in bag - own[k]:
+    packing gave another clip than the per-file decode did (packed neighbours are
+    neighbours in submission order). Two per-file decodes compared the same way give the
+    count chance alone makes."""
+
+    def bag(text: str) -> Counter[str]:
+        return Counter(w for w in normalise(text).split() if len(w) >= 4)
+
+    bags, own = [bag(t) for t in texts], [bag(t) for t in per_file]
+    moved: list[Moved] = []
+    for k, words in enumerate(bags):
+        said = [w for w in normalise(texts[k]).split() if len(w) >= 4]
+        for word in words - own[k]:
             for j in (k - 1, k + 1):
                 if 0 <= j < len(bags) and (own[j] - bags[j])[word] > 0:
-                    moved += 1
+                    agrees = refs is not None and word in normalise(refs[k]).split()
+                    moved.append(Moved(k, j, word, word in said[:2] + said[-2:], agrees))
                     break
     return moved
+
+
+def _moved_line(moved: list[Moved], chance: list[Moved]) -> str:
+    edge = sum(m.at_edge for m in moved)
+    agrees = sum(m.reference_agrees for m in moved)
+    shown = ", ".join(f"{m.word!r} {m.neighbour}->{m.clip}" for m in moved[:8])
+    return (
+        f"{len(moved)} word(s) of 4+ letters in a clip's server text that the per-file "
+        f"decode (procs) gave a neighbour instead ({edge} at a cut edge: the clip's first or "
+        f"last two; the reference has {agrees} in the clip packing chose){': ' if moved else ''}"
+        f"{shown}; by chance (batched against procs, both per file): {len(chance)}"
+    )
 
 
 def warm_server(server: Server, warmup: Path, workers: int) -> None:
@@ -545,12 +576,9 @@ def bench_corpus(
             )
     print(memory_line(f"{tag} server worker memory", pids))
     if engine == "whisper" and {"procs", "batched"} <= heard.keys():
-        print(
-            f"{tag} attribution: {moved_words(heard['server'], heard['procs'])} word(s) of 4+ "
-            "letters in a clip's server text that the per-file decode (procs) gave a "
-            "neighbour and not that clip; by chance (batched against procs, both per file): "
-            f"{moved_words(heard['batched'], heard['procs'])}"
-        )
+        moved = moved_words(heard["server"], heard["procs"], refs)
+        chance = moved_words(heard["batched"], heard["procs"])
+        print(f"{tag} attribution: {_moved_line(moved, chance)}")
     server_x = best.pop("server")
     best_name = max(best, key=lambda k: best[k])
     best_x = best[best_name]
