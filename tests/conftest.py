@@ -18,6 +18,12 @@ def speech_file(name: str) -> Path:
     return path
 
 
+def proc_environ(pid: int) -> dict[str, str]:
+    """A running process's environment, from /proc."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
 def reference(name: str) -> str:
     """The normalised reference transcript of a LibriVox clip (its ``.txt`` beside it)."""
     from tests.normalise import normalise

@@ -47,7 +47,7 @@ from svwatchd.server._engines.packing import (
     window_audio,
 )
 from svwatchd.server._engines.worker import NATIVE_THREAD_VARS, pack_error, unpack_error
-from tests.conftest import speech_file
+from tests.conftest import proc_environ, speech_file
 from tests.normalise import normalise
 
 SR = 16000
@@ -561,21 +561,16 @@ def test_workers_decode_at_the_configured_niceness() -> None:
         EngineConfig(nice=20)
 
 
-def _environ(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
-
-
 def test_workers_native_thread_pools_are_their_own_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     # numpy's OpenBLAS would start a thread per core in every worker (oversubscribed)
     for name in NATIVE_THREAD_VARS:
         monkeypatch.delenv(name, raising=False)
     with WorkerPool(EngineConfig(name="pocketsphinx", threads=2), workers=1) as pool:
         (pid,) = pool.worker_pids
-        assert {n: _environ(pid).get(n) for n in NATIVE_THREAD_VARS} == dict.fromkeys(
+        assert {n: proc_environ(pid).get(n) for n in NATIVE_THREAD_VARS} == dict.fromkeys(
             NATIVE_THREAD_VARS, "2"
         )
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")  # the operator's setting stands
     with WorkerPool(EngineConfig(name="pocketsphinx"), workers=1) as pool:
         (pid,) = pool.worker_pids
-        assert _environ(pid)["OPENBLAS_NUM_THREADS"] == "3"
+        assert proc_environ(pid)["OPENBLAS_NUM_THREADS"] == "3"

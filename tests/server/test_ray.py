@@ -36,7 +36,7 @@ from svwatchd.server._cli import build_parser, config_from_args
 from svwatchd.server._config import ServerConfig
 from svwatchd.server._engines.raysettings import MAX_TEMP_DIR, RaySettings, ray_temp_dir
 from svwatchd.server._engines.worker import NATIVE_THREAD_VARS
-from tests.conftest import TESTDATA, reference, speech_file
+from tests.conftest import TESTDATA, proc_environ, reference, speech_file
 from tests.normalise import normalise
 from tests.svserver import SvServer, free_port
 
@@ -212,13 +212,9 @@ def test_two_nodes_decode_as_local_does(
         assert info["executor"] == "ray" and info["cluster"] == {"nodes": 2, "cpus": 2}
         assert sorted(n["workers"] for n in info["nodes"]) == [1, 1]  # one actor per node
         for pid in info["worker_pids"]:  # numpy's thread pools capped as the local workers'
-            environ = dict(
-                entry.split(b"=", 1)
-                for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-                if b"=" in entry
-            )
-            assert {n: environ.get(n.encode()) for n in NATIVE_THREAD_VARS} == dict.fromkeys(
-                NATIVE_THREAD_VARS, b"1"
+            environ = proc_environ(pid)
+            assert {n: environ.get(n) for n in NATIVE_THREAD_VARS} == dict.fromkeys(
+                NATIVE_THREAD_VARS, "1"
             )
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
         for n in info["nodes"]:

@@ -38,7 +38,7 @@ from svwatchd._logs import LogFormat, configure_logging, logging_settings
 from svwatchd.errors import EngineError
 from svwatchd.server._engines.base import Ask, Audio, EngineConfig, Heard, as_audio
 from svwatchd.server._engines.raysettings import RaySettings
-from svwatchd.server._engines.worker import pack_error, unpack_error
+from svwatchd.server._engines.worker import end_process, pack_error, unpack_error
 
 __all__ = [
     "RECONNECT_DELAYS",
@@ -85,14 +85,9 @@ class _Driver:
         return message
 
     def end(self, timeout: float) -> None:
-        """Ask the driver to stop; kill it if it has not within ``timeout`` s."""
-        with contextlib.suppress(_Gone):
-            self.send(("close",))
-        self.process.join(timeout)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(5.0)
-        self.conn.close()
+        """Ask the driver to stop; end it if it has not within ``timeout`` s."""
+        with self.send_lock:
+            end_process(self.process, self.conn, ("close",), timeout)
 
     def describe_exit(self) -> str:
         self.process.join(2.0)

@@ -42,6 +42,7 @@ __all__ = [
     "PackedError",
     "Worker",
     "WorkerGoneError",
+    "end_process",
     "load_warm",
     "merged_info",
     "native_thread_env",
@@ -233,17 +234,25 @@ class Worker:
 
     def stop(self, timeout: float) -> None:
         """Ask the worker to exit; terminate, then kill it, if it does not in ``timeout`` s."""
-        if self.process.is_alive() and timeout > 0:
-            with contextlib.suppress(OSError, ValueError):
-                self.conn.send(("stop", None))
-            self.process.join(timeout)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(2.0)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(2.0)
-        self.conn.close()
+        end_process(self.process, self.conn, ("stop", None), timeout)
+
+
+def end_process(
+    process: BaseProcess, conn: Connection, goodbye: tuple[Any, ...], timeout: float
+) -> None:
+    """Send a child process ``goodbye`` on its pipe and give it ``timeout`` s to exit;
+    terminate, then kill it, if it does not; close the pipe."""
+    if process.is_alive() and timeout > 0:
+        with contextlib.suppress(OSError, ValueError):
+            conn.send(goodbye)
+        process.join(timeout)
+    if process.is_alive():
+        process.terminate()
+        process.join(2.0)
+    if process.is_alive():
+        process.kill()
+        process.join(2.0)
+    conn.close()
 
 
 NATIVE_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
