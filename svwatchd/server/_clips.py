@@ -58,6 +58,14 @@ class Loaded:
     channels_decoded: int | None = None
     channels_repeated: int | None = None
 
+    def without_samples(self) -> Loaded:
+        """The same clips with no samples: all that labelling their results needs once they
+        are decoded (a long file's decoded pieces wait to commit without their audio)."""
+        return replace(self, clips=[replace(c, samples=_NO_SAMPLES) for c in self.clips])
+
+
+_NO_SAMPLES: Samples = np.zeros(0, dtype=np.float32)
+
 
 def load(row: StreamRow, sample_rate: int) -> Loaded:
     """Read ``row``'s file for decoding (a thread's work: it reads and resamples the file).

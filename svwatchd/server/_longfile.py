@@ -46,10 +46,19 @@ __all__ = ["LongFiles"]
 log = structlog.get_logger("svserver.longfile")
 
 
+PIECES_AHEAD_PER_SLOT = 6
+"""Pieces a long file may have decoding or decoded and waiting for an earlier one to commit,
+per decoding slot. Whisper's temperature fallback makes some pieces several times slower
+than the rest (measured: 6.5 s against 1-2 s); with 2 pieces per slot the other workers
+stood idle behind such a piece. A decoded piece waits without its audio (its utterances
+only), and a kill -9 decodes again at most these pieces."""
+
+
 @dataclass
 class _InFlight:
-    piece: Piece
-    loaded: Loaded
+    start: float  # the piece's place in the file, seconds
+    end: float
+    loaded: Loaded  # without samples: they went to the executor
     waiter: asyncio.Future[list[Heard]] | None  # None: nothing in it to decode
     began: float
 
@@ -151,7 +160,7 @@ class LongFiles:
                 # pieces done but waiting for an earlier one to commit are bounded too
                 while (
                     more
-                    and len(flying) < 2 * self._slots.total
+                    and len(flying) < PIECES_AHEAD_PER_SLOT * self._slots.total
                     and (_running(flying) == 0 or self._slots.borrow(task))
                 ):
                     piece = await reader.next()
@@ -171,10 +180,10 @@ class LongFiles:
                 while flying and flying[0].done:
                     done = flying.popleft()
                     results = done.waiter.result() if done.waiter is not None else []
-                    utts = [u.shifted(done.piece.start) for u in label(done.loaded, results)]
+                    utts = [u.shifted(done.start) for u in label(done.loaded, results)]
                     if not self._commit(row, done, utts, results):
                         return position - begin  # closed or deleted meanwhile: the abort wins
-                    position = done.piece.end
+                    position = done.end
                 current = self._store.one(row.id)
                 ask = current.ask if current is not None else ask
                 if more and (current is None or current.status is not DecodeStatus.ACTIVE):
@@ -221,7 +230,7 @@ class LongFiles:
         log.debug(
             "piece.started", stream_id=row.id, start=round(piece.start, 3), end=round(piece.end, 3)
         )
-        return _InFlight(piece, loaded, waiter, time.monotonic())
+        return _InFlight(piece.start, piece.end, loaded.without_samples(), waiter, time.monotonic())
 
     def _commit(
         self, row: StreamRow, done: _InFlight, utts: list[Utterance], heard: list[Heard]
@@ -233,7 +242,7 @@ class LongFiles:
         anchor = row.anchor
         pairs = [(u, None if anchor is None else anchor + u.end) for u in utts]
         progress = Progress(
-            decoded_seconds=done.piece.end,
+            decoded_seconds=done.end,
             decode_wall=time.monotonic() - done.began,
             track=done.loaded.track.number if done.loaded.track is not None else None,
             track_language=done.loaded.track.language if done.loaded.track is not None else None,

@@ -180,15 +180,17 @@ def test_kill_9_mid_file_resumes_after_the_last_piece(
 
 @pytest.mark.timeout(300)
 def test_a_worker_that_finishes_early_takes_the_next_piece(tmp_path: Path) -> None:
-    """Pieces end out of order (one all speech, the next mostly silence, which the VAD skips):
-    the worker that is free first gets the next piece at once, while the earlier piece is
-    still being decoded, and the results are still committed in file order."""
+    """Pieces end out of order (one all speech, the next ones silence, which the VAD skips):
+    the worker that is free first gets the next piece at once, and goes on taking pieces
+    while the slow first one is still being decoded (more than two per slot: the bound
+    that left a worker idle behind one slow piece), and the results are still committed
+    in file order."""
     speech_file(SENSE[0])
     root = tmp_path / "root"
     root.mkdir()
     audio, reference = _recording(rounds=2)
     rng = np.random.default_rng(3)
-    quiet = rng.normal(0, 0.001, 40 * RATE).astype(np.float32)
+    quiet = rng.normal(0, 0.001, 150 * RATE).astype(np.float32)
     first = audio[: 15 * RATE]  # dense speech: the slowest piece
     layout = np.concatenate([first, quiet, audio[15 * RATE :]])
     sf.write(root / "talk.wav", layout, RATE, subtype="PCM_16")
@@ -221,9 +223,9 @@ def test_a_worker_that_finishes_early_takes_the_next_piece(tmp_path: Path) -> No
     assert len(starts) >= 5, order
     first_done = order.index(("piece.decoded", starts[0]))
     later = [s for name, s in order[:first_done] if name == "piece.started" and s > starts[1]]
-    assert later, f"no piece started while the first was decoding: {order}"
+    assert len(later) >= 4, f"too few pieces started while the first was decoding: {order}"
     begins = [u.start for u in utts]
     assert begins == sorted(begins)  # committed in file order all the same
-    assert not [u for u in utts if 15.5 < u.start < 15 + 38]  # nothing in the quiet stretch
+    assert not [u for u in utts if 15.5 < u.start < 15 + 148]  # nothing in the quiet stretch
     hyp = normalise(" ".join(u.text for u in utts))
     assert jiwer.wer(reference, hyp) <= 0.5, hyp  # pocketsphinx: the words are there, roughly
