@@ -18,6 +18,9 @@ Why it is built the way it is (measured on 2 CPU cores, tiny.en int8):
 * Greedy decoding: beam 5 gave the same word error rate on the test speech
   and was slower. ``condition_on_previous_text`` is off, so one bad window
   cannot poison the next and packed clips do not prompt each other.
+* A word that begins speech after a pause starts where the VAD hears the
+  speech begin (:mod:`~svwatchd.server._engines.onsets`): Whisper's own
+  start for it is often 0.1-0.3 s off.
 * Invented text is dropped: :mod:`svwatchd.server._engines.guard` judges
   every decoded segment, alone or packed (live segments are decoded alone),
   by Whisper's no-speech, log-probability and compression-ratio signals.
@@ -65,6 +68,7 @@ from svwatchd.server._engines.model import (
     verify_model,
 )
 from svwatchd.server._engines.onepass import OnePass
+from svwatchd.server._engines.onsets import snap_onsets
 from svwatchd.server._engines.packing import (
     LONG_CLIP_S,
     PACK_GAP_S,
@@ -314,8 +318,8 @@ class WhisperEngine(HearsMany):
         out: list[Utterance] = []
         segments, heard, probability = self._segments(clip, vad=True, language=language, ask=ask)
         kept, _dropped = self._screen(segments)
-        for segment in kept:
-            words = [(w.word, w.start, w.end, w.probability) for w in segment.words or ()]
+        timed = [[(w.word, w.start, w.end, w.probability) for w in s.words or ()] for s in kept]
+        for words in snap_onsets(timed, clip):
             utterance = make_utterance(words, limit=limit)
             if utterance is not None:
                 out.append(replace(utterance, language=heard))
