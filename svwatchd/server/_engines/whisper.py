@@ -101,15 +101,19 @@ _DECODING: dict[str, Any] = {
 """faster-whisper settings shared by clips decoded alone and packed windows."""
 
 SAMPLING_SEED = 0
-"""Seed of the temperature fallback's sampling, set before every decode: the same audio
-gives the same transcript on every run, worker and restart (a resumed file too)."""
+"""Seed of the temperature fallback's sampling, set when an engine loads. CTranslate2 keeps
+one random generator per thread, seeded on its first use, and offers no way to reset it:
+a worker's decodes are reproducible from its start, but a window that needs the fallback
+can read differently when decoded again later or on another worker (measured: 2 of 11
+one-minute pieces of a test recording, decoded twice in one worker)."""
 
 _REQUIRED_FILES = ("config.json", "model.bin", "tokenizer.json")
 """Files an operator's model directory must hold (the vocabulary comes in several forms)."""
 
 
 def _seed() -> None:
-    """Seed the temperature fallback's sampling (:data:`SAMPLING_SEED`) before a decode."""
+    """Seed the temperature fallback's sampling (:data:`SAMPLING_SEED`) before the first
+    decode (it seeds the generator of each CTranslate2 thread that has none yet)."""
     import ctranslate2
 
     ctranslate2.set_random_seed(SAMPLING_SEED)
@@ -167,6 +171,7 @@ class WhisperEngine(HearsMany):
         self._device, self._compute_type = resolve_device(config.device, config.compute_type)
 
         self._vad_options = load_vad()
+        _seed()
 
         try:
             self._model: Any = WhisperModel(
@@ -278,7 +283,6 @@ class WhisperEngine(HearsMany):
         language was given). The guard's thresholds drive the temperature fallback too;
         ``ask`` gives the task, the initial prompt and the fallback's first temperature."""
         ask = ask or Ask()
-        _seed()
         segments, info = self._model.transcribe(
             audio,
             language=language or self._language,
@@ -395,7 +399,6 @@ class WhisperEngine(HearsMany):
         for window in windows:
             if len(window) < 2:
                 continue
-            _seed()
             decoded = self._onepass.segments(window_audio(window, local), language, task)
             heard = language if self._multilingual else None
             kept, dropped = self._screen(decoded, packed=True)
