@@ -83,7 +83,7 @@ from svwatchd.server._engines.packing import (
 )
 from svwatchd.server._engines.vad import VAD_NAME, load_vad, speech_chunks
 
-__all__ = ["BEAM_SIZE", "BEST_OF", "SAMPLING_SEED", "WhisperEngine"]
+__all__ = ["BEAM_SIZE", "SAMPLING_SEED", "WhisperEngine"]
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +91,8 @@ BEAM_SIZE = 1
 """Greedy: on tiny.en/CPU beam 5 bought no accuracy on the test speech and cost ~10 %."""
 
 
-BEST_OF = 2
-"""Candidates the temperature fallback samples for a window (Whisper's default is 5).
-Their keys and values were the largest part of a worker's peak memory: on a 30-minute
-recording one worker's peak stood 186-246 MB above idle with 5, 165-187 MB with 2 (the
-live set, without the allocator's slack: 138 MB and 79 MB; the allocator's part is
-:mod:`~svwatchd.server._engines.heap`'s), decoding took 11 % less CPU, and the word error
-rate moved within sampling noise (0.145 with 5, 0.151 with 2, 0.169 with 3)."""
-
 _DECODING: dict[str, Any] = {
     "beam_size": BEAM_SIZE,
-    "best_of": BEST_OF,
     "word_timestamps": True,
     "condition_on_previous_text": False,
     "no_speech_threshold": NO_SPEECH_THRESHOLD,
@@ -274,7 +265,6 @@ class WhisperEngine(HearsMany):
             "sample_rate": self.sample_rate,
             "vad": VAD_NAME,
             "beam_size": BEAM_SIZE,
-            "best_of": BEST_OF,
             "packed_clips": self.packed_clips,
             "fallback_clips": self.fallback_clips,
             "dropped_segments": self.dropped_segments,
