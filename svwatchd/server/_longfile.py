@@ -41,7 +41,7 @@ from svwatchd.server._pieces import PIECE_SECONDS, Piece, cut_pieces
 from svwatchd.server._slots import Slots
 from svwatchd.server._store import Store, StreamRow
 
-__all__ = ["LongFiles"]
+__all__ = ["PIECES_AHEAD_PER_SLOT", "LongFiles"]
 
 log = structlog.get_logger("svserver.longfile")
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from svwatchd.server._engines.base import SAMPLE_RATE, Audio
 
-__all__ = ["ONSET_P", "REACH_S", "TimedWord", "snap_onsets"]
+__all__ = ["ONSET_P", "PAUSE_FRAMES", "PAUSE_P", "REACH_S", "TimedWord", "snap_onsets"]
 
 TimedWord = tuple[str, float, float, float]
 """A word as engines hand it over: text, start, end (seconds), confidence."""
