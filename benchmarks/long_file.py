@@ -28,6 +28,7 @@ data directory. Run: ``python -m benchmarks.long_file [--minutes 180] [--format 
 from __future__ import annotations
 
 import argparse
+import functools
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from benchmarks._common import SENSE, cores, load_clip, loadavg, proc_memory
+from benchmarks._common import SENSE, cores, load_clip, loadavg, proc_memory, speech_start
 from svwatchd.client import Stream
 from svwatchd.client.server import Server
 from tests.svserver import SvServer
@@ -65,16 +66,6 @@ def build(dest: Path, minutes: float, *, mp3: bool) -> tuple[Path, list[tuple[in
             placed.append((index, position))
             position += len(block) / rate
     return path, placed, position
-
-
-def _onset(clip: np.ndarray, rate: int = 16000) -> float:
-    """Seconds before the clip's speech: the first three 20 ms frames in a row within 20 dB
-    of its loudest frame."""
-    frame = rate // 50
-    energy = np.square(clip[: len(clip) // frame * frame].reshape(-1, frame)).mean(axis=1)
-    loud = energy >= energy.max() / 100
-    run = loud[:-2] & loud[1:-1] & loud[2:]
-    return float(np.argmax(run)) * frame / rate
 
 
 def run(
@@ -139,7 +130,13 @@ def run(
 
 def _speech(placed: list[tuple[int, float]]) -> list[float]:
     """Where each placed clip's speech starts in the file, seconds."""
-    return [at + _onset(load_clip(SENSE[i])) for i, at in placed]
+    return [at + _clip_speech_start(i) for i, at in placed]
+
+
+@functools.cache
+def _clip_speech_start(index: int) -> float:
+    """Where the speech of ``SENSE[index]`` starts in the clip (read once)."""
+    return speech_start(load_clip(SENSE[index]))
 
 
 def _short_file_words(path: Path, placed: list[tuple[int, float]], duration: float) -> list[float]:

@@ -1,9 +1,8 @@
 """Word starts after a pause: taken from where the VAD hears the speech begin (real Silero,
 real Whisper tiny.en, the shared LibriVox clips).
 
-Where a clip's speech begins is measured from the clip itself: the first three
-20 ms frames in a row within 20 dB of its loudest (the clips open with
-0.24-0.34 s of the recording's noise floor and breath, further down).
+Where a clip's speech begins is measured from the clip itself, as the long-file
+benchmark measures it (``benchmarks._common.speech_start``).
 """
 
 from __future__ import annotations
@@ -11,22 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmarks._common import SENSE, speech_start
 from svwatchd.server._engines import EngineConfig, load_engine
 from svwatchd.server._engines.base import Engine
 from svwatchd.server._engines.onsets import snap_onsets
 from tests.conftest import TESTDATA
 from tests.server.test_engines import load_speech
 
-SENSE = [f"sense_and_sensibility_01_austen_64kb-0{n}.wav" for n in (870, 880, 890, 920, 930)]
 RATE = 16000
-
-
-def speech_start(clip: np.ndarray) -> float:
-    """Seconds before the first three 20 ms frames in a row within 20 dB of the loudest."""
-    frame = RATE // 50
-    energy = np.square(clip[: len(clip) // frame * frame].reshape(-1, frame)).mean(axis=1)
-    loud = energy >= energy.max() / 100
-    return float(np.argmax(loud[:-2] & loud[1:-1] & loud[2:])) * frame / RATE
 
 
 @pytest.fixture(scope="module")
