@@ -21,6 +21,9 @@ Why it is built the way it is (measured on 2 CPU cores, tiny.en int8):
 * A word that begins speech after a pause starts where the VAD hears the
   speech begin (:mod:`~svwatchd.server._engines.onsets`): Whisper's own
   start for it is often 0.1-0.3 s off.
+* The temperature fallback's candidates are decoded one at a time
+  (:mod:`~svwatchd.server._engines.sampling`): as one batch they copied the
+  window's encoder state once each, a worker's highest memory peak.
 * Invented text is dropped: :mod:`svwatchd.server._engines.guard` judges
   every decoded segment, alone or packed (live segments are decoded alone),
   by Whisper's no-speech, log-probability and compression-ratio signals.
@@ -81,6 +84,7 @@ from svwatchd.server._engines.packing import (
     touched,
     window_audio,
 )
+from svwatchd.server._engines.sampling import OneAtATime
 from svwatchd.server._engines.vad import VAD_NAME, load_vad, speech_chunks
 
 __all__ = ["BEAM_SIZE", "SAMPLING_SEED", "WhisperEngine"]
@@ -186,6 +190,7 @@ class WhisperEngine(HearsMany):
                 f"cannot load the Whisper model in {model_dir} on {self._device} "
                 f"({self._compute_type}): {exc}"
             ) from exc
+        self._model.model = OneAtATime(self._model.model)  # the fallback's memory: one copy
         self._multilingual = bool(self._model.model.is_multilingual)
         if not self._multilingual:
             if config.language not in (None, "en"):
