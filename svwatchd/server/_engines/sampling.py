@@ -8,8 +8,9 @@ candidate: measured through svserver, a worker's memory rose by up to 120 MB
 during such a window (five candidates), the highest peak of a long recording,
 against 50-75 MB for any other step. Drawn one after another the candidates
 need one copy; the pick is the same rule (CTranslate2 returns a batch's
-candidates best score first and faster-whisper takes the first), the windows
-that fall back take somewhat longer (figures in docs/performance.md).
+candidates best score first and faster-whisper takes the first). The price
+is CPU on the windows that fall back: their sampled decodes take about 1.6x
+as long (audio that decodes greedily pays nothing; docs/performance.md).
 """
 
 from __future__ import annotations
