@@ -8,8 +8,9 @@ recording (the fallback's candidates drawn one at a time:
 :mod:`~svwatchd.server._engines.sampling`), each worker's peak stood
 +132..+159 MB above idle with the default and +98..+110 MB with the
 threshold fixed at 16 MiB (which keeps the heap's trim threshold at its
-default too, so freed memory at the heap's top goes back); wall time within
-the run-to-run spread (figures in docs/performance.md). Lower thresholds
+default too, so freed memory at the heap's top goes back); on the 3-hour
+file +147..+164 -> +115..+129 MB, one worker's wall time 452 -> 473 s
+(figures in docs/performance.md). Lower thresholds
 (1-4 MiB) cost 25-40 % more time: every buffer of a few MB became a fresh
 mapping.
 """

@@ -11,6 +11,8 @@ need one copy; the pick is the same rule (CTranslate2 returns a batch's
 candidates best score first and faster-whisper takes the first). The price
 is CPU on the windows that fall back: their sampled decodes take about 1.6x
 as long (audio that decodes greedily pays nothing; docs/performance.md).
+Used on CPU only: a GPU holds the copies at no cost and decodes a batch
+faster than its parts.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ Why it is built the way it is (measured on 2 CPU cores, tiny.en int8):
 * A word that begins speech after a pause starts where the VAD hears the
   speech begin (:mod:`~svwatchd.server._engines.onsets`): Whisper's own
   start for it is often 0.1-0.3 s off.
-* The temperature fallback's candidates are decoded one at a time
+* On CPU the temperature fallback's candidates are decoded one at a time
   (:mod:`~svwatchd.server._engines.sampling`): as one batch they copied the
   window's encoder state once each, a worker's highest memory peak.
 * Invented text is dropped: :mod:`svwatchd.server._engines.guard` judges
@@ -190,7 +190,8 @@ class WhisperEngine(HearsMany):
                 f"cannot load the Whisper model in {model_dir} on {self._device} "
                 f"({self._compute_type}): {exc}"
             ) from exc
-        self._model.model = OneAtATime(self._model.model)  # the fallback's memory: one copy
+        if self._device == "cpu":  # a worker's memory; a GPU holds the copies at no cost
+            self._model.model = OneAtATime(self._model.model)
         self._multilingual = bool(self._model.model.is_multilingual)
         if not self._multilingual:
             if config.language not in (None, "en"):
