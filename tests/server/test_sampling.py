@@ -80,6 +80,7 @@ def test_candidates_are_drawn_one_by_one_and_ranked_best_first(
     assert isinstance(sampled, Candidates)
     assert len(sampled.sequences_ids) == len(sampled.sequences) == len(sampled.scores) == BEST_OF
     assert sampled.scores == sorted(sampled.scores, reverse=True)
+    assert len({tuple(ids) for ids in sampled.sequences_ids}) > 1  # really drawn, not copied
     assert sampled.no_speech_prob == pytest.approx(greedy.no_speech_prob, abs=1e-4)
     best = engine._model.hf_tokenizer.decode(sampled.sequences_ids[0])
     assert wer([reference(CLIP)], [best]) < 0.5  # a candidate of this speech, not noise
