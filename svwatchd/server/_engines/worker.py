@@ -35,7 +35,6 @@ from svwatchd.server._engines.base import (
     EngineConfig,
     load_engine,
 )
-from svwatchd.server._engines.heap import fix_mmap_threshold
 
 __all__ = [
     "NATIVE_THREAD_VARS",
@@ -108,10 +107,8 @@ def unpack_error(packed: PackedError, where: str = "a decode worker process") ->
 
 
 def load_warm(config: EngineConfig) -> Engine:
-    """Load a worker's engine (models verified) at the worker's niceness, its allocator
-    set to give Whisper's big buffers back (:func:`~.heap.fix_mmap_threshold`): what every
+    """Load a worker's engine (models verified) at the worker's niceness: what every
     kind of decode worker (a pool process, a Ray actor) does once when it starts."""
-    fix_mmap_threshold()
     if config.nice:
         os.nice(config.nice)  # bulk work: the server's own process comes first
     return load_engine(config)
