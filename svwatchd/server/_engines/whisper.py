@@ -66,6 +66,7 @@ from svwatchd.server._engines.guard import (
     fallback_temperatures,
     screen,
 )
+from svwatchd.server._engines.heap import TrimsBeforeEncode
 from svwatchd.server._engines.model import (
     digest_model_dir,
     verify_model,
@@ -191,7 +192,7 @@ class WhisperEngine(HearsMany):
                 f"({self._compute_type}): {exc}"
             ) from exc
         if self._device == "cpu":  # a worker's memory; a GPU holds the copies at no cost
-            self._model.model = OneAtATime(self._model.model)
+            self._model.model = OneAtATime(TrimsBeforeEncode(self._model.model))
         self._multilingual = bool(self._model.model.is_multilingual)
         if not self._multilingual:
             if config.language not in (None, "en"):

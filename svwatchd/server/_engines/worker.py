@@ -35,6 +35,7 @@ from svwatchd.server._engines.base import (
     EngineConfig,
     load_engine,
 )
+from svwatchd.server._engines.heap import give_back_if_grown
 
 __all__ = [
     "NATIVE_THREAD_VARS",
@@ -126,6 +127,8 @@ def run_job(engine: Engine, clips: list[Audio], asks: list[Ask] | None) -> JobOu
         return "ok", (heard, engine.info())  # its counters move with each job
     except Exception as exc:
         return "error", pack_error(exc)
+    finally:
+        give_back_if_grown()  # an idle worker holds little free heap (heap.py)
 
 
 def merged_info(first: dict[str, object], latest: list[dict[str, object]]) -> dict[str, object]:
