@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from svwatchd.server._engines import EngineConfig
-from svwatchd.server._engines.base import Ask
+from svwatchd.server._engines.base import SAMPLE_RATE, Ask
 from svwatchd.server._engines.sampling import Candidates, OneAtATime
 from svwatchd.server._engines.whisper import WhisperEngine
 from tests.server.test_engines import load_speech, reference, text_of, wer
@@ -49,19 +49,19 @@ def recorder(engine: WhisperEngine) -> Any:
     engine._model.model = wrapped
 
 
-def _encoded(engine: WhisperEngine) -> Any:
-    """The clip through the real encoder, as one 30 s window."""
+def _encoded(engine: WhisperEngine) -> tuple[Any, list[int]]:
+    """The clip through the real encoder, as one 30 s window, and the decoder's prompt."""
     clip = load_speech(CLIP)
-    audio = np.pad(clip, (0, 30 * 16000 - len(clip)))
+    audio = np.pad(clip, (0, 30 * SAMPLE_RATE - len(clip)))
     features = engine._model.feature_extractor(audio)[:, :3000]
-    return engine._model.encode(features[np.newaxis])
+    prompt = [engine._model.hf_tokenizer.token_to_id("<|startoftranscript|>")]
+    return engine._model.encode(features[np.newaxis]), prompt
 
 
 def test_candidates_are_drawn_one_by_one_and_ranked_best_first(
     engine: WhisperEngine, recorder: Recorder
 ) -> None:
-    encoded = _encoded(engine)
-    prompt = [engine._model.hf_tokenizer.token_to_id("<|startoftranscript|>")]
+    encoded, prompt = _encoded(engine)
     options: dict[str, Any] = {"max_length": 448, "return_scores": True}
     [greedy] = engine._model.model.generate(
         encoded, [prompt], beam_size=1, return_no_speech_prob=True, **options
@@ -90,8 +90,7 @@ def test_beam_search_and_greedy_calls_pass_through(
     engine: WhisperEngine, recorder: Recorder
 ) -> None:
     """Only sampled candidates are split: a beam's hypotheses come from one call."""
-    encoded = _encoded(engine)
-    prompt = [engine._model.hf_tokenizer.token_to_id("<|startoftranscript|>")]
+    encoded, prompt = _encoded(engine)
     [beams] = engine._model.model.generate(
         encoded, [prompt], beam_size=3, num_hypotheses=3, max_length=448, return_scores=True
     )
