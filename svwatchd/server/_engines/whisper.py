@@ -191,7 +191,7 @@ class WhisperEngine(HearsMany):
                 f"cannot load the Whisper model in {model_dir} on {self._device} "
                 f"({self._compute_type}): {exc}"
             ) from exc
-        if self._device == "cpu":  # a worker's memory; a GPU holds the copies at no cost
+        if self._device == "cpu":  # a worker's memory; on a GPU both are the device's
             self._model.model = OneAtATime(TrimsBeforeEncode(self._model.model))
         self._multilingual = bool(self._model.model.is_multilingual)
         if not self._multilingual:
