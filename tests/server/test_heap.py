@@ -24,12 +24,7 @@ CLIPS = LONG_FORM + LONG_FORM[::-1]
 PROBE = textwrap.dedent(
     """
     import ctypes
-    from svwatchd.server._engines.heap import SLACK, give_back, give_back_if_grown
-
-    def rss():
-        for line in open("/proc/self/status"):
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) // 1024
+    from svwatchd.server._engines.heap import SLACK, give_back, give_back_if_grown, resident
 
     libc = ctypes.CDLL(None)
     libc.malloc.restype = ctypes.c_void_p
@@ -48,9 +43,9 @@ PROBE = textwrap.dedent(
     fragment(SLACK // 2**20 // 2)
     small = give_back_if_grown()  # grown by less than the slack: kept
     fragment(100)
-    before = rss()
+    before = resident()
     gave = give_back_if_grown()
-    print(small, gave, give_back_if_grown(), before, rss())
+    print(small, gave, give_back_if_grown(), before // 2**20, resident() // 2**20)
     """
 )
 
